@@ -1,0 +1,70 @@
+# Two commands on a fresh Debian machine with Python 3.11: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Split origins even in development: pages on localhost, API on 127.0.0.1 (same server, other origin),
+# so CORS and the WebSocket origin check are exercised every day.
+RUN_ENV := SITE_ORIGIN=http://localhost:$(PORT) API_ORIGIN=http://127.0.0.1:$(PORT) \
+	FRONTEND_ORIGINS=http://localhost:$(PORT),http://127.0.0.1:$(PORT)
+
+.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench
+.DEFAULT_GOAL := run
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.runtime
+deps-dev: $(VENV)/.dev
+
+# JavaScript clients (browser copies and the Node clients of the tests), from package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	scripts/ensure-system-packages.sh npm:"nodejs npm"
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node_modules/.installed
+
+# The browser's copies of the client libraries, served locally from /static/vendor/ (not committed).
+vendor: node
+	mkdir -p static/vendor
+	cp node_modules/sockjs-client/dist/sockjs.min.js static/vendor/sockjs.min.js
+	cp node_modules/@stomp/stompjs/bundles/stomp.umd.min.js static/vendor/stomp.umd.min.js
+
+migrate: deps
+	mkdir -p var
+	$(PY) manage.py migrate --noinput -v0
+
+run: deps vendor migrate
+	$(PY) manage.py seed_demo --if-empty
+	@echo "Open http://localhost:$(PORT)/ and log in as alice / chat-demo-pass (admin: admin / admin-demo-pass at /admin/)"
+	$(RUN_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+
+system-test:
+	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium
+
+# The whole suite. Fixtures start (and stop, by PID) the redis-server and daphne processes they need.
+test: deps-dev vendor system-test
+	mkdir -p var test-output
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+fmt: deps-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf var test-output static/vendor

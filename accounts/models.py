@@ -1,0 +1,25 @@
+"""One-time codes: short-lived, single-use secrets that stand in for a JWT where a URL or a page is involved.
+
+Purposes: the hand-over after a form (or social) login, exchanged by global.js for a JWT pair, and the
+SSE stream ticket that EventSource passes as ``?ticket=`` (EventSource cannot send headers). Only a
+hash of the code is stored; redeeming is an atomic update, so a code works once across all processes.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class OneTimeCode(models.Model):
+    class Purpose(models.TextChoices):
+        HANDOVER = "handover", "Login hand-over"
+        SSE_TICKET = "sse_ticket", "SSE stream ticket"
+
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    code_hash = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="one_time_codes")
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(db_index=True)
+    used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.purpose} for {self.user}"

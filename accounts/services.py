@@ -1,0 +1,88 @@
+"""Account services: registration, JWT pairs, logout, and the single-use codes behind hand-over and tickets."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.models import OneTimeCode
+
+User = get_user_model()
+
+
+class CodeRejected(Exception):
+    """A one-time code that is unknown, already used or expired (deliberately not saying which)."""
+
+
+def user_register(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
+    """Create an active user after Django's password validators; raises ValidationError by field."""
+    username = username.strip()
+    if not username:
+        raise ValidationError({"username": ["A username is required."]})
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": ["That username is taken."]})
+    candidate = User(username=username, email=email.strip())
+    try:
+        validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    candidate.set_password(password)
+    candidate.full_clean(exclude=["password"])
+    candidate.save()
+    return candidate
+
+
+def token_pair_for_user(user: AbstractBaseUser) -> dict[str, str]:
+    """The same access/refresh pair an API client gets from ``auth/token/``."""
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def refresh_token_revoke(*, refresh: str) -> None:
+    """Blacklist a refresh token (logout); an already invalid token is not an error."""
+    try:
+        RefreshToken(refresh).blacklist()
+    except TokenError:
+        pass
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def one_time_code_issue(*, user: AbstractBaseUser, purpose: str, ttl_seconds: int) -> str:
+    """Store a new single-use code for ``user`` and return it (only its hash is kept)."""
+    code = secrets.token_urlsafe(32)
+    now = timezone.now()
+    OneTimeCode.objects.filter(expires__lt=now - timedelta(hours=1)).delete()  # keep the table small
+    OneTimeCode.objects.create(
+        purpose=purpose, code_hash=_hash(code), user=user, expires=now + timedelta(seconds=ttl_seconds)
+    )
+    return code
+
+
+def one_time_code_redeem(*, code: str, purpose: str) -> AbstractBaseUser:
+    """Use a code once: the conditional UPDATE makes a second use fail even on another process."""
+    if not code or len(code) > 200:
+        raise CodeRejected()
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = OneTimeCode.objects.filter(
+            code_hash=_hash(code), purpose=purpose, used__isnull=True, expires__gt=now
+        ).update(used=now)
+        if claimed != 1:
+            raise CodeRejected()
+        entry = OneTimeCode.objects.select_related("user").get(code_hash=_hash(code))
+    if not entry.user.is_active:
+        raise CodeRejected()
+    return entry.user

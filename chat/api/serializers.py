@@ -1,0 +1,58 @@
+"""JSON shapes of rooms, members and messages (the STOMP broadcast uses ``message_json`` too)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from chat.models import Membership, Message, Room
+
+
+def message_json(message: Message) -> dict:
+    """The one representation of a message, in REST history and in STOMP broadcasts alike."""
+    return {
+        "id": message.id,
+        "room": message.room.slug,
+        "author": message.author.get_username(),
+        "body": message.body,
+        "created": message.created.isoformat(),
+        "client_id": message.client_id,
+    }
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    creator = serializers.CharField(source="creator.username", default=None, read_only=True)
+    is_member = serializers.BooleanField(read_only=True, default=False)
+    role = serializers.CharField(read_only=True, default=None, allow_null=True)
+    unread = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Room
+        fields = ["slug", "name", "kind", "is_private", "creator", "created", "is_member", "role", "unread"]
+        read_only_fields = fields
+
+
+class RoomCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    slug = serializers.CharField(max_length=80, required=False, allow_blank=True)
+    is_private = serializers.BooleanField(default=False)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role", "joined"]
+
+
+class MemberChangeSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    client_id = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+
+
+class ReadMarkerSerializer(serializers.Serializer):
+    message_id = serializers.IntegerField(min_value=0)

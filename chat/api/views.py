@@ -1,0 +1,149 @@
+"""REST endpoints for rooms, members, history and read markers. Thin: parse, call a service, shape JSON."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import selectors, services
+from chat.api.serializers import (
+    MemberChangeSerializer,
+    MemberSerializer,
+    MessageCreateSerializer,
+    ReadMarkerSerializer,
+    RoomCreateSerializer,
+    RoomSerializer,
+    message_json,
+)
+from chat.exceptions import ChatError
+from chat.models import Room
+
+
+def chat_error_response(exc: ChatError) -> Response:
+    return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+
+
+def _int_param(request: Request, name: str, default: int | None, *, minimum: int = 0) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({name: [f"{name} must be a whole number"]}) from None
+    if value < minimum:
+        raise ValidationError({name: [f"{name} must be at least {minimum}"]})
+    return value
+
+
+class ChatAPIView(APIView):
+    """Maps chat rule violations to JSON 4xx responses."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ChatError):
+            return chat_error_response(exc)
+        return super().handle_exception(exc)
+
+    def room(self, request: Request, slug: str) -> Room:
+        return selectors.room_visible_get(slug=slug, user=request.user)
+
+
+class RoomListView(ChatAPIView):
+    def get(self, request: Request) -> Response:
+        rooms = selectors.rooms_for_user(user=request.user)
+        return Response({"results": RoomSerializer(rooms, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        data = RoomCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        room = services.room_create(creator=request.user, **data.validated_data)
+        room = selectors.rooms_for_user(user=request.user).get(pk=room.pk)
+        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+
+
+class RoomDetailView(ChatAPIView):
+    def get(self, request: Request, slug: str) -> Response:
+        self.room(request, slug)
+        return Response(RoomSerializer(selectors.rooms_for_user(user=request.user).get(slug=slug)).data)
+
+
+class RoomJoinView(ChatAPIView):
+    def post(self, request: Request, slug: str) -> Response:
+        membership = services.room_join(room=self.room(request, slug), user=request.user)
+        return Response(MemberSerializer(membership).data)
+
+
+class RoomLeaveView(ChatAPIView):
+    def post(self, request: Request, slug: str) -> Response:
+        services.room_leave(room=self.room(request, slug), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomMembersView(ChatAPIView):
+    def get(self, request: Request, slug: str) -> Response:
+        room = self.room(request, slug)
+        return Response({"results": MemberSerializer(selectors.room_members(room=room), many=True).data})
+
+    def post(self, request: Request, slug: str) -> Response:
+        data = MemberChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.room_member_add(
+            room=self.room(request, slug), actor=request.user, username=data.validated_data["username"]
+        )
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    def delete(self, request: Request, slug: str) -> Response:
+        data = MemberChangeSerializer(data=request.data or request.query_params)
+        data.is_valid(raise_exception=True)
+        services.room_member_remove(
+            room=self.room(request, slug), actor=request.user, username=data.validated_data["username"]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomMessagesView(ChatAPIView):
+    """History with cursor pagination: ``?before=<id>&limit=`` (newest first page), or ``?after=<id>``."""
+
+    def get(self, request: Request, slug: str) -> Response:
+        room = self.room(request, slug)
+        limit = min(_int_param(request, "limit", 50, minimum=1), settings.CHAT_HISTORY_PAGE_MAX)
+        after = _int_param(request, "after", None)
+        if after is not None:
+            messages = selectors.messages_after(room=room, after=after, limit=limit)
+            next_after = messages[-1].id if len(messages) == limit else None
+            return Response({"results": [message_json(m) for m in messages], "next_after": next_after})
+        before = _int_param(request, "before", None, minimum=1)
+        messages = selectors.messages_before(room=room, before=before, limit=limit)
+        older = messages[0].id if len(messages) == limit else None
+        return Response({"results": [message_json(m) for m in messages], "next_before": older})
+
+    def post(self, request: Request, slug: str) -> Response:
+        data = MessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        message, created = services.message_create(
+            room=self.room(request, slug), author=request.user, **data.validated_data
+        )
+        return Response(message_json(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RoomReadView(ChatAPIView):
+    def post(self, request: Request, slug: str) -> Response:
+        data = ReadMarkerSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.room_mark_read(
+            room=self.room(request, slug), user=request.user, message_id=data.validated_data["message_id"]
+        )
+        return Response({"last_read_message_id": membership.last_read_message_id})
+
+
+class DirectRoomView(ChatAPIView):
+    """``POST /api/dms/<username>/``: the direct-message room with that user, created on first use."""
+
+    def post(self, request: Request, username: str) -> Response:
+        room, created = services.direct_room_get_or_create(user=request.user, other_username=username)
+        room = selectors.rooms_for_user(user=request.user).get(pk=room.pk)
+        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,0 +1,81 @@
+"""Chat data: rooms (group rooms and direct-message pairs), memberships and messages."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Room(models.Model):
+    class Kind(models.TextChoices):
+        GROUP = "group", "Group room"
+        DIRECT = "direct", "Direct messages"
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GROUP)
+    is_private = models.BooleanField(default=False, help_text="Only members can read or join it.")
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_rooms"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == self.Kind.DIRECT
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    joined = models.DateTimeField(auto_now_add=True)
+    # The id of the newest message the member has read; ids grow with time, so unread = id > this.
+    last_read_message_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="one_membership_per_user_and_room")]
+        indexes = [models.Index(fields=["room", "user"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room} ({self.role})"
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
+    body = models.TextField()
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Chosen by the client so that a resent message (after a lost RECEIPT) is stored once.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        # (room, id) serves both "latest N of a room" (backwards) and "messages after id" (forwards).
+        indexes = [models.Index(fields=["room", "id"], name="message_room_id")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["author", "room", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_once_per_author_and_room",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author} in {self.room}: {self.body[:40]}"

@@ -1,0 +1,75 @@
+"""Chat reads: which rooms a user sees, history pages, unread counts. No writes here."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from chat.exceptions import NotFound
+from chat.models import Membership, Message, Room
+
+
+def membership_get(*, room: Room, user: AbstractBaseUser) -> Membership | None:
+    return Membership.objects.filter(room=room, user=user).first()
+
+
+def user_is_member(*, room: Room, user: AbstractBaseUser) -> bool:
+    return Membership.objects.filter(room=room, user=user).exists()
+
+
+def room_visible_get(*, slug: str, user: AbstractBaseUser) -> Room:
+    """A room the user may see: any public room, or a private one they belong to (else NotFound)."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or (room.is_private and not user_is_member(room=room, user=user)):
+        raise NotFound(f"no room {slug!r} that you can see")
+    return room
+
+
+def rooms_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
+    """Public rooms and the user's private rooms, each with ``is_member``, ``role`` and ``unread``."""
+    my_membership = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    # Nested one level deeper (inside the message count), the room is OuterRef(OuterRef("pk")).
+    my_read_marker = Membership.objects.filter(room=OuterRef(OuterRef("pk")), user=user).values("last_read_message_id")
+    unread = (
+        Message.objects.filter(room=OuterRef("pk"), id__gt=Subquery(my_read_marker[:1]))
+        .exclude(author=user)
+        .order_by()
+        .annotate(n=Func(F("id"), function="COUNT"))
+        .values("n")
+    )
+    return (
+        Room.objects.filter(Q(is_private=False) | Exists(my_membership))
+        .annotate(
+            is_member=Exists(my_membership),
+            role=Subquery(my_membership.values("role")[:1]),
+            unread=Coalesce(Subquery(unread, output_field=IntegerField()), Value(0)),
+        )
+        .select_related("creator")
+        .order_by("kind", "name")
+    )
+
+
+def room_members(*, room: Room) -> QuerySet[Membership]:
+    return Membership.objects.filter(room=room).select_related("user").order_by("user__username")
+
+
+def messages_before(*, room: Room, before: int | None, limit: int) -> list[Message]:
+    """The newest ``limit`` messages older than ``before`` (all when None), oldest first."""
+    qs = Message.objects.filter(room=room).select_related("author")
+    if before is not None:
+        qs = qs.filter(id__lt=before)
+    return list(reversed(qs.order_by("-id")[:limit]))
+
+
+def messages_after(*, room: Room, after: int, limit: int) -> list[Message]:
+    """Messages newer than ``after``, oldest first (resume after a reconnect)."""
+    return list(Message.objects.filter(room=room, id__gt=after).select_related("author").order_by("id")[:limit])
+
+
+def direct_room_slug(user_a_id: int, user_b_id: int) -> str:
+    """The one slug scheme for direct-message rooms: both user ids, lower first."""
+    low, high = sorted((user_a_id, user_b_id))
+    return f"dm-{low}-{high}"
+
+

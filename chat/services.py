@@ -1,0 +1,194 @@
+"""Chat writes: rooms, memberships, messages. Each validates, saves in a transaction, and publishes on commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from chat.exceptions import InvalidInput, NotAllowed, NotFound
+from chat.models import Membership, Message, Room
+from chat.selectors import direct_room_slug, membership_get
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+# Listeners called after a commit, so that nothing is announced that is not stored. The realtime layer
+# (STOMP broadcast) and notifications register here; services stay free of transport imports.
+message_created_listeners: list[Callable[[Message], None]] = []
+member_added_listeners: list[Callable[[Membership, AbstractBaseUser | None], None]] = []
+member_removed_listeners: list[Callable[[Room, AbstractBaseUser], None]] = []
+
+
+def _on_commit_each(listeners: list[Callable], *args) -> None:
+    for listener in list(listeners):
+        transaction.on_commit(lambda listener=listener: listener(*args), robust=True)
+
+
+def _unique_slug(base: str) -> str:
+    base = (slugify(base) or "room")[:70]
+    slug, n = base, 2
+    while Room.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def room_create(
+    *, creator: AbstractBaseUser, name: str, slug: str | None = None, is_private: bool = False
+) -> Room:
+    """Create a group room owned by its creator."""
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise InvalidInput("a room name must be 1 to 120 characters")
+    with transaction.atomic():
+        if slug:
+            if slugify(slug) != slug or slug.startswith("dm-"):
+                raise InvalidInput("a slug may hold lower-case letters, digits, - and _ (and not start with dm-)")
+            if Room.objects.filter(slug=slug).exists():
+                raise InvalidInput(f"the slug {slug!r} is taken")
+        else:
+            slug = _unique_slug(name)
+        room = Room.objects.create(slug=slug, name=name, is_private=is_private, creator=creator)
+        Membership.objects.create(room=room, user=creator, role=Membership.Role.OWNER)
+    return room
+
+
+def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
+    """Join a public room (idempotent); private rooms are joined only by being added by an owner."""
+    existing = membership_get(room=room, user=user)
+    if existing is not None:
+        return existing
+    if room.is_private:
+        raise NotFound(f"no room {room.slug!r} that you can see")
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(room=room, user=user)
+    except IntegrityError:  # a concurrent join won
+        return Membership.objects.get(room=room, user=user)
+    return membership
+
+
+def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
+    if room.is_direct:
+        raise NotAllowed("you cannot leave a direct-message conversation")
+    with transaction.atomic():
+        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
+        if deleted:
+            _on_commit_each(member_removed_listeners, room, user)
+
+
+def _require_owner(*, room: Room, actor: AbstractBaseUser) -> None:
+    membership = membership_get(room=room, user=actor)
+    if membership is None or membership.role != Membership.Role.OWNER:
+        raise NotAllowed("only the room's owner can change its members")
+    if room.is_direct:
+        raise NotAllowed("a direct-message conversation always has exactly its two members")
+
+
+def room_member_add(*, room: Room, actor: AbstractBaseUser, username: str) -> Membership:
+    """An owner adds a user to a room (idempotent)."""
+    _require_owner(room=room, actor=actor)
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(room=room, user=user)
+        if created:
+            _on_commit_each(member_added_listeners, membership, actor)
+    return membership
+
+
+def room_member_remove(*, room: Room, actor: AbstractBaseUser, username: str) -> None:
+    """An owner removes a member; the removed user's live subscriptions to the room are closed on commit."""
+    _require_owner(room=room, actor=actor)
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    if user.pk == actor.pk:
+        raise InvalidInput("an owner cannot remove themselves; use leave")
+    with transaction.atomic():
+        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
+        if not deleted:
+            raise NotFound(f"{username!r} is not a member of this room")
+        _on_commit_each(member_removed_listeners, room, user)
+
+
+def message_validate(*, body: str, client_id: str | None) -> tuple[str, str | None]:
+    if not isinstance(body, str) or not body.strip():
+        raise InvalidInput("a message must not be empty")
+    if len(body) > settings.CHAT_MESSAGE_MAX_LENGTH:
+        raise InvalidInput(f"a message is at most {settings.CHAT_MESSAGE_MAX_LENGTH} characters")
+    if client_id is not None:
+        client_id = str(client_id).strip() or None
+        if client_id is not None and len(client_id) > 64:
+            raise InvalidInput("client_id is at most 64 characters")
+    return body, client_id
+
+
+def message_create(
+    *, room: Room, author: AbstractBaseUser, body: str, client_id: str | None = None
+) -> tuple[Message, bool]:
+    """Store a message (once per client_id) and announce it after commit; returns (message, created).
+
+    The author must be a member; a public room is joined on first message. A repeated client_id returns
+    the stored message and announces nothing, so a client retry after a lost RECEIPT is harmless.
+    """
+    body, client_id = message_validate(body=body, client_id=client_id)
+    if membership_get(room=room, user=author) is None:
+        if room.is_private:
+            raise NotFound(f"no room {room.slug!r} that you can see")
+        room_join(room=room, user=author)
+    if client_id is not None:
+        existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(room=room, author=author, body=body, client_id=client_id)
+            _on_commit_each(message_created_listeners, message)
+    except IntegrityError:
+        if client_id is None:
+            raise
+        return Message.objects.get(room=room, author=author, client_id=client_id), False
+    return message, True
+
+
+def room_mark_read(*, room: Room, user: AbstractBaseUser, message_id: int) -> Membership:
+    """Move the member's read marker forward (never backwards)."""
+    membership = membership_get(room=room, user=user)
+    if membership is None:
+        raise NotAllowed("only members can mark a room read")
+    newest = Message.objects.filter(room=room, id__lte=message_id).order_by("-id").values_list("id", flat=True).first()
+    if newest is not None and newest > membership.last_read_message_id:
+        Membership.objects.filter(pk=membership.pk, last_read_message_id__lt=newest).update(last_read_message_id=newest)
+        membership.last_read_message_id = newest
+    return membership
+
+
+def direct_room_get_or_create(*, user: AbstractBaseUser, other_username: str) -> tuple[Room, bool]:
+    """The direct-message room of two users, created on first use (idempotent)."""
+    other = User.objects.filter(username=other_username, is_active=True).first()
+    if other is None:
+        raise NotFound(f"no user {other_username!r}")
+    if other.pk == user.pk:
+        raise InvalidInput("a direct conversation needs another user")
+    slug = direct_room_slug(user.pk, other.pk)
+    room = Room.objects.filter(slug=slug).first()
+    if room is not None:
+        return room, False
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                slug=slug, name=f"{user.get_username()} & {other.get_username()}", kind=Room.Kind.DIRECT,
+                is_private=True, creator=user,
+            )
+            Membership.objects.create(room=room, user=user, role=Membership.Role.MEMBER)
+            Membership.objects.create(room=room, user=other, role=Membership.Role.MEMBER)
+    except IntegrityError:
+        return Room.objects.get(slug=slug), False
+    return room, True

@@ -1,0 +1,28 @@
+"""ASGI entry point: routes HTTP and WebSocket traffic by protocol, then by path.
+
+Streaming endpoints (the SSE stream, SockJS transports) are Channels consumers ahead of Django's view
+stack; everything else is ordinary Django. The WebSocket stack checks the Origin against
+FRONTEND_ORIGINS and resolves the handshake user (JWT header or session cookie) but never refuses an
+anonymous handshake: STOMP CONNECT is the real gate.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+django_asgi_app = get_asgi_application()
+
+# Imported after Django is set up: these modules import models.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from accounts.channels import HandshakeAuthMiddleware, OriginCheckMiddleware  # noqa: E402
+from chatproject import routing  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter([*routing.http_urlpatterns, re_path(r"", django_asgi_app)]),
+        "websocket": OriginCheckMiddleware(HandshakeAuthMiddleware(URLRouter(routing.websocket_urlpatterns))),
+    }
+)

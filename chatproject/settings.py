@@ -1,0 +1,329 @@
+"""Settings: the only module that reads the environment (12-factor, safe defaults for local use).
+
+Every variable is listed in README.md. Values that cannot work raise ImproperlyConfigured here, so
+``manage.py`` and daphne refuse to start; values that are merely risky are ``check --deploy`` warnings
+(see ``chatproject/checks.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from chatproject.origins import InvalidOriginPattern, OriginMatcher, normalize_origin
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below its minimum of {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below its minimum of {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_origin(name: str, default: str) -> str:
+    raw = env_str(name, default)
+    origin = normalize_origin(raw)
+    if origin is None:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an origin: use scheme://host[:port] with no path, "
+            "e.g. https://api.example.com"
+        )
+    return origin
+
+
+# --- Core -----------------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DEBUG=0 with the built-in development SECRET_KEY: set SECRET_KEY to a long random value "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    )
+if len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY is shorter than 32 characters: JWTs signed with it are weak")
+
+SITE_ORIGIN = env_origin("SITE_ORIGIN", "http://localhost:8000")
+API_ORIGIN = env_origin("API_ORIGIN", SITE_ORIGIN)
+try:
+    FRONTEND_ORIGINS = env_list("FRONTEND_ORIGINS", [SITE_ORIGIN])
+    ORIGIN_MATCHER = OriginMatcher.from_patterns(FRONTEND_ORIGINS)
+except InvalidOriginPattern as exc:
+    raise ImproperlyConfigured(f"FRONTEND_ORIGINS: {exc}") from None
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",  # first, so runserver serves ASGI (WebSocket and streaming) in development
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "corsheaders",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
+    "csp",
+    "chatproject",
+    "accounts",
+    "chat",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "chatproject.urls"
+ASGI_APPLICATION = "chatproject.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "chatproject.context_processors.frontend",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several daphne processes share one SQLite file: WAL lets readers run beside the writer,
+    # IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlock), and the busy timeout
+    # makes a second writer wait instead of failing with "database is locked".
+    _default_db["OPTIONS"] = {
+        "timeout": env_float("SQLITE_BUSY_TIMEOUT", 20.0),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer ------------------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Throttle counters (and anything else cached) must be shared by every process once there are several.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth -----------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 15 * 60, minimum=10)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600, minimum=60)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env_str("JWT_SIGNING_KEY", SECRET_KEY),
+    "LEEWAY": env_int("JWT_LEEWAY", 0),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+# One-time codes: the form-login hand-over to JWTs and the SSE stream tickets.
+HANDOVER_CODE_TTL = env_int("HANDOVER_CODE_TTL", 60, minimum=5)
+SSE_TICKET_TTL = env_int("SSE_TICKET_TTL", 60, minimum=5)
+
+AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/min")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
+    "EXCEPTION_HANDLER": "chatproject.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# --- Chat limits ----------------------------------------------------------------------------------------
+CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000, minimum=1)
+CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 200, minimum=1)
+
+# --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
+STOMP_SERVER_NAME = "chatproject/1.0"
+STOMP_MAX_FRAME_SIZE = env_int("STOMP_MAX_FRAME_SIZE", 64 * 1024, minimum=1024)
+STOMP_MAX_HEADERS = env_int("STOMP_MAX_HEADERS", 64, minimum=8)
+STOMP_MAX_HEADER_LENGTH = env_int("STOMP_MAX_HEADER_LENGTH", 8 * 1024, minimum=256)
+STOMP_MAX_SUBSCRIPTIONS = env_int("STOMP_MAX_SUBSCRIPTIONS", 256, minimum=1)
+STOMP_SEND_QUEUE_LIMIT = env_int("STOMP_SEND_QUEUE_LIMIT", 10_000, minimum=16)
+# What the server offers in CONNECTED's heart-beat (ms it can send, ms it wants), and the grace factor
+# applied before a silent client is dropped.
+STOMP_HEARTBEAT_SEND_MS = env_int("STOMP_HEARTBEAT_SEND_MS", 10_000)
+STOMP_HEARTBEAT_RECEIVE_MS = env_int("STOMP_HEARTBEAT_RECEIVE_MS", 10_000)
+STOMP_HEARTBEAT_GRACE = env_float("STOMP_HEARTBEAT_GRACE", 2.0, minimum=1.0)
+
+# --- SockJS (sockjs/) -------------------------------------------------------------------------------------
+SOCKJS_TEST_SERVICES = env_bool("SOCKJS_TEST_SERVICES", False)
+SOCKJS_HEARTBEAT_INTERVAL = env_float("SOCKJS_HEARTBEAT_INTERVAL", 25.0, minimum=0.05)
+SOCKJS_DISCONNECT_DELAY = env_float("SOCKJS_DISCONNECT_DELAY", 5.0, minimum=0.05)
+SOCKJS_RESPONSE_LIMIT = env_int("SOCKJS_RESPONSE_LIMIT", 128 * 1024, minimum=4096)
+SOCKJS_COOKIE_NEEDED = env_bool("SOCKJS_COOKIE_NEEDED", False)
+SOCKJS_WEBSOCKET_ENABLED = env_bool("SOCKJS_WEBSOCKET_ENABLED", True)
+SOCKJS_CLIENT_URL = env_str("SOCKJS_CLIENT_URL", "")  # empty: the locally served sockjs.min.js
+SOCKJS_SESSION_QUEUE_LIMIT = env_int("SOCKJS_SESSION_QUEUE_LIMIT", 10_000, minimum=16)
+
+# --- Notifications (notifications/) ------------------------------------------------------------------------
+SSE_HEARTBEAT_INTERVAL = env_float("SSE_HEARTBEAT_INTERVAL", 15.0, minimum=0.05)
+SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000, minimum=100)
+
+# --- CORS, CSRF, TLS behind a proxy ---------------------------------------------------------------------
+# django-cors-headers asks ORIGIN_MATCHER through its check_request_enabled signal (chatproject/apps.py),
+# so the same patterns decide CORS here and the origin checks of the WebSocket, SockJS and SSE consumers.
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/(api|ws|sockjs-test)/.*$"
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "last-event-id", "x-csrftoken", "x-requested-with"]
+CORS_PREFLIGHT_MAX_AGE = 3600
+CSRF_TRUSTED_ORIGINS = [
+    p.replace(":*", "").replace("[", "").replace("]", "") for p in FRONTEND_ORIGINS if p != "*" and "," not in p
+]
+
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SITE_ORIGIN.startswith("https://"))
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SITE_ORIGIN.startswith("https://"))
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Content Security Policy (django-csp 4) -------------------------------------------------------------
+_api_ws = API_ORIGIN.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'", API_ORIGIN, _api_ws],
+        "frame-src": ["'self'", API_ORIGIN],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
+if SITE_ORIGIN.startswith("https://"):
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["upgrade-insecure-requests"] = True
+
+# --- Static files ---------------------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "staticfiles")))
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging --------------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.db.backends": {"level": "INFO"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,46 @@
+"""Where SockJS endpoints are mounted: the STOMP endpoint at /ws and, on demand, the protocol test services.
+
+To mount a handler (e.g. the STOMP engine) at /ws, build one endpoint and add its routes::
+
+    STOMP_ENDPOINT = SockJSEndpoint("ws", StompSockJSHandler, allowed_origin=origin_matcher().allows,
+                                    raw_websocket=False, **endpoint_options())
+
+``raw_websocket=False`` because the raw STOMP WebSocket at /ws/websocket is chat/routing.py's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from sockjs.testservices import test_endpoints
+
+
+def endpoint_options() -> dict[str, Any]:
+    """The SOCKJS_* settings as SockJSEndpoint keyword arguments."""
+    return {
+        "websocket_enabled": settings.SOCKJS_WEBSOCKET_ENABLED,
+        "cookie_needed": settings.SOCKJS_COOKIE_NEEDED,
+        "heartbeat_interval": settings.SOCKJS_HEARTBEAT_INTERVAL,
+        "disconnect_delay": settings.SOCKJS_DISCONNECT_DELAY,
+        "response_limit": settings.SOCKJS_RESPONSE_LIMIT,
+        "client_url": settings.SOCKJS_CLIENT_URL or f"{settings.STATIC_URL}vendor/sockjs.min.js",
+        "queue_limit": settings.SOCKJS_SESSION_QUEUE_LIMIT,
+    }
+
+
+http_urlpatterns: list = []
+websocket_urlpatterns: list = []
+
+if settings.SOCKJS_TEST_SERVICES:
+    _options = endpoint_options()
+    for _endpoint in test_endpoints(
+        "sockjs-test",
+        heartbeat_interval=_options["heartbeat_interval"],
+        disconnect_delay=_options["disconnect_delay"],
+        client_url=_options["client_url"],
+        queue_limit=_options["queue_limit"],
+    ):
+        http_urlpatterns += _endpoint.http_urlpatterns
+        websocket_urlpatterns += _endpoint.websocket_urlpatterns

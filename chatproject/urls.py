@@ -1,0 +1,26 @@
+"""URL routes of the Django view stack (Channels routes live in chatproject/routing.py)."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from accounts.urls import api_urlpatterns as account_api, page_urlpatterns as account_pages
+from chatproject import errors, views
+
+handler404 = "chatproject.errors.not_found"
+handler500 = "chatproject.errors.internal_error"
+
+api_urlpatterns = [
+    *account_api,
+    path("", include("chat.api.urls")),
+    path("", include("notifications.urls")),
+    re_path(r"^.*$", errors.not_found),  # JSON 404 under /api/ even with DEBUG on
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_urlpatterns)),
+    path("healthz/", views.healthz, name="healthz"),
+    re_path(r"^ws(?:/.*)?$", errors.not_found),  # SockJS/WebSocket paths that no consumer took: JSON 404
+    *account_pages,
+    path("", include("chat.urls")),
+]

@@ -1,0 +1,3 @@
+"""Channels routes of the notifications app: the SSE stream."""
+
+http_urlpatterns: list = []

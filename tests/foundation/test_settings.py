@@ -1,0 +1,85 @@
+"""Settings come from the environment; values that cannot work stop the process at start-up."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+PROBE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'db': s.DATABASES['default']['ENGINE'], 'layer': s.CHANNEL_LAYERS['default']['BACKEND'], "
+    "'api': s.API_ORIGIN, 'site': s.SITE_ORIGIN, 'frontend': s.FRONTEND_ORIGINS, 'debug': s.DEBUG, "
+    "'opts': s.DATABASES['default'].get('OPTIONS', {}), 'proxy': getattr(s, 'SECURE_PROXY_SSL_HEADER', None)}))"
+)
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL",
+                                                             "SITE_ORIGIN", "API_ORIGIN", "FRONTEND_ORIGINS"}}
+    base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def settings_json(**env: str) -> dict:
+    import json
+
+    result = load_settings(**env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_defaults_are_sqlite_in_memory_layer_and_same_origin():
+    values = settings_json()
+    assert values["db"] == "django.db.backends.sqlite3"
+    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["site"] == values["api"] == "http://localhost:8000"
+    assert values["frontend"] == ["http://localhost:8000"]
+    assert values["opts"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in values["opts"]["init_command"]
+
+
+def test_redis_url_selects_channels_redis():
+    assert settings_json(REDIS_URL="redis://127.0.0.1:6399/0")["layer"] == "channels_redis.core.RedisChannelLayer"
+
+
+def test_postgres_database_url_is_understood():
+    assert settings_json(DATABASE_URL="postgres://u:p@127.0.0.1:5432/chat")["db"] == "django.db.backends.postgresql"
+
+
+def test_frontend_origins_are_split_on_commas():
+    values = settings_json(FRONTEND_ORIGINS="https://www.example.com, https://*.example.org")
+    assert values["frontend"] == ["https://www.example.com", "https://*.example.org"]
+
+
+def test_tls_proxy_setting_trusts_forwarded_proto():
+    assert settings_json(BEHIND_TLS_PROXY="1")["proxy"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEBUG": "0"}, "DEBUG=0 with the built-in development SECRET_KEY"),
+        ({"DEBUG": "maybe"}, "is not a boolean"),
+        ({"SECRET_KEY": "short"}, "shorter than 32"),
+        ({"API_ORIGIN": "api.example.com"}, "API_ORIGIN='api.example.com' is not an origin"),
+        ({"SITE_ORIGIN": "https://www.example.com/app"}, "SITE_ORIGIN"),
+        ({"FRONTEND_ORIGINS": "www.example.com"}, "FRONTEND_ORIGINS"),
+        ({"STOMP_MAX_FRAME_SIZE": "lots"}, "is not a whole number"),
+        ({"DATABASE_URL": "nonsense://x"}, "DATABASE_URL"),
+    ],
+)
+def test_settings_that_cannot_work_refuse_to_load(env, message):
+    result = load_settings(**env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_production_settings_load_with_a_real_secret():
+    values = settings_json(DEBUG="0", SECRET_KEY="x" * 50, ALLOWED_HOSTS="api.example.com")
+    assert values["debug"] is False
