@@ -85,6 +85,7 @@ class Session:
         self._disconnect_delay = disconnect_delay
         self._on_closed = on_closed
         self._close_frame: str | None = None
+        self.close_code: int | None = None
         self._receiver: object | None = None
         self._wakeup = asyncio.Event()
         self._reaper: asyncio.TimerHandle | None = None
@@ -166,6 +167,17 @@ class Session:
         assert self._close_frame is not None
         return self._close_frame
 
+    async def next_messages(self) -> list[str] | None:
+        """For unframed (raw WebSocket) receivers: the next batch of messages, or None once closing."""
+        self._open_sent = True
+        if self.state is State.NEW:
+            self.state = State.OPEN
+        await self._wait_for_output()
+        if self._queue:
+            batch, self._queue = self._queue, []
+            return batch
+        return None
+
     async def deliver(self, messages: Iterable[str]) -> None:
         """Hand client messages to the handler, in order; returns when the handler has taken them."""
         await self._opened.wait()
@@ -207,6 +219,7 @@ class Session:
         if self.state in (State.CLOSING, State.CLOSED):
             return
         self.state = State.CLOSING
+        self.close_code = code
         self._close_frame = protocol.close_frame(code, reason)
         self._wakeup.set()
         self._notify_closed()
@@ -221,6 +234,7 @@ class Session:
             return
         self.state = State.CLOSED
         if self._close_frame is None:
+            self.close_code = protocol.CONNECTION_INTERRUPTED[0]
             self._close_frame = protocol.close_frame(*protocol.CONNECTION_INTERRUPTED)
         self._queue.clear()
         self._wakeup.set()

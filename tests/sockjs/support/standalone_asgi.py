@@ -1,0 +1,31 @@
+"""An ASGI application serving only the SockJS test services (plus a catch-all 404), for live tests."""
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "standalone_settings")
+django.setup()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from sockjs.testservices import test_endpoints  # noqa: E402
+
+endpoints = test_endpoints(
+    "sockjs-test",
+    heartbeat_interval=settings.SOCKJS_HEARTBEAT_INTERVAL,
+    disconnect_delay=settings.SOCKJS_DISCONNECT_DELAY,
+    client_url="/static/vendor/sockjs.min.js",
+)
+http_routes = [route for endpoint in endpoints for route in endpoint.http_urlpatterns]
+websocket_routes = [route for endpoint in endpoints for route in endpoint.websocket_urlpatterns]
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter([*http_routes, re_path(r"", get_asgi_application())]),
+        "websocket": URLRouter(websocket_routes),
+    }
+)
