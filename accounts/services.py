@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from datetime import timedelta
@@ -50,10 +51,8 @@ def token_pair_for_user(user: AbstractBaseUser) -> dict[str, str]:
 
 def refresh_token_revoke(*, refresh: str) -> None:
     """Blacklist a refresh token (logout); an already invalid token is not an error."""
-    try:
+    with contextlib.suppress(TokenError):
         RefreshToken(refresh).blacklist()
-    except TokenError:
-        pass
 
 
 def _hash(code: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -60,5 +60,5 @@ def authenticate_access_token(raw: str | None) -> AuthenticatedToken:
         raise TokenRejected("unauthorized", "the token's user no longer exists")
     if not user.is_active:
         raise TokenRejected("unauthorized", "the token's user is deactivated")
-    expires_at = datetime.fromtimestamp(int(token["exp"]), tz=dt_timezone.utc)
+    expires_at = datetime.fromtimestamp(int(token["exp"]), tz=UTC)
     return AuthenticatedToken(user=user, expires_at=expires_at)

@@ -16,6 +16,7 @@ api_urlpatterns = [
 
 page_urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
+    path("login/handover/", views.handover_renew, name="handover-renew"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("register/", views.register, name="register"),
 ]

@@ -13,9 +13,9 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
 from accounts.models import OneTimeCode
@@ -38,6 +38,20 @@ def pop_handover_code(request: HttpRequest) -> str | None:
     if session is None:
         return None
     return session.pop(HANDOVER_SESSION_KEY, None)
+
+
+@require_POST
+def handover_renew(request: HttpRequest) -> HttpResponse:
+    """A fresh hand-over code for a signed-in session whose JWTs are gone (storage cleared, refresh expired).
+
+    Same-origin only: it needs the session cookie and the CSRF token, so another site cannot use it.
+    """
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "not signed in: log in again"}, status=401)
+    code = services.one_time_code_issue(
+        user=request.user, purpose=OneTimeCode.Purpose.HANDOVER, ttl_seconds=settings.HANDOVER_CODE_TTL
+    )
+    return JsonResponse({"code": code})
 
 
 class LoginView(auth_views.LoginView):
@@ -77,4 +91,6 @@ def register(request: HttpRequest) -> HttpResponse:
             else:
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")
                 return redirect(settings.LOGIN_REDIRECT_URL)
-    return render(request, "accounts/register.html", {"errors": errors, "values": values}, status=400 if errors else 200)
+    return render(
+        request, "accounts/register.html", {"errors": errors, "values": values}, status=400 if errors else 200
+    )

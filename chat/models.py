@@ -24,9 +24,7 @@ class Room(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(
-                condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private"
-            )
+            models.CheckConstraint(condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private")
         ]
 
     def __str__(self) -> str:

@@ -71,5 +71,3 @@ def direct_room_slug(user_a_id: int, user_b_id: int) -> str:
     """The one slug scheme for direct-message rooms: both user ids, lower first."""
     low, high = sorted((user_a_id, user_b_id))
     return f"dm-{low}-{high}"
-
-

@@ -38,9 +38,7 @@ def _unique_slug(base: str) -> str:
     return slug
 
 
-def room_create(
-    *, creator: AbstractBaseUser, name: str, slug: str | None = None, is_private: bool = False
-) -> Room:
+def room_create(*, creator: AbstractBaseUser, name: str, slug: str | None = None, is_private: bool = False) -> Room:
     """Create a group room owned by its creator."""
     name = name.strip()
     if not name or len(name) > 120:
@@ -184,8 +182,11 @@ def direct_room_get_or_create(*, user: AbstractBaseUser, other_username: str) ->
     try:
         with transaction.atomic():
             room = Room.objects.create(
-                slug=slug, name=f"{user.get_username()} & {other.get_username()}", kind=Room.Kind.DIRECT,
-                is_private=True, creator=user,
+                slug=slug,
+                name=f"{user.get_username()} & {other.get_username()}",
+                kind=Room.Kind.DIRECT,
+                is_private=True,
+                creator=user,
             )
             Membership.objects.create(room=room, user=user, role=Membership.Role.MEMBER)
             Membership.objects.create(room=room, user=other, role=Membership.Role.MEMBER)

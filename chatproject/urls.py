@@ -3,7 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from accounts.urls import api_urlpatterns as account_api, page_urlpatterns as account_pages
+from accounts.urls import api_urlpatterns as account_api
+from accounts.urls import page_urlpatterns as account_pages
 from chatproject import errors, views
 
 handler404 = "chatproject.errors.not_found"

@@ -11,9 +11,7 @@ class Notification(models.Model):
         ROOM_INVITE = "room_invite", "Added to a room"
         ANNOUNCEMENT = "announcement", "Announcement"
 
-    recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
-    )
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     payload = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)

@@ -17,7 +17,9 @@ def test_http_api_under_https_pages_is_an_error():
     assert "mixed content" in messages[0].msg
 
 
-@override_settings(SITE_ORIGIN="https://www.example.com", ORIGIN_MATCHER=OriginMatcher.from_patterns(["https://app.example.com"]))
+@override_settings(
+    SITE_ORIGIN="https://www.example.com", ORIGIN_MATCHER=OriginMatcher.from_patterns(["https://app.example.com"])
+)
 def test_frontend_origins_not_covering_the_site_warns():
     assert "chatproject.W001" in deploy_ids()
 

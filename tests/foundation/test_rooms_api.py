@@ -11,8 +11,9 @@ pytestmark = pytest.mark.django_db
 def test_register_token_room_join_post_history_unread_flow(api_client, make_user, auth_client):
     # Register through the API and get a token, as a new client would.
     reg = api_client.post("/api/auth/register/", {"username": "owner1", "password": "a-long-passphrase"}, format="json")
-    owner = auth_client(__import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model().objects.get(
-        username="owner1"))
+    owner = auth_client(
+        __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model().objects.get(username="owner1")
+    )
     created = owner.post("/api/rooms/", {"name": "Book club"}, format="json")
     assert reg.status_code == 201 and created.status_code == 201
     slug = created.json()["slug"]
@@ -83,7 +84,9 @@ def test_owner_adds_and_removes_members_of_a_private_room(make_user, auth_client
     owner, friend, stranger = make_user("own"), make_user("friend"), make_user("stranger")
     room = services.room_create(creator=owner, name="Private", is_private=True)
     owner_client = auth_client(owner)
-    assert owner_client.post(f"/api/rooms/{room.slug}/members/", {"username": "friend"}, format="json").status_code == 201
+    assert (
+        owner_client.post(f"/api/rooms/{room.slug}/members/", {"username": "friend"}, format="json").status_code == 201
+    )
     friend_client = auth_client(friend)
     assert friend_client.get(f"/api/rooms/{room.slug}/messages/").status_code == 200
     members = friend_client.get(f"/api/rooms/{room.slug}/members/").json()["results"]

@@ -17,8 +17,12 @@ PROBE = (
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL",
-                                                             "SITE_ORIGIN", "API_ORIGIN", "FRONTEND_ORIGINS"}}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "SITE_ORIGIN", "API_ORIGIN", "FRONTEND_ORIGINS"}
+    }
     base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
     return subprocess.run(
         [sys.executable, "-c", PROBE], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=60

@@ -20,18 +20,18 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, if_empty: bool = False, **options):
-        User = get_user_model()
-        if if_empty and User.objects.exists():
+        users_model = get_user_model()
+        if if_empty and users_model.objects.exists():
             self.stdout.write("users exist already: demo data not added")
             return
         users = {}
         for name in DEMO_USERS:
-            user, created = User.objects.get_or_create(username=name, defaults={"email": f"{name}@example.com"})
+            user, created = users_model.objects.get_or_create(username=name, defaults={"email": f"{name}@example.com"})
             if created:
                 user.set_password(DEMO_PASSWORD)
                 user.save()
             users[name] = user
-        admin, created = User.objects.get_or_create(
+        admin, created = users_model.objects.get_or_create(
             username=ADMIN[0], defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"}
         )
         if created:
