@@ -74,8 +74,7 @@ def env_origin(name: str, default: str) -> str:
     origin = normalize_origin(raw)
     if origin is None:
         raise ImproperlyConfigured(
-            f"{name}={raw!r} is not an origin: use scheme://host[:port] with no path, "
-            "e.g. https://api.example.com"
+            f"{name}={raw!r} is not an origin: use scheme://host[:port] with no path, e.g. https://api.example.com"
         )
     return origin
 
