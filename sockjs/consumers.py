@@ -490,15 +490,20 @@ class _WebsocketConsumer(_EndpointConsumerMixin, AsyncWebsocketConsumer):
 
     async def broken_framing(self) -> None:
         # The protocol wants an abrupt end for undecodable input: no close frame, just the socket.
+        # Stop the pump first, or it would deliver the session's own close frame before the socket ends.
+        await self.stop_pump()
+        await self.close(code=1002)
         if self.session is not None:
             self.session.interrupt()
-        await self.close(code=1002)
 
-    async def disconnect(self, code: int) -> None:
-        if self.pump is not None:
+    async def stop_pump(self) -> None:
+        if self.pump is not None and self.pump is not asyncio.current_task():
             self.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.pump
+
+    async def disconnect(self, code: int) -> None:
+        await self.stop_pump()
         if self.session is not None:
             self.session.detach(self, aborted=True)
 
