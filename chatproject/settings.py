@@ -244,6 +244,25 @@ STOMP_SEND_QUEUE_LIMIT = env_int("STOMP_SEND_QUEUE_LIMIT", 10_000, minimum=16)
 STOMP_HEARTBEAT_SEND_MS = env_int("STOMP_HEARTBEAT_SEND_MS", 10_000)
 STOMP_HEARTBEAT_RECEIVE_MS = env_int("STOMP_HEARTBEAT_RECEIVE_MS", 10_000)
 STOMP_HEARTBEAT_GRACE = env_float("STOMP_HEARTBEAT_GRACE", 2.0, minimum=1.0)
+# A socket that has not sent CONNECT (and had it accepted) within this many seconds is closed.
+STOMP_CONNECT_TIMEOUT = env_float("STOMP_CONNECT_TIMEOUT", 10.0, minimum=0.1)
+STOMP_MAX_TRANSACTIONS = env_int("STOMP_MAX_TRANSACTIONS", 16, minimum=1)
+STOMP_MAX_TRANSACTION_FRAMES = env_int("STOMP_MAX_TRANSACTION_FRAMES", 1000, minimum=1)
+STOMP_MAX_PENDING_ACKS = env_int("STOMP_MAX_PENDING_ACKS", 10_000, minimum=16)
+# Queued frames are joined into WebSocket messages of up to this many bytes (0: one frame per message).
+STOMP_COALESCE_BYTES = env_int("STOMP_COALESCE_BYTES", 64 * 1024)
+STOMP_REDIS_PREFIX = env_str("STOMP_REDIS_PREFIX", "stomp:")
+# Which destinations clients may SEND to / SUBSCRIBE to; the longest matching prefix decides, anything
+# unmatched is refused. Room topics are subscribe-only: chat messages go through /app/rooms.<slug>.
+STOMP_DESTINATION_RULES = [
+    ("/topic/", "send subscribe"),
+    ("/topic/rooms.", "subscribe"),
+    ("/app/", "send"),
+    ("/user/queue/", "subscribe"),
+]
+# Modules imported (once, on the first STOMP connection) to register /app handlers and subscription
+# guards; besides these, every installed app's ``stomp_destinations`` module is imported.
+STOMP_HANDLER_MODULES: list[str] = []
 
 # --- SockJS (sockjs/) -------------------------------------------------------------------------------------
 SOCKJS_TEST_SERVICES = env_bool("SOCKJS_TEST_SERVICES", False)
@@ -258,6 +277,12 @@ SOCKJS_SESSION_QUEUE_LIMIT = env_int("SOCKJS_SESSION_QUEUE_LIMIT", 10_000, minim
 # --- Notifications (notifications/) ------------------------------------------------------------------------
 SSE_HEARTBEAT_INTERVAL = env_float("SSE_HEARTBEAT_INTERVAL", 15.0, minimum=0.05)
 SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000, minimum=100)
+# Replay after Last-Event-ID reads this many stored notifications per query; live events that arrive
+# meanwhile are held (up to the limit, beyond which the replay simply runs another pass).
+SSE_REPLAY_BATCH = env_int("SSE_REPLAY_BATCH", 500, minimum=1)
+SSE_REPLAY_BUFFER_LIMIT = env_int("SSE_REPLAY_BUFFER_LIMIT", 1000, minimum=1)
+# The channel layer alias that carries notifications to the streams (see CHANNEL_LAYERS above).
+NOTIFICATIONS_CHANNEL_LAYER = env_str("NOTIFICATIONS_CHANNEL_LAYER", "default")
 
 # --- CORS, CSRF, TLS behind a proxy ---------------------------------------------------------------------
 # django-cors-headers asks ORIGIN_MATCHER through its check_request_enabled signal (chatproject/apps.py),

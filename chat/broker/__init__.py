@@ -1,0 +1,107 @@
+"""The STOMP broker: where server code publishes and where connections subscribe.
+
+From async code in this process::
+
+    from chat import broker
+    broker.publish("/topic/rooms.lobby", {"id": 1, "body": "hi"})           # JSON body
+    broker.publish_to_user(user.pk, "/queue/notifications", "you have mail")  # every session of that user
+
+From sync code (a view, a service), after the transaction commits::
+
+    broker.publish_on_commit("/topic/rooms.lobby", payload)
+
+``publish`` and ``publish_to_user`` are plain (non-async) calls: local delivery only appends to bounded
+per-connection queues and the Redis hand-off is queued, so they may be called from async code and from
+the event loop's thread alike. From another thread (sync views run in one) use ``publish_sync`` or
+``publish_on_commit``, which hop to the event loop of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+from chat.broker.broker import Body, Broker, HeaderItems
+from chat.broker.destinations import DestinationPolicy, InvalidDestination
+from chat.broker.local import Publication
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Broker",
+    "DestinationPolicy",
+    "InvalidDestination",
+    "Publication",
+    "get_broker",
+    "publish",
+    "publish_on_commit",
+    "publish_sync",
+    "publish_to_user",
+    "reset_brokers",
+]
+
+_brokers: dict[asyncio.AbstractEventLoop, Broker] = {}
+
+
+def get_broker() -> Broker:
+    """The broker of the running event loop (one per process in a server; one per test loop in tests)."""
+    from django.conf import settings
+
+    loop = asyncio.get_running_loop()
+    broker = _brokers.get(loop)
+    if broker is None:
+        for stale in [known for known in _brokers if known.is_closed()]:
+            del _brokers[stale]
+        broker = Broker(redis_url=settings.REDIS_URL or None, redis_prefix=settings.STOMP_REDIS_PREFIX)
+        _brokers[loop] = broker
+    return broker
+
+
+async def reset_brokers() -> None:
+    """Close and forget the running loop's broker (tests)."""
+    broker = _brokers.pop(asyncio.get_running_loop(), None)
+    if broker is not None:
+        await broker.close()
+
+
+def publish(destination: str, body: Body, *, headers: HeaderItems = (), content_type: str | None = None) -> Publication:
+    """Publish to a destination from the event loop's thread."""
+    return get_broker().publish(destination, body, headers=headers, content_type=content_type)
+
+
+def publish_to_user(
+    user_id: object, destination: str, body: Body, *, headers: HeaderItems = (), content_type: str | None = None
+) -> Publication:
+    """Publish to a user destination (``/user/queue/...``) of every session of ``user_id``."""
+    return get_broker().publish_to_user(user_id, destination, body, headers=headers, content_type=content_type)
+
+
+def publish_sync(destination: str, body: Body, *, user_id: Any = None, **kwargs: Any) -> None:
+    """Publish from sync code running in a worker thread of the server (or with no event loop at all)."""
+    from asgiref.sync import async_to_sync
+
+    async def run() -> None:
+        # In a server, async_to_sync runs this on the server's loop, whose broker has the subscribers.
+        # Elsewhere (a management command, a shell) the loop is a temporary one: its broker only
+        # reaches other processes through Redis, so wait for the hand-off and close it again.
+        temporary = asyncio.get_running_loop() not in _brokers
+        if user_id is None:
+            publish(destination, body, **kwargs)
+        else:
+            publish_to_user(user_id, destination, body, **kwargs)
+        if temporary:
+            broker = get_broker()
+            if broker.bridge is not None:
+                await broker.bridge.flush(timeout=5.0)
+            await reset_brokers()
+
+    async_to_sync(run)()
+
+
+def publish_on_commit(destination: str, body: Body, **kwargs: Any) -> None:
+    """Publish once the current database transaction commits (immediately outside a transaction)."""
+    from django.db import transaction
+
+    transaction.on_commit(functools.partial(publish_sync, destination, body, **kwargs), robust=True)

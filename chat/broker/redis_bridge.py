@@ -1,0 +1,259 @@
+"""Cross-process fan-out over Redis pub/sub: one Redis subscription per routing key per process, refcounted.
+
+Routing (which keys, which local subscribers) is the broker's; this module only moves bytes and keeps
+the Redis connections alive. Two connections per process: one subscribed (a reader task), one for
+PUBLISH (a writer task that pipelines whatever accumulated, so messages keep their publish order and
+a burst costs one round trip). When Redis goes away, local delivery is unaffected: publishes are
+dropped with a warning and the subscriber reconnects with backoff, resubscribing every key that still
+has local subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+OUTBOX_LIMIT = 100_000  # messages waiting for Redis before the oldest are dropped
+_BACKOFF_START = 0.1
+_BACKOFF_MAX = 5.0
+
+
+class RedisBridge:
+    """Subscribe/unsubscribe routing keys on Redis and publish to them; ``on_message(key, payload)`` gets the rest."""
+
+    def __init__(
+        self, url: str, on_message: MessageHandler, *, prefix: str = "stomp:", subscribe_timeout: float = 2.0
+    ) -> None:
+        self._url = url
+        self._on_message = on_message
+        self._prefix = prefix
+        self._prefix_bytes = prefix.encode("utf-8")
+        self._subscribe_timeout = subscribe_timeout
+        self._refs: dict[str, int] = {}
+        self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()  # orders SUBSCRIBE/UNSUBSCRIBE commands and reconnects
+        self._client: aioredis.Redis | None = None
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._outbox: list[tuple[bytes, bytes]] = []
+        self._outbox_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._ready = asyncio.Event()  # set while the subscriber connection is up
+        self._dropped = 0
+        self._writing = False
+
+    # -- public ---------------------------------------------------------------------------------------------
+    @property
+    def subscribed_keys(self) -> list[str]:
+        """Keys this process holds a Redis subscription for."""
+        return list(self._refs)
+
+    async def retain(self, key: str) -> None:
+        """Count one more local subscriber of ``key``; the first one subscribes on Redis (and waits for it)."""
+        count = self._refs.get(key, 0)
+        self._refs[key] = count + 1
+        channel = self._channel(key)
+        if count:
+            pending = self._confirmations.get(channel)
+            if pending is not None:
+                await self._wait(pending)
+            return
+        self._start()
+        confirmation = asyncio.get_running_loop().create_future()
+        self._confirmations[channel] = confirmation
+        try:
+            async with self._lock:
+                if self._pubsub is not None and self._refs.get(key):
+                    await self._pubsub.subscribe(channel)
+            await self._wait(confirmation)
+        except (RedisError, OSError) as exc:
+            # The reader's reconnect resubscribes every key with subscribers, this one included.
+            logger.warning("Redis SUBSCRIBE %s failed (%s); cross-process delivery resumes on reconnect", key, exc)
+        finally:
+            if self._confirmations.get(channel) is confirmation:
+                del self._confirmations[channel]
+
+    def release(self, key: str) -> None:
+        """Count one local subscriber of ``key`` less; the last one unsubscribes on Redis (in the background)."""
+        count = self._refs.get(key, 0)
+        if count > 1:
+            self._refs[key] = count - 1
+            return
+        self._refs.pop(key, None)
+        if self._pubsub is not None and not self._closed:
+            self._spawn(self._unsubscribe(key))
+
+    def publish(self, key: str, payload: bytes) -> None:
+        """Queue a PUBLISH; the writer task sends queued messages in order, pipelined."""
+        if self._closed:
+            return
+        self._start()
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            del self._outbox[0]
+            self._dropped += 1
+            if self._dropped % 1000 == 1:
+                logger.warning("Redis is not keeping up: dropped %d cross-process messages so far", self._dropped)
+        self._outbox.append((self._channel(key), payload))
+        self._outbox_ready.set()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the subscriber connection is up (for tests and start-up checks)."""
+        self._start()
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued PUBLISH has been handed to Redis (or failed); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._outbox or self._writing) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return not (self._outbox or self._writing)
+
+    async def close(self) -> None:
+        """Stop the tasks and close both Redis connections."""
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _channel(self, key: str) -> bytes:
+        return self._prefix_bytes + key.encode("utf-8")
+
+    def _start(self) -> None:
+        if self._tasks or self._closed:
+            return
+        self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, socket_keepalive=True)
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._read_forever(), name="stomp-redis-reader"),
+            asyncio.get_running_loop().create_task(self._write_forever(), name="stomp-redis-writer"),
+        ]
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _wait(self, future: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self._subscribe_timeout)
+        except TimeoutError:
+            logger.warning("Redis did not confirm a subscription within %.1fs", self._subscribe_timeout)
+
+    async def _unsubscribe(self, key: str) -> None:
+        async with self._lock:
+            if key in self._refs or self._pubsub is None:
+                return  # subscribed again meanwhile
+            try:
+                await self._pubsub.unsubscribe(self._channel(key))
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis UNSUBSCRIBE %s failed: %s", key, exc)
+
+    async def _connect_subscriber(self) -> None:
+        async with self._lock:
+            if self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
+                self._pubsub = None
+            assert self._client is not None
+            pubsub = self._client.pubsub()
+            await pubsub.connect()
+            channels = [self._channel(key) for key in self._refs]
+            if channels:
+                await pubsub.subscribe(*channels)
+            self._pubsub = pubsub
+
+    async def _read_forever(self) -> None:
+        backoff = _BACKOFF_START
+        failures = 0
+        while not self._closed:
+            try:
+                await self._connect_subscriber()
+                if failures:
+                    logger.info("Redis pub/sub reconnected after %d attempts; resubscribed %d keys",
+                                failures, len(self._refs))  # fmt: skip
+                failures, backoff = 0, _BACKOFF_START
+                self._ready.set()
+                assert self._pubsub is not None
+                while True:
+                    message = await self._pubsub.get_message(timeout=None)
+                    if message is not None:
+                        self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._ready.clear()
+                failures += 1
+                if failures == 1:
+                    logger.warning("Redis pub/sub connection lost (%s); retrying with backoff", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+            except Exception:
+                self._ready.clear()
+                logger.exception("unexpected error in the Redis pub/sub reader; restarting it")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _dispatch(self, message: dict) -> None:
+        kind = message.get("type")
+        channel = message.get("channel") or b""
+        if isinstance(kind, bytes):
+            kind = kind.decode()
+        if kind == "message":
+            key = channel[len(self._prefix_bytes) :].decode("utf-8")
+            try:
+                self._on_message(key, message["data"])
+            except Exception:
+                logger.exception("failed to deliver a cross-process message for %s", key)
+        elif kind == "subscribe":
+            confirmation = self._confirmations.get(channel)
+            if confirmation is not None and not confirmation.done():
+                confirmation.set_result(None)
+
+    async def _write_forever(self) -> None:
+        backoff = _BACKOFF_START
+        while not self._closed:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, []
+            if not batch:
+                continue
+            self._writing = True
+            try:
+                assert self._client is not None
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for channel, payload in batch:
+                        pipe.publish(channel, payload)
+                    await pipe.execute()
+                backoff = _BACKOFF_START
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._dropped += len(batch)
+                logger.warning("Redis PUBLISH of %d messages failed (%s); local delivery was not affected",
+                               len(batch), exc)  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+            finally:
+                self._writing = False

@@ -1,0 +1,88 @@
+"""The raw STOMP-over-WebSocket consumer: moves bytes between the socket and a StompConnection, nothing more.
+
+It replaces ``AsyncConsumer``'s receive loop with a plain one: Channels' loop creates a task for every
+incoming message and hops to a thread for ``close_old_connections`` before every handler, which costs
+about half the throughput of small frames. Database work happens only inside
+``database_sync_to_async`` calls (authentication, application handlers), which close stale
+connections themselves. There is no channel-layer channel per connection either: the broker delivers
+to the connection directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.consumer import AsyncConsumer, get_handler_name
+from channels.exceptions import StopConsumer
+
+from chat.realtime.connection import StompConnection
+from chat.stomp.session import choose_subprotocol
+
+logger = logging.getLogger(__name__)
+
+
+class WebSocketTransport:
+    """StompConnection's transport over an ASGI WebSocket: text frames when the bytes are UTF-8, else binary."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+
+    async def send(self, data: bytes) -> None:
+        """Send one WebSocket message holding whole STOMP frames."""
+        try:
+            await self._send({"type": "websocket.send", "text": data.decode("utf-8")})
+        except UnicodeDecodeError:
+            await self._send({"type": "websocket.send", "bytes": data})
+
+    async def close(self, code: int) -> None:
+        """Close the WebSocket."""
+        await self._send({"type": "websocket.close", "code": code})
+
+
+class StompWebSocketConsumer(AsyncConsumer):
+    """STOMP 1.0-1.2 over a raw WebSocket (``/ws`` and ``/ws/websocket``), subprotocols ``v1x.stomp``."""
+
+    channel_layer_alias = "__stomp_has_no_channel_layer__"
+    connection: StompConnection | None = None
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message):
+        """Call the handler for a message type (without Channels' per-message thread hop)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message) -> None:
+        """Accept, choosing the best offered STOMP subprotocol, and start the STOMP connection."""
+        subprotocol = choose_subprotocol(self.scope.get("subprotocols") or ())
+        await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
+        self.connection = StompConnection(WebSocketTransport(self.base_send), scope=self.scope, subprotocol=subprotocol)
+        await self.connection.open()
+
+    async def websocket_receive(self, message) -> None:
+        """Hand text or binary frames to the STOMP connection as bytes."""
+        if self.connection is None:
+            return
+        data = message.get("bytes")
+        if data is None:
+            data = (message.get("text") or "").encode("utf-8")
+        await self.connection.data_received(data)
+
+    async def websocket_disconnect(self, message) -> None:
+        """The socket is gone."""
+        if self.connection is not None:
+            await self.connection.connection_lost()
+        raise StopConsumer

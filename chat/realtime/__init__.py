@@ -1,0 +1,29 @@
+"""The transport-agnostic STOMP connection and the registry of application destinations and guards.
+
+``StompConnection`` ties the sans-IO session core (``chat.stomp``) to authentication, the broker
+(``chat.broker``) and the ``/app`` handlers and subscription guards registered here.
+"""
+
+from chat.realtime.connection import StompConfig, StompConnection, Transport
+from chat.realtime.registry import (
+    DestinationRegistry,
+    Denied,
+    SendContext,
+    SubscribeContext,
+    app_destination,
+    destinations,
+    subscription_guard,
+)
+
+__all__ = [
+    "Denied",
+    "DestinationRegistry",
+    "SendContext",
+    "StompConfig",
+    "StompConnection",
+    "SubscribeContext",
+    "Transport",
+    "app_destination",
+    "destinations",
+    "subscription_guard",
+]

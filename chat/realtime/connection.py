@@ -1,0 +1,560 @@
+"""One STOMP connection over any transport: session core + authentication + broker + application handlers.
+
+A transport (the raw WebSocket consumer, a SockJS session) creates a ``StompConnection`` with an object
+that can ``send(bytes)`` and ``close(code)``, then calls ``open()`` once, ``data_received(bytes)`` for
+everything the client sends (in order), and ``connection_lost()`` once when the peer is gone. Everything
+else (the CONNECT timeout, heart-beats both ways, token expiry, the bounded send queue, closing after an
+ERROR) happens in here, so all transports behave the same.
+
+Frames are handled strictly in order: ``data_received`` awaits each application handler before the
+next frame is parsed. Outgoing frames go through a bounded queue drained by a writer task that exists
+only while there is something to write; frames queued meanwhile are joined into one transport write
+(up to ``coalesce_bytes``), which is what keeps fan-out cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chat.broker import Broker, get_broker
+from chat.broker.destinations import (
+    APP_PREFIX,
+    SEND,
+    SUBSCRIBE,
+    USER_PREFIX,
+    DestinationPolicy,
+    InvalidDestination,
+    user_routing_key,
+    validate_destination,
+)
+from chat.broker.local import Publication
+from chat.realtime.registry import (
+    DestinationRegistry,
+    Denied,
+    SendContext,
+    SubscribeContext,
+    autodiscover,
+    destinations,
+)
+from chat.stomp.codec import message_prefix
+from chat.stomp.errors import ProtocolViolation
+from chat.stomp.heartbeat import Beat, HeartbeatClock
+from chat.stomp.session import (
+    AckMode,
+    ConnectionFailed,
+    ConnectRequested,
+    DisconnectRequested,
+    SendRequested,
+    ServerSession,
+    SessionLimits,
+    State,
+    Subscription,
+    SubscribeRequested,
+    TransactionCommitted,
+    UnsubscribeRequested,
+)
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # the WebSocket close code after an ERROR frame
+
+
+class Transport(Protocol):
+    """What a StompConnection writes to. Text-only transports (SockJS) decode the bytes as UTF-8."""
+
+    async def send(self, data: bytes) -> None:
+        """Write bytes (one or more whole STOMP frames, or a heart-beat EOL) to the peer."""
+
+    async def close(self, code: int) -> None:
+        """Close the transport; called once, after everything queued was sent."""
+
+
+class AuthenticatedLike(Protocol):
+    user: Any
+    expires_at: Any
+
+
+Authenticator = Callable[[str], Awaitable[AuthenticatedLike]]
+
+
+@dataclass(frozen=True)
+class StompConfig:
+    """Everything a connection needs from settings, read once per process."""
+
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    server_name: str = "chatproject/1.0"
+    heartbeat_grace: float = 2.0
+    connect_timeout: float = 10.0
+    send_queue_limit: int = 10_000
+    coalesce_bytes: int = 64 * 1024
+    policy: DestinationPolicy = field(
+        default_factory=lambda: DestinationPolicy.from_rules(
+            [("/topic/", "send subscribe"), ("/topic/rooms.", "subscribe"), ("/app/", "send"),
+             ("/user/queue/", "subscribe")]
+        )
+    )  # fmt: skip
+
+    @classmethod
+    def from_settings(cls) -> StompConfig:
+        """Build from the STOMP_* settings."""
+        from django.conf import settings
+
+        return cls(
+            limits=SessionLimits(
+                max_frame_size=settings.STOMP_MAX_FRAME_SIZE,
+                max_headers=settings.STOMP_MAX_HEADERS,
+                max_header_length=settings.STOMP_MAX_HEADER_LENGTH,
+                max_subscriptions=settings.STOMP_MAX_SUBSCRIPTIONS,
+                max_transactions=settings.STOMP_MAX_TRANSACTIONS,
+                max_transaction_frames=settings.STOMP_MAX_TRANSACTION_FRAMES,
+                max_pending_acks=settings.STOMP_MAX_PENDING_ACKS,
+                heartbeat_send_ms=settings.STOMP_HEARTBEAT_SEND_MS,
+                heartbeat_receive_ms=settings.STOMP_HEARTBEAT_RECEIVE_MS,
+            ),
+            server_name=settings.STOMP_SERVER_NAME,
+            heartbeat_grace=settings.STOMP_HEARTBEAT_GRACE,
+            connect_timeout=settings.STOMP_CONNECT_TIMEOUT,
+            send_queue_limit=settings.STOMP_SEND_QUEUE_LIMIT,
+            coalesce_bytes=settings.STOMP_COALESCE_BYTES,
+            policy=DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES),
+        )
+
+
+async def authenticate_jwt(raw: str) -> AuthenticatedLike:
+    """Validate an access token and load its user (the default authenticator; raises TokenRejected)."""
+    from channels.db import database_sync_to_async
+
+    from accounts.tokens import authenticate_access_token
+
+    return await database_sync_to_async(authenticate_access_token)(raw)
+
+
+class BrokerSubscriber:
+    """The broker's handle on one subscription of one connection: pre-encoded prefix, routing key."""
+
+    __slots__ = ("connection", "subscription", "key", "prefix", "auto")
+
+    def __init__(self, connection: StompConnection, subscription: Subscription, key: str, prefix: bytes) -> None:
+        self.connection = connection
+        self.subscription = subscription
+        self.key = key
+        self.prefix = prefix
+        self.auto = subscription.ack is AckMode.AUTO
+
+    def deliver(self, publication: Publication) -> None:
+        """Queue a MESSAGE frame for this subscription."""
+        self.connection.deliver(self, publication)
+
+    def __repr__(self) -> str:
+        return f"<BrokerSubscriber {self.key} {self.subscription.id!r} of {self.connection.session_id}>"
+
+
+class StompConnection:
+    """The server side of one STOMP connection, independent of the transport carrying it."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        scope: dict[str, Any] | None = None,
+        subprotocol: str | None = None,
+        config: StompConfig | None = None,
+        broker: Broker | None = None,
+        registry: DestinationRegistry | None = None,
+        authenticate: Authenticator | None = None,
+    ) -> None:
+        self.config = config or default_config()
+        self.scope = scope or {}
+        self.user: Any = None
+        self.session_id = secrets.token_urlsafe(12)
+        self._transport = transport
+        self._core = ServerSession(limits=self.config.limits, subprotocol=subprotocol)
+        self._broker = broker
+        self._registry = registry or destinations
+        self._authenticate = authenticate or authenticate_jwt
+        self._queue: deque[bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._processing = False
+        self._closing = False  # no more frames accepted for sending, close after the queue drains
+        self._close_code = CLOSE_NORMAL
+        self._transport_closed = False
+        self._clock: HeartbeatClock | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # -- the transport's side ----------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The session core's state."""
+        return self._core.state
+
+    @property
+    def version(self) -> str | None:
+        """The negotiated STOMP version, once connected."""
+        return self._core.version
+
+    @property
+    def broker(self) -> Broker:
+        """The broker of this connection's event loop."""
+        if self._broker is None:
+            self._broker = get_broker()
+        return self._broker
+
+    async def open(self) -> None:
+        """The transport is up: start the CONNECT timeout."""
+        self._connect_timer = self._loop.call_later(self.config.connect_timeout, self._on_connect_timeout)
+
+    async def data_received(self, data: bytes) -> None:
+        """Bytes from the client, in order; returns once every complete frame in them was handled."""
+        if self._closing:
+            return
+        if self._clock is not None:
+            self._clock.received(self._loop.time())
+        self._core.receive_data(data)
+        if self._processing:
+            return  # the call already processing picks these bytes up in order
+        self._processing = True
+        try:
+            await self._process()
+        finally:
+            self._processing = False
+
+    async def connection_lost(self) -> None:
+        """The peer is gone: drop subscriptions, timers and queued frames."""
+        self._transport_closed = True
+        self._closing = True
+        self._cancel_timers()
+        self._detach(self._core.connection_lost())
+        self._queue.clear()
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+
+    # -- the broker's side -----------------------------------------------------------------------------------
+    def deliver(self, subscriber: BrokerSubscriber, publication: Publication) -> None:
+        """Queue a MESSAGE for one of this connection's subscriptions (called by the broker)."""
+        if self._closing:
+            return
+        core = self._core
+        tail = publication.tail(core.escaping)
+        if subscriber.auto:
+            self._enqueue(subscriber.prefix + tail)
+            return
+        try:
+            ack = core.track_delivery(subscriber.subscription, publication.message_id)
+        except ProtocolViolation as exc:
+            self.fail(exc.message, exc.detail)
+            return
+        self._enqueue(subscriber.prefix + ack + tail)
+
+    # -- for handlers ----------------------------------------------------------------------------------------
+    def fail(self, message: str, detail: str = "", *, code: str | None = None, receipt_id: str | None = None) -> None:
+        """Send an ERROR frame (``message`` header, ``detail`` body, optional ``code``) and close."""
+        headers = (("code", code),) if code else ()
+        self._detach(self._core.fail(message, detail, headers=headers, receipt_id=receipt_id))
+        self._begin_close(CLOSE_POLICY)
+
+    async def reauthenticate(self, raw_token: str) -> None:
+        """Replace the access token of a live connection (same user only); moves the expiry deadline."""
+        from accounts.tokens import TokenRejected
+
+        try:
+            authenticated = await self._authenticate(raw_token)
+        except TokenRejected as exc:
+            raise Denied("Unauthorized", exc.reason, code=exc.code) from None
+        if getattr(authenticated.user, "pk", None) != getattr(self.user, "pk", None):
+            raise Denied("Unauthorized", "the new token belongs to another user", code="unauthorized")
+        self.user = authenticated.user
+        self._schedule_expiry(authenticated.expires_at)
+
+    # -- frame handling --------------------------------------------------------------------------------------
+    async def _process(self) -> None:
+        core = self._core
+        while not self._closing:
+            event = core.next_event()
+            if event is None:
+                break
+            try:
+                await self._handle(event)
+            except Denied as exc:
+                self.fail(exc.message, exc.detail, code=exc.code, receipt_id=getattr(event, "receipt", None))
+            except ProtocolViolation as exc:
+                self.fail(exc.message, exc.detail, receipt_id=getattr(event, "receipt", None))
+            except Exception:
+                logger.exception("STOMP session %s: handling %s failed", self.session_id, type(event).__name__)
+                self.fail("internal error", "the server failed to handle this frame",
+                          receipt_id=getattr(event, "receipt", None))  # fmt: skip
+            self._flush_core()
+        self._flush_core()
+        if core.state is State.CLOSED and not self._closing:
+            self._begin_close(self._close_code)
+
+    async def _handle(self, event: object) -> None:
+        if isinstance(event, SendRequested):
+            await self._route_send(event)
+            self._core.receipt(event.receipt)
+        elif isinstance(event, SubscribeRequested):
+            await self._subscribe(event)
+        elif isinstance(event, UnsubscribeRequested):
+            self._detach((event.subscription,))
+            self._core.receipt(event.receipt)
+        elif isinstance(event, TransactionCommitted):
+            for send in event.sends:
+                await self._route_send(send)
+            self._core.receipt(event.receipt)
+        elif isinstance(event, ConnectRequested):
+            await self._connect(event)
+        elif isinstance(event, DisconnectRequested):
+            self._detach(event.subscriptions)
+            self._begin_close(CLOSE_NORMAL)
+        elif isinstance(event, ConnectionFailed):
+            logger.info("STOMP session %s: %s (%s)", self.session_id, event.error.message, event.error.detail)
+            self._detach(event.subscriptions)
+            self._begin_close(CLOSE_POLICY)
+
+    async def _connect(self, event: ConnectRequested) -> None:
+        from accounts.tokens import TokenRejected, parse_bearer
+
+        try:
+            authenticated = await self._authenticate_connect(event, TokenRejected, parse_bearer)
+        except TokenRejected as exc:
+            logger.info("STOMP CONNECT refused (%s: %s)", exc.code, exc.reason)
+            raise Denied("Unauthorized", exc.reason, code=exc.code) from None
+        if self._closing:
+            return  # the transport went away while we were checking the token
+        autodiscover()
+        self.user = authenticated.user
+        self._core.accept(session_id=self.session_id, user_name=self.user.get_username(), server=self.config.server_name)
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        terms = self._core.heartbeat
+        if terms.send_ms or terms.receive_ms:
+            self._clock = HeartbeatClock(terms, grace=self.config.heartbeat_grace, now=self._loop.time())
+            self._schedule_heartbeat()
+        self._schedule_expiry(authenticated.expires_at)
+        logger.debug("STOMP session %s connected: user %s, version %s", self.session_id, self.user.pk, self.version)
+
+    async def _authenticate_connect(self, event: ConnectRequested, rejected: type, parse_bearer) -> AuthenticatedLike:
+        if event.authorization is not None:
+            token = parse_bearer(event.authorization)
+            if token is None:
+                raise rejected("token-invalid", "the Authorization header is not 'Bearer <token>'")
+            return await self._authenticate(token)
+        if event.passcode:
+            passcode = event.passcode.strip()
+            return await self._authenticate(parse_bearer(passcode) or passcode)
+        handshake = self.scope.get("handshake_auth")
+        if handshake is not None:
+            # The WebSocket handshake carried a valid Authorization: Bearer header (non-browser clients).
+            return handshake
+        handshake_error = self.scope.get("handshake_auth_error")
+        if handshake_error is not None:
+            raise handshake_error
+        raise rejected(
+            "unauthorized", "no access token: send 'Authorization: Bearer <jwt>' (or passcode:<jwt>) in CONNECT"
+        )
+
+    async def _route_send(self, send: SendRequested) -> None:
+        destination = self._checked(send.destination, SEND)
+        if destination.startswith(APP_PREFIX):
+            resolved = self._registry.resolve_app(destination)
+            if resolved is None:
+                raise Denied("unknown destination", f"no application handler for {destination}", code="not-found")
+            handler, params = resolved
+            authorization = next((v for k, v in send.frame_headers if k.lower() == "authorization"), None)
+            context = SendContext(self, destination, send.headers, send.body, authorization)
+            await handler(context, **params)
+            return
+        self.broker.publish_frame(destination, destination, send.headers, send.body)
+
+    async def _subscribe(self, event: SubscribeRequested) -> None:
+        destination = self._checked(event.destination, SUBSCRIBE)
+        context = SubscribeContext(self, destination, event.subscription_id, event.headers)
+        for guard, params in self._registry.guards_for(destination):
+            if await guard(context, **params) is False:
+                raise Denied("Forbidden", f"you may not subscribe to {destination}")
+            if self._closing:
+                return
+        subscription = self._core.add_subscription(event)
+        key = user_routing_key(self.user.pk, destination) if destination.startswith(USER_PREFIX) else destination
+        subscriber = BrokerSubscriber(self, subscription, key, message_prefix(subscription.id, self._core.escaping))
+        subscription.handle = subscriber
+        await self.broker.subscribe(key, subscriber)
+        if self._closing:  # closed while Redis confirmed: the close already ran, undo our part
+            self.broker.unsubscribe(key, subscriber)
+            return
+        self._core.receipt(event.receipt)
+
+    def _checked(self, destination: str, verb: str) -> str:
+        try:
+            validate_destination(destination)
+        except InvalidDestination as exc:
+            raise Denied("invalid destination", str(exc), code="invalid-destination") from None
+        if not self.config.policy.allows(verb, destination):
+            raise Denied("Forbidden", f"clients may not {verb.upper()} to {destination}", code="forbidden")
+        return destination
+
+    def _detach(self, subscriptions: tuple[Subscription, ...]) -> None:
+        for subscription in subscriptions:
+            subscriber = subscription.handle
+            if isinstance(subscriber, BrokerSubscriber):
+                subscription.handle = None
+                self.broker.unsubscribe(subscriber.key, subscriber)
+
+    # -- output ----------------------------------------------------------------------------------------------
+    def _flush_core(self) -> None:
+        data = self._core.data_to_send()
+        if data:
+            self._queue.append(data)  # protocol replies bypass the slow-consumer limit
+            self._ensure_writer()
+
+    def _enqueue(self, data: bytes) -> None:
+        if len(self._queue) >= self.config.send_queue_limit:
+            logger.warning("STOMP session %s: %d frames waiting, closing as a slow consumer",
+                           self.session_id, len(self._queue))  # fmt: skip
+            self._queue.clear()  # they would arrive hopelessly late; free the memory now
+            self.fail("slow consumer", f"more than {self.config.send_queue_limit} frames were waiting to be sent")
+            self._flush_core()
+            return
+        self._queue.append(data)
+        self._ensure_writer()
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None and not self._transport_closed:
+            self._writer = self._loop.create_task(self._drain())
+
+    def _next_write(self) -> bytes:
+        queue = self._queue
+        first = queue.popleft()
+        limit = self.config.coalesce_bytes
+        if not queue or len(first) >= limit:
+            return first
+        parts = [first]
+        size = len(first)
+        while queue and size + len(queue[0]) <= limit:
+            data = queue.popleft()
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue and not self._transport_closed:
+                await self._transport.send(self._next_write())
+                if self._clock is not None:
+                    self._clock.sent(self._loop.time())
+            if self._closing and not self._transport_closed:
+                self._transport_closed = True
+                self._cancel_timers()
+                await self._transport.close(self._close_code)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.debug("STOMP session %s: transport write failed: %s", self.session_id, exc)
+            self._transport_closed = True
+            self._closing = True
+            self._queue.clear()
+        finally:
+            self._writer = None
+
+    def _begin_close(self, code: int) -> None:
+        self._closing = True
+        self._close_code = code
+        self._flush_core()
+        self._cancel_timers()
+        self._ensure_writer()
+
+    # -- timers ----------------------------------------------------------------------------------------------
+    def _cancel_timers(self) -> None:
+        for timer in (self._heartbeat_timer, self._connect_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._heartbeat_timer = self._connect_timer = self._expiry_timer = None
+
+    def _on_connect_timeout(self) -> None:
+        self._connect_timer = None
+        if self._core.state is State.AWAITING_CONNECT and not self._closing:
+            self.fail("connect timeout", f"no CONNECT frame within {self.config.connect_timeout:g} seconds")
+
+    def _schedule_heartbeat(self) -> None:
+        assert self._clock is not None
+        deadline = self._clock.next_deadline()
+        if deadline is not None and not self._closing:
+            self._heartbeat_timer = self._loop.call_at(deadline, self._on_heartbeat)
+
+    def _on_heartbeat(self) -> None:
+        self._heartbeat_timer = None
+        if self._closing or self._clock is None:
+            return
+        now = self._loop.time()
+        beat = self._clock.poll(now)
+        if beat is Beat.TIMEOUT:
+            logger.info("STOMP session %s: client heart-beats stopped, closing", self.session_id)
+            self.fail("heart-beat timeout", "no data or heart-beat from the client within the negotiated interval")
+            return
+        if beat is Beat.SEND:
+            self._clock.sent(now)
+            if not self._queue:
+                self._queue.append(b"\n")
+                self._ensure_writer()
+        self._schedule_heartbeat()
+
+    def _schedule_expiry(self, expires_at: Any) -> None:
+        from django.utils import timezone
+
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+        remaining = (expires_at - timezone.now()).total_seconds()
+        self._expiry_timer = self._loop.call_later(max(remaining, 0.0), self._on_token_expired)
+
+    def _on_token_expired(self) -> None:
+        self._expiry_timer = None
+        if not self._closing:
+            logger.info("STOMP session %s: access token expired, closing", self.session_id)
+            self.fail(
+                "Unauthorized",
+                "the access token expired: reconnect with a fresh token (or SEND one to /app/auth.refresh in time)",
+                code="token-expired",
+            )
+
+
+_config: StompConfig | None = None
+
+
+def default_config() -> StompConfig:
+    """The StompConfig built from settings (once per process)."""
+    global _config
+    if _config is None:
+        _config = StompConfig.from_settings()
+    return _config
+
+
+def reset_config() -> None:
+    """Forget the cached settings (tests that change STOMP_* settings)."""
+    global _config
+    _config = None
+
+
+@destinations.app("/app/auth.refresh")
+async def refresh_token(ctx: SendContext) -> None:
+    """Re-authenticate a live connection: ``SEND /app/auth.refresh`` with ``Authorization: Bearer <new jwt>``
+    (or the token as the body). Same user only; the connection then lives until the new token expires."""
+    from accounts.tokens import parse_bearer
+
+    token = parse_bearer(ctx.authorization) if ctx.authorization else None
+    if token is None:
+        token = ctx.text.strip()
+        token = parse_bearer(token) or token
+    if not token:
+        raise Denied("Unauthorized", "SEND to /app/auth.refresh needs 'Authorization: Bearer <jwt>'", code="unauthorized")
+    await ctx.connection.reauthenticate(token)
