@@ -129,8 +129,8 @@ def sockjs_daphne() -> Iterator[Callable[..., LiveSockJS]]:
 def sockjs_server(request, sockjs_daphne) -> LiveSockJS:
     """The conformance target: the project's ASGI app, and the package alone."""
     if request.param == "project":
-        return sockjs_daphne("chatproject.asgi:application")
-    return sockjs_daphne("standalone_asgi:application", DJANGO_SETTINGS_MODULE="standalone_settings")
+        return request.getfixturevalue("project_sockjs_server")
+    return request.getfixturevalue("standalone_sockjs_server")
 
 
 @pytest.fixture(scope="session")
@@ -144,3 +144,9 @@ def fast_sockjs_server(sockjs_daphne) -> LiveSockJS:
     return sockjs_daphne(
         "chatproject.asgi:application", SOCKJS_HEARTBEAT_INTERVAL="0.2", SOCKJS_DISCONNECT_DELAY="0.3"
     )
+
+
+@pytest.fixture(scope="session")
+def standalone_sockjs_server(sockjs_daphne) -> LiveSockJS:
+    """The package alone, with the test services and /sockjs-restricted/echo (one allowed origin)."""
+    return sockjs_daphne("standalone_asgi:application", DJANGO_SETTINGS_MODULE="standalone_settings")

@@ -12,13 +12,27 @@ from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from sockjs.testservices import test_endpoints  # noqa: E402
+from chatproject.origins import OriginMatcher  # noqa: E402
+from sockjs.endpoint import SockJSEndpoint  # noqa: E402
+from sockjs.testservices import EchoHandler, test_endpoints  # noqa: E402
+
+# An endpoint with an origin policy, as /ws has in the project: only this frontend may use it.
+RESTRICTED_ORIGIN = "http://frontend.example:8080"
 
 endpoints = test_endpoints(
     "sockjs-test",
     heartbeat_interval=settings.SOCKJS_HEARTBEAT_INTERVAL,
     disconnect_delay=settings.SOCKJS_DISCONNECT_DELAY,
     client_url="/static/vendor/sockjs.min.js",
+)
+endpoints.append(
+    SockJSEndpoint(
+        "sockjs-restricted/echo",
+        EchoHandler,
+        allowed_origin=OriginMatcher.from_patterns([RESTRICTED_ORIGIN]).allows,
+        heartbeat_interval=settings.SOCKJS_HEARTBEAT_INTERVAL,
+        disconnect_delay=settings.SOCKJS_DISCONNECT_DELAY,
+    )
 )
 http_routes = [route for endpoint in endpoints for route in endpoint.http_urlpatterns]
 websocket_routes = [route for endpoint in endpoints for route in endpoint.websocket_urlpatterns]
