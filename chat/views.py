@@ -1,5 +1,6 @@
-"""Chat pages: thin templates; live data comes from the API through global.js and the page scripts."""
+"""Chat pages: thin templates; their data comes from the API (on API_ORIGIN) through global.js and the page scripts."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -15,9 +16,9 @@ def rooms_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def room_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The room shell; history, live messages and presence are loaded by chat.js from the API."""
     try:
         room = selectors.room_visible_get(slug=slug, user=request.user)
     except NotFound as exc:
         raise Http404(str(exc)) from None
-    messages = selectors.messages_before(room=room, before=None, limit=50)
-    return render(request, "chat/room.html", {"room": room, "messages": messages})
+    return render(request, "chat/room.html", {"room": room, "max_length": settings.CHAT_MESSAGE_MAX_LENGTH})

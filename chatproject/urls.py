@@ -1,6 +1,7 @@
 """URL routes of the Django view stack (Channels routes live in chatproject/routing.py)."""
 
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 
 from accounts.urls import api_urlpatterns as account_api
@@ -25,3 +26,6 @@ urlpatterns = [
     *account_pages,
     path("", include("chat.urls")),
 ]
+# With DEBUG on, daphne serves /static/ itself (runserver does this on its own); in production a proxy or
+# collectstatic's target does, and this adds nothing.
+urlpatterns += staticfiles_urlpatterns()

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,8 +198,12 @@ def daphne_factory(live_db) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
     OUTPUT.mkdir(exist_ok=True)
 
-    def start(*, server: str = "daphne", **env_overrides: str) -> ServerProcess:
-        port = free_port()
+    def start(
+        *, server: str = "daphne", port: int | None = None, extra_args: Sequence[str] = (), **env_overrides: str
+    ) -> ServerProcess:
+        """``port``: listen there (pick it first with ``free_port()`` to put it in origins); ``extra_args``:
+        appended to the server's command line (e.g. daphne ``-e ssl:…`` for a TLS endpoint)."""
+        port = port or free_port()
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "chatproject.settings",
@@ -222,6 +226,7 @@ def daphne_factory(live_db) -> Iterator[Callable[..., ServerProcess]]:
                     "chatproject.asgi:application"]  # fmt: skip
         else:
             raise ValueError(f"unknown server {server!r}")
+        argv = [*argv[:-1], *extra_args, argv[-1]]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         proc = ServerProcess(server, port, process, log_path, env)

@@ -1,0 +1,163 @@
+/* notifications.js: the bell in the header of every signed-in page. Unread notifications come from the
+ * REST API on load (so a page opened later shows what arrived while it was closed); new ones arrive over
+ * an EventSource on API_ORIGIN authenticated by a single-use ticket (EventSource cannot send an
+ * Authorization header, and the long-lived access token never goes into a URL). Each new one shows a
+ * toast. Runs after global.js (deferred; base.html fixes the order) and declares no globals. */
+(function () {
+  "use strict";
+  const Chat = window.Chat;
+  const { api, h } = Chat;
+  const bell = document.querySelector("[data-bell]");
+  if (!bell || !Chat.USER) return;
+
+  const KINDS = ["mention", "direct_message", "room_invite", "announcement"];
+  const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
+  const ui = {
+    button: bell.querySelector("[data-bell-button]"),
+    count: bell.querySelector("[data-bell-count]"),
+    panel: bell.querySelector(".bell-panel"),
+    list: bell.querySelector("[data-bell-list]"),
+    readAll: bell.querySelector("[data-bell-read-all]"),
+  };
+  const items = new Map(); // id -> notification, newest id first when rendered
+  let lastEventId = 0;
+  let source = null;
+  let failures = 0;
+
+  const roomHref = (slug) => (slug ? `/rooms/${encodeURIComponent(slug)}/` : null);
+
+  /** Title, text and link of a notification, from its kind and payload (all user data stays text). */
+  function describe(n) {
+    const p = n.payload || n.data || {};
+    const who = p.author || p.sender || p.actor || p.by || "";
+    const room = p.room_name || p.room || "";
+    const excerpt = p.excerpt || p.body || p.text || "";
+    switch (n.kind) {
+      case "mention":
+        return { title: `${who} mentioned you${room ? ` in ${room}` : ""}`, text: excerpt, href: roomHref(p.room_slug || p.room) };
+      case "direct_message":
+        return { title: `Message from ${who}`, text: excerpt, href: roomHref(p.room_slug || p.room) };
+      case "room_invite":
+        return { title: `${who ? `${who} added you` : "You were added"} to ${room}`, text: "", href: roomHref(p.room_slug || p.room) };
+      case "announcement":
+        return { title: p.title || "Announcement", text: p.text || p.body || p.message || "", href: null };
+      default:
+        return { title: "Notification", text: excerpt, href: null };
+    }
+  }
+
+  function renderCount() {
+    const unread = [...items.values()].filter((n) => !n.read).length;
+    ui.count.hidden = unread === 0;
+    ui.count.textContent = String(unread);
+    ui.count.dataset.count = String(unread);
+    ui.button.setAttribute("aria-label", unread ? `Notifications, ${unread} unread` : "Notifications");
+  }
+
+  function renderList() {
+    const sorted = [...items.values()].sort((a, b) => b.id - a.id);
+    ui.list.replaceChildren(...(sorted.length ? sorted.map((n) => {
+      const { title, text, href } = describe(n);
+      const label = [h("strong", {}, title), text ? h("span", { class: "excerpt" }, text) : null,
+        n.created ? h("time", { datetime: n.created }, Chat.formatTime(n.created)) : null];
+      const open = href
+        ? h("a", { href, onclick: () => markRead(n) }, label)
+        : h("button", { type: "button", class: "link", onclick: () => markRead(n) }, label);
+      return h("li", { class: n.read ? "read" : "unread", "data-notification": n.id, "data-kind": n.kind }, open);
+    }) : [h("li", { class: "muted" }, "No notifications.")]));
+    renderCount();
+  }
+
+  function add(n, { toast }) {
+    if (!n || typeof n.id !== "number") return;
+    lastEventId = Math.max(lastEventId, n.id);
+    if (items.has(n.id)) return;
+    items.set(n.id, n);
+    renderList();
+    if (toast) {
+      const { title, text, href } = describe(n);
+      Chat.toast({ title, text, href, kind: n.kind });
+      document.dispatchEvent(new CustomEvent("chat:notification", { detail: { id: n.id, kind: n.kind } }));
+    }
+  }
+
+  async function markRead(n) {
+    if (n.read) return;
+    n.read = true;
+    renderList();
+    try {
+      await api(`/api/notifications/${n.id}/read/`, { method: "POST" });
+    } catch (e) {
+      n.read = false;
+      renderList();
+    }
+  }
+
+  ui.readAll.addEventListener("click", async () => {
+    await api("/api/notifications/read-all/", { method: "POST" });
+    for (const n of items.values()) n.read = true;
+    renderList();
+  });
+
+  function setOpen(open) {
+    ui.panel.hidden = !open;
+    ui.button.setAttribute("aria-expanded", String(open));
+  }
+  ui.button.addEventListener("click", () => setOpen(ui.panel.hidden));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !ui.panel.hidden) {
+      setOpen(false);
+      ui.button.focus();
+    }
+  });
+  document.addEventListener("click", (event) => {
+    if (!ui.panel.hidden && !bell.contains(event.target)) setOpen(false);
+  });
+
+  // --- The stream ------------------------------------------------------------------------------------------
+
+  function onEvent(event) {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch (e) {
+      return;
+    }
+    const id = Number(event.lastEventId || data.id);
+    add({ ...data, id, kind: data.kind || event.type, read: Boolean(data.read) }, { toast: true });
+    failures = 0;
+  }
+
+  async function connect() {
+    const { ticket } = await api("/api/notifications/ticket/", { method: "POST" });
+    const query = new URLSearchParams({ ticket });
+    if (lastEventId) query.set("last_event_id", String(lastEventId));
+    source = new EventSource(`${Chat.API_ORIGIN}/api/notifications/stream/?${query}`, { withCredentials: true });
+    for (const kind of KINDS) source.addEventListener(kind, onEvent);
+    source.addEventListener("message", onEvent);
+    source.addEventListener("open", () => bell.setAttribute("data-stream", "open"));
+    source.addEventListener("error", () => {
+      // The browser would retry with the same, already used ticket: close, and reconnect with a new
+      // ticket and last_event_id instead, so nothing is missed and nothing is repeated.
+      source.close();
+      bell.setAttribute("data-stream", "closed");
+      const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+      setTimeout(() => connect().catch(retryLater), delay);
+    });
+  }
+  function retryLater() {
+    const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+    setTimeout(() => connect().catch(retryLater), delay);
+  }
+
+  async function start() {
+    await Chat.ready;
+    const page = await api("/api/notifications/");
+    const results = Array.isArray(page) ? page : page.results || [];
+    for (const n of results) add(n, { toast: false });
+    await connect();
+  }
+
+  window.addEventListener("pagehide", () => source && source.close());
+  start().catch(retryLater);
+})();

@@ -1,0 +1,95 @@
+/* rooms.js: the room list page. Lists rooms from the API with unread badges, creates rooms, joins
+ * public ones and opens direct-message rooms. Runs after global.js (deferred, base.html fixes the order)
+ * and declares no globals. */
+(function () {
+  "use strict";
+  const { api, h } = window.Chat;
+  const list = document.querySelector("[data-room-list]");
+  if (!list) return;
+  const REFRESH_MS = 30_000;
+
+  const roomUrl = (slug) => `/rooms/${encodeURIComponent(slug)}/`;
+
+  function unreadBadge(n) {
+    return n > 0 ? h("span", { class: "badge", "data-unread": n }, String(n), h("span", { class: "visually-hidden" }, " unread")) : null;
+  }
+
+  function roomItem(room) {
+    const join = !room.is_member && !room.is_private
+      ? h("button", { type: "button", class: "small", "data-join": room.slug, onclick: () => join(room) }, "Join")
+      : null;
+    return h("li", { "data-slug": room.slug },
+      h("a", { href: roomUrl(room.slug) }, room.name),
+      room.is_private && room.kind !== "direct" ? h("span", { class: "tag" }, "private") : null,
+      unreadBadge(room.unread), join);
+  }
+
+  function group(title, rooms, empty) {
+    return h("li", { class: "group" },
+      h("h2", {}, title),
+      h("ul", {}, rooms.length ? rooms.map(roomItem) : h("li", { class: "muted" }, empty)));
+  }
+
+  async function render() {
+    const { results } = await api("/api/rooms/");
+    const mine = results.filter((r) => r.is_member && r.kind !== "direct");
+    const direct = results.filter((r) => r.kind === "direct");
+    const other = results.filter((r) => !r.is_member && r.kind !== "direct");
+    list.replaceChildren(
+      group("Your rooms", mine, "You have joined no room yet."),
+      group("Direct messages", direct, "No conversations yet."),
+      group("Other public rooms", other, "No other public rooms."));
+    list.classList.add("grouped");
+    const total = results.reduce((sum, r) => sum + (r.is_member ? r.unread : 0), 0);
+    document.title = total ? `(${total}) Rooms · Chat` : "Rooms · Chat";
+  }
+
+  async function join(room) {
+    await api(`/api/rooms/${encodeURIComponent(room.slug)}/join/`, { method: "POST" });
+    window.location.assign(roomUrl(room.slug));
+  }
+
+  function showError(form, error) {
+    const box = form.querySelector("[data-error]");
+    const fields = error.body && error.body.errors;
+    const detail = fields ? Object.values(fields).flat().join(" ") : error.message;
+    box.textContent = detail || "Something went wrong.";
+    box.hidden = false;
+  }
+
+  function handle(form, action) {
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      form.querySelector("[data-error]").hidden = true;
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      try {
+        await action(new FormData(form));
+      } catch (error) {
+        showError(form, error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  handle(document.querySelector("[data-create-room]"), async (data) => {
+    const room = await api("/api/rooms/", {
+      method: "POST", json: { name: data.get("name").trim(), is_private: data.get("is_private") === "on" },
+    });
+    window.location.assign(roomUrl(room.slug));
+  });
+
+  handle(document.querySelector("[data-open-dm]"), async (data) => {
+    const username = data.get("username").trim();
+    const room = await api(`/api/dms/${encodeURIComponent(username)}/`, { method: "POST" });
+    window.location.assign(roomUrl(room.slug));
+  });
+
+  const refresh = () => render().catch(() => {});
+  refresh();
+  setInterval(() => document.visibilityState === "visible" && refresh(), REFRESH_MS);
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && refresh());
+  document.addEventListener("chat:notification", refresh);
+})();
