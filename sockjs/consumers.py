@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -165,7 +165,7 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
             self.finished = True
 
     async def respond(
-        self, status: int, body: bytes = b"", *, content_type: bytes | None = None, headers: Headers = ()
+        self, status: int, body: bytes = b"", *, content_type: bytes | None = None, headers: Sequence[tuple[bytes, bytes]] = ()
     ) -> None:
         """A complete response in one go."""
         await self.start(status, list(headers), content_type=content_type)
@@ -291,7 +291,8 @@ async def websocket_over_http(consumer: _HttpConsumer) -> None:
         connection = (header(consumer.scope, b"connection") or "").lower()
         upgrade = (header(consumer.scope, b"upgrade") or "").lower()
         message = (
-            '"Connection" must be "Upgrade".' if upgrade == "websocket" and "upgrade" not in connection
+            '"Connection" must be "Upgrade".'
+            if upgrade == "websocket" and "upgrade" not in connection
             else 'Can "Upgrade" only to "WebSocket".'
         )
         await consumer.respond(400, message.encode("ascii"), content_type=TEXT_PLAIN)
@@ -365,7 +366,9 @@ class TransportConsumer(_HttpConsumer):
         if session is None:
             await self.respond(404, b"Session not found.", content_type=TEXT_PLAIN, headers=headers)
             return
-        await session.deliver(messages)
+        # Shielded: a client that gives up on its xhr_send must not cancel the handler halfway
+        # through a message (a STOMP SEND being stored, say).
+        await asyncio.shield(session.deliver(messages))
         if jsonp:
             # Some browsers mishandle 204 on the form-post iframe, hence a tiny 200 body.
             await self.respond(200, b"ok", content_type=TEXT_PLAIN, headers=headers)
@@ -469,7 +472,16 @@ class _WebsocketConsumer(_EndpointConsumerMixin, AsyncWebsocketConsumer):
             transport=self.transport_name, scope=self.scope, disconnect_delay=None, **self.endpoint.session_options()
         )
         self.session.attach(self)
-        self.pump = asyncio.get_running_loop().create_task(self.pump_frames(self.session))
+        self.pump = asyncio.get_running_loop().create_task(self._pump_logged(self.session))
+
+    async def _pump_logged(self, session: Session) -> None:
+        try:
+            await self.pump_frames(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Typically a send racing the client's disconnect; the disconnect handler cleans up.
+            logger.debug("SockJS WebSocket pump ended with an error", exc_info=True)
 
     async def pump_frames(self, session: Session) -> None:
         raise NotImplementedError
@@ -538,7 +550,7 @@ class RawWebsocketConsumer(_WebsocketConsumer):
         while True:
             messages = await session.next_messages()
             if messages is None:
-                code = session.close_code
+                code = session.close_code or 1000
                 # Only 1000 and 3000-4999 may be sent by an application in a WebSocket close frame.
                 await self.close(code=code if code == 1000 or 3000 <= code <= 4999 else 1000)
                 return

@@ -51,9 +51,7 @@ NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
 # Characters the server must send escaped even though JSON allows them raw: browsers and proxies
 # mangle them (control characters, zero-width and bidi marks, line separators, specials) and
 # surrogates cannot be UTF-8 encoded at all. The escape uses lower-case hex, as sockjs-node does.
-_SERVER_ESCAPABLE = re.compile(
-    "[\x00-\x1f\ud800-\udfff\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff]"
-)
+_SERVER_ESCAPABLE = re.compile("[\x00-\x1f\ud800-\udfff\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff]")
 _CALLBACK = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Inside an HTML <script> a "</script>" or "<!--" in a message would end or confuse the script
 # block; escaping these three characters in the JavaScript string literal is transparent to the client.

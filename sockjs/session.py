@@ -113,7 +113,9 @@ class Session:
             return False
         batch = list(texts)
         if len(self._queue) + len(batch) > self._queue_limit:
-            logger.warning("closing SockJS %s session: %d queued frames (slow consumer)", self.transport, len(self._queue))
+            logger.warning(
+                "closing SockJS %s session: %d queued frames (slow consumer)", self.transport, len(self._queue)
+            )
             # The queued messages would arrive after the client is already hopelessly behind; drop
             # them so the close frame reaches it at once and the memory is freed now.
             self._queue.clear()

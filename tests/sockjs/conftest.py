@@ -141,9 +141,7 @@ def project_sockjs_server(sockjs_daphne) -> LiveSockJS:
 @pytest.fixture(scope="session")
 def fast_sockjs_server(sockjs_daphne) -> LiveSockJS:
     """Short heartbeat and disconnect delay, for the timer tests (which poll, never time)."""
-    return sockjs_daphne(
-        "chatproject.asgi:application", SOCKJS_HEARTBEAT_INTERVAL="0.2", SOCKJS_DISCONNECT_DELAY="0.3"
-    )
+    return sockjs_daphne("chatproject.asgi:application", SOCKJS_HEARTBEAT_INTERVAL="0.2", SOCKJS_DISCONNECT_DELAY="0.3")
 
 
 @pytest.fixture(scope="session")

@@ -43,15 +43,15 @@ def urls(sockjs_server):
     return Urls
 
 
-def GET(url, **kw):  # noqa: N802 - named like the reference suite's helpers
+def GET(url, **kw):
     return httpx.get(url, timeout=TIMEOUT, **kw)
 
 
-def POST(url, body="", **kw):  # noqa: N802
+def POST(url, body="", **kw):
     return httpx.post(url, content=body.encode("utf-8") if isinstance(body, str) else body, timeout=TIMEOUT, **kw)
 
 
-def OPTIONS(url, **kw):  # noqa: N802
+def OPTIONS(url, **kw):
     return httpx.options(url, timeout=TIMEOUT, **kw)
 
 
@@ -187,11 +187,23 @@ class TestIframePage:
             self.verify(urls.base + suffix)
 
     def test_queried_url(self, urls):
-        for suffix in ["/iframe-a.html?t=1234", "/iframe-0.1.2.html?t=123414", "/iframe-0.1.2abc-dirty.2144.html?t=qweqweq123"]:
+        for suffix in [
+            "/iframe-a.html?t=1234",
+            "/iframe-0.1.2.html?t=123414",
+            "/iframe-0.1.2abc-dirty.2144.html?t=qweqweq123",
+        ]:
             self.verify(urls.base + suffix)
 
     def test_invalid_url(self, urls):
-        for suffix in ["/iframe.htm", "/iframe", "/IFRAME.HTML", "/IFRAME", "/iframe.HTML", "/iframe.xml", "/iframe-/.html"]:
+        for suffix in [
+            "/iframe.htm",
+            "/iframe",
+            "/IFRAME.HTML",
+            "/IFRAME",
+            "/iframe.HTML",
+            "/iframe.xml",
+            "/iframe-/.html",
+        ]:
             verify_404(GET(urls.base + suffix))
 
     def test_cacheability(self, urls):
@@ -748,7 +760,9 @@ class TestJsessionidCookie:
         assert (r.status_code, r.text) == (200, "o\n")
         verify_cookie(r, "abcdef")
 
-    @pytest.mark.parametrize(("method", "suffix"), [("POST", "/xhr_streaming"), ("GET", "/eventsource"), ("GET", "/htmlfile?c=%63allback")])
+    @pytest.mark.parametrize(
+        ("method", "suffix"), [("POST", "/xhr_streaming"), ("GET", "/eventsource"), ("GET", "/htmlfile?c=%63allback")]
+    )
     def test_streaming_transports(self, urls, method, suffix):
         c, r = stream(method, session_url(urls.cookie) + suffix)
         try:
@@ -791,7 +805,7 @@ class TestRawWebsocket:
 
 # What the client escapes (browsers mangle these on XHR), from the reference suite.
 ESCAPABLE_BY_CLIENT = re.compile(
-    "[\\\\\"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0604\u070f\u17b4\u17b5\u2000-\u20ff\ufeff\ufff0-\uffff"
+    '[\\\\"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0604\u070f\u17b4\u17b5\u2000-\u20ff\ufeff\ufff0-\uffff'
     "\u0300-\u0333\u033d-\u0346\u034a-\u034c\u0350-\u0352\u0357-\u0358\u035c-\u0362\u0374\u037e\u0387"
     "\u0591-\u05af\u05c4\u0610-\u0617\u0653-\u0654\u0657-\u065b\u065d-\u065e\u06df-\u06e2\u06eb-\u06ec"
     "\u0730\u0732-\u0733\u0735-\u0736\u073a\u073d\u073f-\u0741\u0743\u0745\u0747\u07eb-\u07f1\u0951"

@@ -38,7 +38,9 @@ def poll_until(predicate, *, attempts: int = 200, interval: float = 0.05):
      ("POST", "/000/s/xhr_send"), ("GET", "/000/s/eventsource"), ("GET", "/000/s/jsonp?c=x")],
 )  # fmt: skip
 def test_disallowed_origin_gets_403_with_a_json_reason_and_no_cors(standalone_sockjs_server, method, suffix):
-    r = httpx.request(method, restricted(standalone_sockjs_server) + suffix, headers={"Origin": FOREIGN}, timeout=TIMEOUT)
+    r = httpx.request(
+        method, restricted(standalone_sockjs_server) + suffix, headers={"Origin": FOREIGN}, timeout=TIMEOUT
+    )
     assert r.status_code == 403
     assert r.headers["content-type"].startswith("application/json")
     assert FOREIGN in r.json()["detail"]

@@ -36,7 +36,9 @@ class Recorder:
         self.events.append("close")
 
 
-def make(registry: SessionRegistry | None = None, *, queue_limit: int = 100, delay: float | None = FOREVER, **handler_kw):
+def make(
+    registry: SessionRegistry | None = None, *, queue_limit: int = 100, delay: float | None = FOREVER, **handler_kw
+):
     kwargs = dict(
         transport="xhr-polling",
         scope={"type": "http"},
@@ -215,9 +217,7 @@ async def test_messages_wait_for_on_open_to_finish():
         async def on_close(self):
             order.append("close")
 
-    session = Session(
-        transport="websocket", scope={}, handler_factory=SlowOpen, queue_limit=10, disconnect_delay=None
-    )
+    session = Session(transport="websocket", scope={}, handler_factory=SlowOpen, queue_limit=10, disconnect_delay=None)
     delivery = asyncio.ensure_future(session.deliver(["m"]))
     await settle()
     assert order == []
