@@ -310,14 +310,18 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Content Security Policy (django-csp 4) -------------------------------------------------------------
 _api_ws = API_ORIGIN.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+# An https page upgrades http:// calls (upgrade-insecure-requests), and Chromium does not let an
+# http://host:port source match the upgraded https://host:port: allow the upgraded forms too.
+_api_upgraded = [API_ORIGIN.replace("http://", "https://", 1), _api_ws.replace("ws://", "wss://", 1)]
+_api_connect = list(dict.fromkeys([API_ORIGIN, _api_ws, *_api_upgraded]))
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "connect-src": ["'self'", API_ORIGIN, _api_ws],
-        "frame-src": ["'self'", API_ORIGIN],
+        "connect-src": ["'self'", *_api_connect],
+        "frame-src": ["'self'", *dict.fromkeys([API_ORIGIN, _api_upgraded[0]])],
         "frame-ancestors": ["'none'"],
         "form-action": ["'self'"],
         "base-uri": ["'self'"],

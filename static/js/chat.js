@@ -268,8 +268,13 @@
     appendMessages([m]);
   }
 
+  // Always API_ORIGIN + "/ws", never a path relative to the page. An https page upgrades http:// requests
+  // (CSP upgrade-insecure-requests), but sockjs-client refuses an http:// URL from an https page before
+  // the browser could, so the upgrade is spelled out here (check --deploy reports that misconfiguration).
+  const sockjsUrl = `${window.location.protocol === "https:" ? Chat.API_ORIGIN.replace(/^http:/, "https:") : Chat.API_ORIGIN}/ws`;
+
   const client = new window.StompJs.Client({
-    webSocketFactory: () => new window.SockJS(`${Chat.API_ORIGIN}/ws`, null, { transports: forcedTransports() }),
+    webSocketFactory: () => new window.SockJS(sockjsUrl, null, { transports: forcedTransports() }),
     reconnectDelay: 2000,
     heartbeatIncoming: 10000,
     heartbeatOutgoing: 10000,

@@ -21,6 +21,7 @@
   };
   const items = new Map(); // id -> notification, newest id first when rendered
   let lastEventId = 0;
+  let unread = 0; // the server's count (older unread ones may not be in the list), kept up to date here
   let source = null;
   let failures = 0;
 
@@ -47,7 +48,6 @@
   }
 
   function renderCount() {
-    const unread = [...items.values()].filter((n) => !n.read).length;
     ui.count.hidden = unread === 0;
     ui.count.textContent = String(unread);
     ui.count.dataset.count = String(unread);
@@ -73,6 +73,7 @@
     lastEventId = Math.max(lastEventId, n.id);
     if (items.has(n.id)) return;
     items.set(n.id, n);
+    if (toast && !n.read) unread += 1;
     renderList();
     if (toast) {
       const { title, text, href } = describe(n);
@@ -84,18 +85,21 @@
   async function markRead(n) {
     if (n.read) return;
     n.read = true;
+    unread = Math.max(unread - 1, 0);
     renderList();
     try {
       await api(`/api/notifications/${n.id}/read/`, { method: "POST" });
     } catch (e) {
       n.read = false;
+      unread += 1;
       renderList();
     }
   }
 
   ui.readAll.addEventListener("click", async () => {
-    await api("/api/notifications/read-all/", { method: "POST" });
+    const answer = await api("/api/notifications/read-all/", { method: "POST", json: lastEventId ? { up_to: lastEventId } : {} });
     for (const n of items.values()) n.read = true;
+    unread = answer && typeof answer.unread === "number" ? answer.unread : 0;
     renderList();
   });
 
@@ -152,9 +156,12 @@
 
   async function start() {
     await Chat.ready;
-    const page = await api("/api/notifications/");
-    const results = Array.isArray(page) ? page : page.results || [];
-    for (const n of results) add(n, { toast: false });
+    const [page, count] = await Promise.all([
+      api("/api/notifications/", { query: { limit: 20 } }),
+      api("/api/notifications/unread-count/"),
+    ]);
+    unread = count.unread;
+    for (const n of page.results) add(n, { toast: false });
     await connect();
   }
 

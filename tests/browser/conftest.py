@@ -105,6 +105,16 @@ class Site:
         return self.site + path
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """A SQLite test database of this run's own: several people may run tests in one working tree."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and db.get("TEST", {}).get("NAME"):
+        db["TEST"]["NAME"] = str(REPO / "var" / f"test-db-browser-{os.getpid()}.sqlite3")
+
+
 @pytest.fixture
 def chat_users(live_db, make_user):
     """alice, bob and a public room "lobby" both belong to; created before Playwright starts."""
@@ -125,14 +135,20 @@ def split_site(chat_users, daphne_factory) -> Site:
 
 
 @pytest.fixture
-def playwright_browser(chat_users) -> Iterator:
+def browser_args() -> list[str]:
+    """Extra Chromium switches for one test module (override the fixture)."""
+    return []
+
+
+@pytest.fixture
+def playwright_browser(chat_users, browser_args) -> Iterator:
     """Chromium for one test (started after the database rows; see the module docstring)."""
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail("chromium is not installed: `make test` installs it (Debian package chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *browser_args])
         try:
             yield browser
         finally:
