@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
@@ -54,4 +56,72 @@ def check_split_origin(app_configs=None, **kwargs):
                 id="chatproject.W004",
             )
         )
+    return problems
+
+
+# Paths a browser on the frontend origin calls without a session: they must never be answered by a login
+# redirect (field failures 5, 6 and 8) and must carry CORS headers.
+CROSS_ORIGIN_PROBE_PATHS = ("/ws/info", "/api/auth/token/", "/api/me/", "/api/notifications/stream/")
+
+
+def _routed_by_channels(path: str) -> bool:
+    """True when a Channels HTTP route (SockJS, SSE) takes ``path`` before Django's middleware sees it."""
+    from chatproject.routing import http_urlpatterns
+
+    return any(route.pattern.match(path.lstrip("/")) for route in http_urlpatterns)
+
+
+def _login_redirect(path: str) -> str | None:
+    """Where Django's middleware stack sends an anonymous GET of ``path``, when that is the login page."""
+    from urllib.parse import urlsplit
+
+    from django.shortcuts import resolve_url
+    from django.test import Client
+
+    api = urlsplit(settings.API_ORIGIN)
+    client = Client(HTTP_HOST=api.netloc, raise_request_exception=False)
+    request_logger = logging.getLogger("django.request")
+    level = request_logger.level
+    request_logger.setLevel(logging.CRITICAL)  # the expected 401/405 answers are not news in check output
+    try:
+        response = client.get(path, secure=api.scheme == "https")
+    finally:
+        request_logger.setLevel(level)
+    location = response.headers.get("Location", "")
+    login_path = urlsplit(resolve_url(settings.LOGIN_URL)).path
+    if response.status_code in (301, 302, 303, 307, 308) and urlsplit(location).path == login_path:
+        return location
+    return None
+
+
+@register(Tags.security, deploy=True)
+def check_cross_origin_paths_not_intercepted(app_configs=None, **kwargs):
+    """``/ws/`` and ``/api/`` must be exempt from login-required middleware and covered by CORS."""
+    import re
+
+    problems = []
+    for path in CROSS_ORIGIN_PROBE_PATHS:
+        if not re.match(settings.CORS_URLS_REGEX, path):
+            problems.append(
+                Warning(
+                    f"CORS_URLS_REGEX {settings.CORS_URLS_REGEX!r} does not cover {path}: its answers carry no "
+                    "Access-Control-Allow-Origin, so the frontend's browser blocks them.",
+                    hint="Let CORS_URLS_REGEX match every path under /api/ and /ws/.",
+                    id="chatproject.W005",
+                )
+            )
+        if _routed_by_channels(path):
+            continue
+        location = _login_redirect(path)
+        if location is not None:
+            prefix = "/" + path.strip("/").split("/")[0] + "/"
+            problems.append(
+                Error(
+                    f"An anonymous GET {path} is redirected to the login page ({location}) by the middleware: "
+                    "a cross-origin SockJS, REST or EventSource request then fails with a CORS error.",
+                    hint=f"Exempt {prefix} from the login-required middleware (e.g. login_not_required); the API "
+                    "answers 401 JSON and STOMP CONNECT authenticates.",
+                    id="chatproject.E002",
+                )
+            )
     return problems
