@@ -61,7 +61,7 @@
       const label = [h("strong", {}, title), text ? h("span", { class: "excerpt" }, text) : null,
         n.created ? h("time", { datetime: n.created }, Chat.formatTime(n.created)) : null];
       const open = href
-        ? h("a", { href, onclick: () => markRead(n) }, label)
+        ? h("a", { href, onclick: (event) => { event.preventDefault(); markRead(n).finally(() => window.location.assign(href)); } }, label)
         : h("button", { type: "button", class: "link", onclick: () => markRead(n) }, label);
       return h("li", { class: n.read ? "read" : "unread", "data-notification": n.id, "data-kind": n.kind }, open);
     }) : [h("li", { class: "muted" }, "No notifications.")]));

@@ -127,3 +127,21 @@ def test_room_list_creates_rooms_and_opens_direct_messages(split_site, browser_p
     page.get_by_role("button", name="Open conversation").click()
     page.wait_for_url("**/rooms/*/")
     page.locator("[data-connection]").wait_for()
+
+
+def test_the_access_token_is_refreshed_before_it_expires(chat_users, daphne_factory, browser_page):
+    from tests.browser.conftest import Site
+    from tests.conftest import free_port
+
+    port = free_port()
+    site, api = f"http://localhost:{port}", f"http://127.0.0.1:{port}"
+    split = Site(daphne_factory(port=port, SITE_ORIGIN=site, API_ORIGIN=api, FRONTEND_ORIGINS=site,
+                                JWT_ACCESS_LIFETIME="12"), site, api)  # fmt: skip
+    page, _ = browser_page()
+    log_in(page, split, "alice")
+    first = page.evaluate("() => JSON.parse(localStorage.getItem('chat.jwt')).access")
+    page.wait_for_function(
+        "first => JSON.parse(localStorage.getItem('chat.jwt')).access !== first", arg=first, timeout=30_000
+    )
+    # The API accepts the new token, and no request was ever answered 401 (the console log would say so).
+    assert page.evaluate("() => window.Chat.api('/api/me/').then(me => me.username)") == "alice"
