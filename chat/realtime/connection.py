@@ -63,7 +63,9 @@ from chat.stomp.session import (
 logger = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008  # the WebSocket close code after an ERROR frame
+# After an ERROR frame too: the frame says what went wrong, and servers differ in which other codes an
+# application may send (autobahn, under daphne, refuses 1008; SockJS allows only 1000 and 3000-4999).
+CLOSE_AFTER_ERROR = 1000
 
 
 class Transport(Protocol):
@@ -261,7 +263,7 @@ class StompConnection:
         """Send an ERROR frame (``message`` header, ``detail`` body, optional ``code``) and close."""
         headers = (("code", code),) if code else ()
         self._detach(self._core.fail(message, detail, headers=headers, receipt_id=receipt_id))
-        self._begin_close(CLOSE_POLICY)
+        self._begin_close(CLOSE_AFTER_ERROR)
 
     async def reauthenticate(self, raw_token: str) -> None:
         """Replace the access token of a live connection (same user only); moves the expiry deadline."""
@@ -319,7 +321,7 @@ class StompConnection:
         elif isinstance(event, ConnectionFailed):
             logger.info("STOMP session %s: %s (%s)", self.session_id, event.error.message, event.error.detail)
             self._detach(event.subscriptions)
-            self._begin_close(CLOSE_POLICY)
+            self._begin_close(CLOSE_AFTER_ERROR)
 
     async def _connect(self, event: ConnectRequested) -> None:
         from accounts.tokens import TokenRejected, parse_bearer

@@ -136,7 +136,7 @@ async def test_bad_credentials_get_unauthorized_error_then_close(application, ma
     error = await client.frame()
     assert (error.command, error.get("message"), error.get("code")) == ("ERROR", "Unauthorized", code)
     assert error.body
-    assert await client.closed() == 1008
+    assert await client.closed() == 1000
 
 
 async def test_cookie_session_alone_does_not_authenticate(application, make_token, client, django_user_model):
@@ -148,7 +148,7 @@ async def test_cookie_session_alone_does_not_authenticate(application, make_toke
     await ws.send(wire("CONNECT", accept_version="1.2"))
     error = await ws.frame()
     assert error.get("code") == "unauthorized"
-    assert await ws.closed() == 1008
+    assert await ws.closed() == 1000
 
 
 async def test_foreign_origin_is_refused_at_the_handshake(application):
@@ -208,7 +208,7 @@ async def test_client_ack_modes_over_the_socket(application, make_token):
     await client.send(wire("ACK", id="999"))
     error = await client.frame()
     assert error.command == "ERROR" and "unknown" in error.body.decode()
-    assert await client.closed() == 1008
+    assert await client.closed() == 1000
 
 
 async def test_transaction_commit_and_abort_over_the_socket(application, make_token):
@@ -245,7 +245,7 @@ async def test_bad_input_gets_error_and_close_without_harming_others(application
     await offender.send(frames)
     error = await offender.frame()
     assert (error.command, error.get("message")) == ("ERROR", message)
-    assert await offender.closed() == 1008
+    assert await offender.closed() == 1000
     get_broker().publish("/topic/x", "still here")
     assert (await bystander.frame()).body == b"still here"
     await bystander.ws.disconnect()
@@ -256,7 +256,7 @@ async def test_forbidden_destinations(application, make_token):
     await client.send(wire("SEND", b"x", destination="/topic/rooms.lobby"))
     error = await client.frame()
     assert (error.get("message"), error.get("code")) == ("Forbidden", "forbidden")
-    assert await client.closed() == 1008
+    assert await client.closed() == 1000
 
 
 async def test_user_queue_over_the_socket(application, make_token, django_user_model):
