@@ -30,6 +30,8 @@ BREAKAGES = (
     "sse_text_plain",  # the stream answers text/plain
     "http_api",  # the https page carries an http:// API origin (set by the test through the origins)
     "stomp_anonymous",  # CONNECT without credentials gets CONNECTED
+    "library_missing",  # the room page does not load the SockJS client library
+    "duplicate_global",  # global.js and chat.js both declare a top-level `let nickname`
 )
 
 
@@ -59,6 +61,8 @@ def page_html(dep: Deployment, *, page_script: bool) -> str:
     ]
     glob = '<script defer src="/static/js/global.js"></script>'
     chat = '<script defer src="/static/js/chat.js"></script>' if page_script else ""
+    if "library_missing" in dep.broken:
+        libs = libs[1:]
     scripts = [*libs, chat, glob] if "script_order" in dep.broken else [*libs, glob, chat]
     secure = dep.frontend.startswith("https://") and "http_api" not in dep.broken
     uir = '<meta http-equiv="Content-Security-Policy" content="upgrade-insecure-requests">' if secure else ""
@@ -148,9 +152,15 @@ class App:
                 send, 200, page_html(dep, page_script=path == "/rooms/lobby/"), "text/html; charset=utf-8"
             )
         elif path in STATIC:
-            await self.respond(send, 200, STATIC[path], js)
+            source = STATIC[path]
+            if path.endswith("global.js") and "duplicate_global" in dep.broken:
+                source = 'let nickname = "me";\n' + source
+            await self.respond(send, 200, source, js)
         elif path == "/static/js/chat.js":
-            await self.respond(send, 200, CHAT_JS_RELATIVE if "relative_sockjs" in dep.broken else CHAT_JS, js)
+            source = CHAT_JS_RELATIVE if "relative_sockjs" in dep.broken else CHAT_JS
+            if "duplicate_global" in dep.broken:
+                source = 'let nickname = "guest";\n' + source
+            await self.respond(send, 200, source, js)
         elif path == "/static/css/app.css":
             await self.respond(send, 200, "main{}", "text/css")
         elif path == "/api/auth/token/" and method == "POST":

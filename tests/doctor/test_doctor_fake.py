@@ -50,6 +50,7 @@ def test_correct_https_deployment_passes_with_a_self_signed_certificate_only_war
         ("info_login_redirect", "sockjs-info", "redirects to the login page", "exempt /ws/ from it"),
         ("sse_text_plain", "sse", "text/plain", "Content-Type: text/event-stream"),
         ("stomp_anonymous", "websocket", "without credentials was answered CONNECTED", "answer ERROR"),
+        ("library_missing", "client-libraries", "chat.js uses SockJS but", "must load the client libraries itself"),
     ],
 )
 def test_each_broken_deployment_fails_exactly_the_check_that_names_it(breakage, check, cause, fix):
@@ -58,6 +59,15 @@ def test_each_broken_deployment_fails_exactly_the_check_that_names_it(breakage, 
     assert list(failing(results)) == [check], failing(results)
     assert cause in results[check].cause
     assert fix in results[check].fix
+
+
+def test_a_global_declared_in_two_scripts_warns_and_fails_nothing():
+    with deployment("duplicate_global") as dep:
+        results = doctor(dep)
+    assert failing(results) == {}
+    assert results["script-order"].status is Status.WARN
+    assert "'nickname' is declared by global.js (let) and chat.js (let)" in results["script-order"].cause
+    assert "SyntaxError" in results["script-order"].cause
 
 
 def test_http_api_under_an_https_frontend_fails_mixed_content(tmp_path):
