@@ -193,7 +193,7 @@ class Context:
         return None
 
     async def _fetch_pages(self) -> list[Page]:
-        pages: list[Page] = []
+        paths: list[str] = []
         for path in self.options.page_paths:
             if "{room}" in path:
                 slug = await self._room_slug()
@@ -201,8 +201,9 @@ class Context:
                     logger.debug("skipping page %s: no room to fill in (give --room)", path)
                     continue
                 path = path.replace("{room}", slug)
-            pages.append(await self._fetch_page(self.frontend_url(path)))
-        return pages
+            paths.append(path)
+        # Concurrently, so the pages cost one timeout, not one each; the form login happens once (a lock).
+        return list(await asyncio.gather(*(self._fetch_page(self.frontend_url(p)) for p in paths)))
 
     async def _fetch_page(self, url: str) -> Page:
         try:
