@@ -94,7 +94,11 @@ def publish_sync(destination: str, body: Body, *, user_id: Any = None, **kwargs:
         if temporary:
             broker = get_broker()
             if broker.bridge is not None:
-                await broker.bridge.flush(timeout=5.0)
+                try:
+                    async with asyncio.timeout(5.0):
+                        await broker.bridge.flush()
+                except TimeoutError:
+                    logger.warning("Redis did not take a published message within 5 s; it may be lost")
             await reset_brokers()
 
     async_to_sync(run)()

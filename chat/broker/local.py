@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 class Publication:
     """One published message: headers and body encoded once per escaping mode, on first use."""
 
-    __slots__ = ("key", "message_id", "body", "_headers", "_tails")
+    __slots__ = ("_headers", "_tails", "body", "key", "message_id")
 
     def __init__(self, key: str, message_id: str, headers: Headers | None, body: bytes, *, tail12: bytes = b"") -> None:
         self.key = key

@@ -49,6 +49,7 @@ class RedisBridge:
         self._ready = asyncio.Event()  # set while the subscriber connection is up
         self._dropped = 0
         self._writing = False
+        self._drained = asyncio.Event()  # set each time the writer finishes a batch
 
     # -- public ---------------------------------------------------------------------------------------------
     @property
@@ -104,22 +105,11 @@ class RedisBridge:
         self._outbox.append((self._channel(key), payload))
         self._outbox_ready.set()
 
-    async def wait_ready(self, timeout: float) -> bool:
-        """Wait until the subscriber connection is up (for tests and start-up checks)."""
-        self._start()
-        try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def flush(self, timeout: float) -> bool:
-        """Wait until every queued PUBLISH has been handed to Redis (or failed); False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (self._outbox or self._writing) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        return not (self._outbox or self._writing)
+    async def flush(self) -> None:
+        """Wait until every queued PUBLISH has been handed to Redis (or failed); bound it with a timeout."""
+        while self._outbox or self._writing:
+            self._drained.clear()
+            await self._drained.wait()
 
     async def close(self) -> None:
         """Stop the tasks and close both Redis connections."""
@@ -257,3 +247,4 @@ class RedisBridge:
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             finally:
                 self._writing = False
+                self._drained.set()

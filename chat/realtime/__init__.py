@@ -6,8 +6,8 @@
 
 from chat.realtime.connection import StompConfig, StompConnection, Transport
 from chat.realtime.registry import (
-    DestinationRegistry,
     Denied,
+    DestinationRegistry,
     SendContext,
     SubscribeContext,
     app_destination,

@@ -35,8 +35,8 @@ from chat.broker.destinations import (
 )
 from chat.broker.local import Publication
 from chat.realtime.registry import (
-    DestinationRegistry,
     Denied,
+    DestinationRegistry,
     SendContext,
     SubscribeContext,
     autodiscover,
@@ -54,8 +54,8 @@ from chat.stomp.session import (
     ServerSession,
     SessionLimits,
     State,
-    Subscription,
     SubscribeRequested,
+    Subscription,
     TransactionCommitted,
     UnsubscribeRequested,
 )
@@ -141,7 +141,7 @@ async def authenticate_jwt(raw: str) -> AuthenticatedLike:
 class BrokerSubscriber:
     """The broker's handle on one subscription of one connection: pre-encoded prefix, routing key."""
 
-    __slots__ = ("connection", "subscription", "key", "prefix", "auto")
+    __slots__ = ("auto", "connection", "key", "prefix", "subscription")
 
     def __init__(self, connection: StompConnection, subscription: Subscription, key: str, prefix: bytes) -> None:
         self.connection = connection
@@ -335,7 +335,9 @@ class StompConnection:
             return  # the transport went away while we were checking the token
         autodiscover()
         self.user = authenticated.user
-        self._core.accept(session_id=self.session_id, user_name=self.user.get_username(), server=self.config.server_name)
+        self._core.accept(
+            session_id=self.session_id, user_name=self.user.get_username(), server=self.config.server_name
+        )
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
@@ -558,5 +560,7 @@ async def refresh_token(ctx: SendContext) -> None:
         token = ctx.text.strip()
         token = parse_bearer(token) or token
     if not token:
-        raise Denied("Unauthorized", "SEND to /app/auth.refresh needs 'Authorization: Bearer <jwt>'", code="unauthorized")
+        raise Denied(
+            "Unauthorized", "SEND to /app/auth.refresh needs 'Authorization: Bearer <jwt>'", code="unauthorized"
+        )
     await ctx.connection.reauthenticate(token)

@@ -94,7 +94,14 @@ def encode_headers(command: str, headers: Iterable[tuple[str, str]], escaping: E
 def encode(frame: Frame, escaping: Escaping = Escaping.V12) -> bytes:
     """Encode a frame exactly as given (no headers added); bodies with NUL need a content-length."""
     return b"".join(
-        (frame.command.encode("ascii"), b"\n", encode_headers(frame.command, frame.headers, escaping), b"\n", frame.body, b"\0")
+        (
+            frame.command.encode("ascii"),
+            b"\n",
+            encode_headers(frame.command, frame.headers, escaping),
+            b"\n",
+            frame.body,
+            b"\0",
+        )
     )
 
 
@@ -105,7 +112,14 @@ def encode_message_tail(headers: Headers, body: bytes, escaping: Escaping = Esca
     ``message_prefix(...) + ack line + tail`` (see ``splice_message``).
     """
     return b"".join(
-        (encode_headers("MESSAGE", headers, escaping), b"content-length:", str(len(body)).encode(), b"\n\n", body, b"\0")
+        (
+            encode_headers("MESSAGE", headers, escaping),
+            b"content-length:",
+            str(len(body)).encode(),
+            b"\n\n",
+            body,
+            b"\0",
+        )
     )
 
 

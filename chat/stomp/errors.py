@@ -86,9 +86,7 @@ class ProtocolViolation(StompError):
 
     message = "protocol error"
 
-    def __init__(
-        self, detail: str, *, message: str | None = None, headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
+    def __init__(self, detail: str, *, message: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(detail)
         if message is not None:
             self.message = message

@@ -52,7 +52,7 @@ class Beat(Enum):
 class HeartbeatClock:
     """Tracks traffic in both directions against negotiated terms; poll it at ``next_deadline()``."""
 
-    __slots__ = ("_send", "_receive_window", "_last_sent", "_last_received")
+    __slots__ = ("_last_received", "_last_sent", "_receive_window", "_send")
 
     def __init__(self, terms: HeartbeatTerms, *, grace: float, now: float) -> None:
         self._send = terms.send_ms / 1000.0

@@ -170,7 +170,7 @@ Event = (
 class Subscription:
     """A confirmed subscription; ``handle`` is the application's slot (the broker's subscriber object)."""
 
-    __slots__ = ("id", "destination", "ack", "pending", "handle")
+    __slots__ = ("ack", "destination", "handle", "id", "pending")
 
     def __init__(self, subscription_id: str, destination: str, ack: AckMode) -> None:
         self.id = subscription_id
@@ -346,11 +346,8 @@ class ServerSession:
 
     def _negotiate_version(self, accept_version: str | None) -> str:
         cap = self._subprotocol_version
-        if accept_version is None:
-            # STOMP 1.0 clients send no accept-version; a v1x.stomp subprotocol says which version they speak.
-            offered = {cap or "1.0"}
-        else:
-            offered = {item.strip() for item in accept_version.split(",")}
+        # STOMP 1.0 clients send no accept-version; a v1x.stomp subprotocol says which version they speak.
+        offered = {cap or "1.0"} if accept_version is None else {v.strip() for v in accept_version.split(",")}
         for version in SUPPORTED_VERSIONS:
             if version in offered and (cap is None or version <= cap):
                 return version
@@ -449,8 +446,10 @@ class ServerSession:
         if subscription_id is None and self.version == "1.1":
             raise _violation(f"{frame.command} has no subscription header")
         candidates = (
-            [self.subscriptions[subscription_id]] if subscription_id in self.subscriptions else []
-        ) if subscription_id is not None else list(self.subscriptions.values())
+            ([self.subscriptions[subscription_id]] if subscription_id in self.subscriptions else [])
+            if subscription_id is not None
+            else list(self.subscriptions.values())
+        )
         for subscription in candidates:
             if key in subscription.pending:
                 return subscription, key

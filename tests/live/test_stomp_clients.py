@@ -9,9 +9,8 @@ import time
 
 import pytest
 import stomp
-from rest_framework_simplejwt.tokens import AccessToken
-
 from conftest import node_script
+from rest_framework_simplejwt.tokens import AccessToken
 
 pytestmark = pytest.mark.live
 WAIT = 10.0
@@ -165,7 +164,7 @@ def test_stomp_py_with_expired_token_gets_token_expired(daphne_factory, make_use
     token.set_exp(lifetime=timedelta(seconds=-5))
     connection, events = stomp_py_connection(server)
     connection.connect(passcode=str(token), wait=False)
-    headers, body = events.next("error")
+    headers, _body = events.next("error")
     assert headers["message"] == "Unauthorized" and headers["code"] == "token-expired"
     events.next("disconnected")
 
@@ -181,7 +180,11 @@ def test_bad_frames_do_not_harm_other_connections(daphne_factory, make_user):
     good.subscribe("/topic/calm", id="1", headers={"receipt": "s"})
     events.next("receipt")
 
-    for garbage in (b"\x00\xff garbage\n\n\0", b"SEND\n\n" + b"x" * 100_000 + b"\0", b"CONNECT\naccept-version:9.9\n\n\0"):
+    for garbage in (
+        b"\x00\xff garbage\n\n\0",
+        b"SEND\n\n" + b"x" * 100_000 + b"\0",
+        b"CONNECT\naccept-version:9.9\n\n\0",
+    ):
         ws = websocket.create_connection(f"{server.ws_url}/ws", timeout=WAIT)
         ws.send_binary(garbage)
         error = ws.recv()
@@ -212,7 +215,7 @@ def test_node_and_python_clients_share_a_destination(daphne_factory, make_user):
     )  # fmt: skip
     try:
         assert node.stderr.readline().strip() == "ready"
-        sender, events = stomp_py_connection(server)
+        sender, _events = stomp_py_connection(server)
         sender.connect(passcode=token_for(bob), wait=True)
         for n in range(3):
             sender.send("/topic/mixed", f"m{n}")

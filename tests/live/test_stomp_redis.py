@@ -6,9 +6,8 @@ import time
 
 import pytest
 import redis
-from rest_framework_simplejwt.tokens import AccessToken
-
 from conftest import wait_for
+from rest_framework_simplejwt.tokens import AccessToken
 from test_stomp_clients import stomp_py_connection
 
 pytestmark = pytest.mark.live

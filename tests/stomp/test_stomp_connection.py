@@ -63,7 +63,7 @@ class FakeTransport:
 
     async def wait_for(self, predicate, what: str) -> None:
         async def poll():
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110 - polls what the fake recorded, bounded by WAIT
                 await asyncio.sleep(0.005)
 
         try:
@@ -332,7 +332,7 @@ async def test_disconnect_with_receipt_closes_normally(broker, registry):
 
 
 async def test_connect_timeout_closes_a_silent_socket(broker, registry):
-    connection, transport = await open_connection(broker, registry, token=None, cfg=config(connect_timeout=0.05))
+    _connection, transport = await open_connection(broker, registry, token=None, cfg=config(connect_timeout=0.05))
     await transport.wait_for(lambda: transport.closed is not None, "close")
     assert transport.frames[-1].get("message") == "connect timeout"
 
@@ -359,7 +359,7 @@ async def test_client_heartbeats_keep_the_connection_alive(broker, registry):
 
 
 async def test_token_expiry_closes_with_token_expired(broker, registry):
-    connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=50))
+    _connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=50))
     await transport.wait_for(lambda: transport.closed is not None, "close at expiry")
     error = transport.frames[-1]
     assert (error.get("message"), error.get("code")) == ("Unauthorized", "token-expired")
@@ -383,7 +383,7 @@ async def test_refresh_moves_the_expiry(broker, registry):
 
 
 async def test_connection_lost_detaches_subscriptions(broker, registry):
-    connection, transport = await open_connection(broker, registry)
+    connection, _transport = await open_connection(broker, registry)
     await connection.data_received(wire("SUBSCRIBE", id="1", destination="/topic/x"))
     assert broker.local.count("/topic/x") == 1
     await connection.connection_lost()
@@ -409,3 +409,45 @@ def test_policy_longest_prefix_wins():
     assert not policy.allows("subscribe", "/queue/a")
     with pytest.raises(ValueError):
         DestinationPolicy.from_rules([("/x/", "publish")])
+
+
+class FakeSockJSSession:
+    def __init__(self) -> None:
+        self.scope: dict = {}
+        self.sent: list[str] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, text: str) -> bool:
+        self.sent.append(text)
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def test_sockjs_adapter_carries_stomp_as_text(broker, registry, monkeypatch):
+    import chat.realtime.connection as module
+    from chat.realtime.sockjs import StompSockJSHandler
+
+    monkeypatch.setattr(module, "default_config", config)
+    monkeypatch.setattr(module, "authenticate_jwt", make_authenticator())
+    monkeypatch.setattr(module, "get_broker", lambda: broker)
+    session = FakeSockJSSession()
+    handler = StompSockJSHandler(session)
+    await handler.on_open()
+    await handler.on_message(wire("CONNECT", accept_version="1.2", passcode="alice-token").decode())
+    await handler.on_message(wire("SUBSCRIBE", id="1", destination="/topic/s", receipt="r").decode())
+    broker.publish("/topic/s", "über")
+    await handler.on_message(wire("DISCONNECT", receipt="bye").decode())
+
+    async def closed():
+        while session.closed is None:  # noqa: ASYNC110 - bounded by WAIT
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(closed(), WAIT)
+    frames = FrameParser().feed("".join(session.sent).encode())
+    assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "MESSAGE", "RECEIPT"]
+    assert frames[2].body == "über".encode()
+    assert session.closed == (1000, "Normal closure")
+    await handler.on_close()
+    assert broker.local.count("/topic/s") == 0

@@ -24,9 +24,7 @@ def imported_roots(path: Path) -> set[str]:
 
 
 def test_stomp_package_imports_nothing_that_does_io():
-    offenders = {
-        path.name: sorted(imported_roots(path) & FORBIDDEN) for path in PACKAGE.glob("*.py")
-    }
+    offenders = {path.name: sorted(imported_roots(path) & FORBIDDEN) for path in PACKAGE.glob("*.py")}
     assert {name: bad for name, bad in offenders.items() if bad} == {}
 
 
