@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
 def check_split_origin(app_configs=None, **kwargs):
-    problems = []
+    problems: list[CheckMessage] = []
     if settings.SITE_ORIGIN.startswith("https://") and settings.API_ORIGIN.startswith("http://"):
         problems.append(
             Error(
@@ -99,7 +99,7 @@ def check_cross_origin_paths_not_intercepted(app_configs=None, **kwargs):
     """``/ws/`` and ``/api/`` must be exempt from login-required middleware and covered by CORS."""
     import re
 
-    problems = []
+    problems: list[CheckMessage] = []
     for path in CROSS_ORIGIN_PROBE_PATHS:
         if not re.match(settings.CORS_URLS_REGEX, path):
             problems.append(
