@@ -292,10 +292,7 @@
       }, { "since-id": String(state.newestId) });
       client.subscribe(`${topic}.presence`, (frame) => onPresence(parse(frame)));
       client.subscribe(`${topic}.typing`, (frame) => onTyping(parse(frame)));
-      client.subscribe("/user/queue/errors", (frame) => {
-        const error = parse(frame);
-        Chat.toast({ title: "Chat error", text: (error && (error.detail || error.message)) || frame.body, kind: "error" });
-      });
+      client.subscribe("/user/queue/errors", (frame) => onSendError(parse(frame) || { detail: frame.body }));
       client.subscribe("/user/queue/dm", () => refreshRooms());
       resendPending();
     },
@@ -322,6 +319,28 @@
       headers: { "content-type": "application/json", receipt: `send-${clientId}` },
     });
   }
+
+  /** A SEND the server refused (empty, too long, not a member): the connection stays open. */
+  function onSendError(error) {
+    const item = error.client_id && state.pending.get(error.client_id);
+    if (item) {
+      state.pending.delete(error.client_id);
+      item.classList.replace("pending", "failed");
+      item.querySelector("time").textContent = "not sent";
+      el.error.textContent = `Not sent: ${error.detail || "refused by the server"}`;
+      el.error.hidden = false;
+      return;
+    }
+    Chat.toast({ title: "Chat error", text: error.detail || error.message || "refused by the server", kind: "error" });
+  }
+
+  // The server closes a STOMP connection when its access token expires; hand it each new one in time.
+  document.addEventListener("chat:tokens", () => {
+    const pair = Chat.tokens();
+    if (client.connected && pair) {
+      client.publish({ destination: "/app/auth.refresh", headers: { Authorization: `Bearer ${pair.access}` }, body: "" });
+    }
+  });
 
   function resendPending() {
     // A repeated client_id is stored once, so resending after a reconnect cannot duplicate.
@@ -366,7 +385,9 @@
     const now = Date.now();
     if (!client.connected || !el.input.value || now - state.lastTypingSent < TYPING_SEND_EVERY_MS) return;
     state.lastTypingSent = now;
-    client.publish({ destination: `/app/rooms.${slug}.typing`, body: "{}", headers: { "content-type": "application/json" } });
+    client.publish({
+      destination: `/app/rooms.${slug}.typing`, body: JSON.stringify({ typing: true }), headers: { "content-type": "application/json" },
+    });
   });
 
   // --- Start: tokens, membership, history, then live --------------------------------------------------------

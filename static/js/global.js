@@ -81,6 +81,11 @@
   function saveTokens(pair, user) {
     window.localStorage.setItem(KEY, JSON.stringify({ access: pair.access, refresh: pair.refresh, user: user || USER }));
     scheduleRefresh();
+    tokensChanged();
+  }
+  // Live connections (STOMP) re-authenticate with the new access token before the old one expires.
+  function tokensChanged() {
+    document.dispatchEvent(new CustomEvent("chat:tokens"));
   }
   function clearTokens() {
     window.localStorage.removeItem(KEY);
@@ -216,7 +221,10 @@
   // Another tab refreshed or logged out: follow it.
   window.addEventListener("storage", (event) => {
     if (event.key !== KEY) return;
-    if (event.newValue) scheduleRefresh();
+    if (event.newValue) {
+      scheduleRefresh();
+      tokensChanged();
+    }
     else if (USER) window.location.assign("/login/");
   });
 
