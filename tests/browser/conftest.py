@@ -5,9 +5,9 @@ Every page opened through ``browser_page`` records console errors, page errors, 
 errors; the fixture fails the test if any were seen (issue 8, browser test 4), so each test checks the
 console without saying so.
 
-Playwright's sync API runs an event loop in this thread, so Django's ORM refuses to run while it is
-started: fixtures create database rows before Playwright starts, and tests use ``orm()`` around any
-later ORM call.
+Playwright's sync API runs an event loop in this thread, so Django's ORM (and its on-commit publishing)
+refuses to run while it is started: fixtures create database rows before Playwright starts, and tests
+create anything later through the API, as a client would.
 """
 
 from __future__ import annotations
@@ -37,20 +37,6 @@ CHROMIUM_ARGS = [
 WAIT_MS = 15_000
 SCREENSHOTS = OUTPUT / "screenshots"
 DOCS = REPO / "docs"
-
-
-@contextlib.contextmanager
-def orm() -> Iterator[None]:
-    """Allow Django ORM calls while Playwright's event loop is set in this thread (the ORM call itself is sync)."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @dataclass

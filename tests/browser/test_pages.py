@@ -7,9 +7,17 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import log_in, orm
+from tests.browser.conftest import log_in
+from tests.conftest import TEST_PASSWORD
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+
+def api_as(site, username: str) -> httpx.Client:
+    """An API client with that user's JWT (through the API, so the server publishes what it creates)."""
+    token = httpx.post(f"{site.api}/api/auth/token/", json={"username": username, "password": TEST_PASSWORD})
+    token.raise_for_status()
+    return httpx.Client(base_url=site.api, headers={"Authorization": f"Bearer {token.json()['access']}"})
 
 
 def test_form_login_hands_over_a_jwt_pair_that_the_api_accepts(split_site, browser_page):
@@ -70,13 +78,11 @@ def test_pages_carry_a_csp_that_forbids_inline_script_and_allows_the_api_origin(
     log.forgive("Content Security Policy")  # that refusal was the test's own doing
 
 
-def test_message_bodies_room_names_and_user_names_are_rendered_as_text(split_site, chat_users, browser_page):
-    from chat import services
-
+def test_message_bodies_room_names_and_user_names_are_rendered_as_text(split_site, browser_page):
     payload = '<img src=x onerror="window.pwned=1"><b>bold</b>'
-    with orm():
-        room = services.room_create(creator=chat_users["alice"], name=f"Room {payload}", slug="xss")
-        services.message_create(room=room, author=chat_users["alice"], body=payload)
+    alice = api_as(split_site, "alice")
+    alice.post("/api/rooms/", json={"name": f"Room {payload}", "slug": "xss"}).raise_for_status()
+    alice.post("/api/rooms/xss/messages/", json={"body": payload}).raise_for_status()
     page, _ = browser_page()
     log_in(page, split_site, "alice")
     page.locator("[data-room-list] a", has_text="Room <img").wait_for()
@@ -145,3 +151,16 @@ def test_the_access_token_is_refreshed_before_it_expires(chat_users, daphne_fact
     )
     # The API accepts the new token, and no request was ever answered 401 (the console log would say so).
     assert page.evaluate("() => window.Chat.api('/api/me/').then(me => me.username)") == "alice"
+
+
+def test_unread_badges_count_other_peoples_messages_until_the_room_is_read(split_site, browser_page):
+    api_as(split_site, "bob").post("/api/rooms/lobby/messages/", json={"body": "are you there?"}).raise_for_status()
+    page, _ = browser_page()
+    log_in(page, split_site, "alice")
+    page.locator("[data-room-list] .group li[data-slug=lobby] .badge[data-unread='1']").wait_for()
+    with page.expect_response(lambda r: r.url.endswith("/api/rooms/lobby/read/") and r.ok):
+        page.goto(split_site.url("/rooms/lobby/"))
+    page.locator(".message[data-id] .body", has_text="are you there?").wait_for()
+    page.goto(split_site.url("/"))
+    page.locator("[data-room-list] .group li[data-slug=lobby]").wait_for()
+    assert page.locator("[data-room-list] li[data-slug=lobby] .badge").count() == 0
