@@ -35,9 +35,14 @@ class OriginCheckMiddleware(BaseMiddleware):
     authenticate on CONNECT. This is the defence against cross-site WebSocket hijacking.
     """
 
+    def __init__(self, inner, *, exempt_prefixes: tuple[str, ...] = ()) -> None:
+        super().__init__(inner)
+        self.exempt_prefixes = exempt_prefixes
+
     async def __call__(self, scope, receive, send):
         origin = scope_header(scope, b"origin")
-        if origin is not None and not origin_matcher().allows(origin):
+        exempt = scope.get("path", "").startswith(self.exempt_prefixes) if self.exempt_prefixes else False
+        if origin is not None and not exempt and not origin_matcher().allows(origin):
             logger.warning("refused WebSocket handshake to %s from origin %r", scope.get("path"), origin)
             await receive()  # the websocket.connect message
             await send({"type": "websocket.close", "code": 4403})

@@ -193,3 +193,15 @@ def direct_room_get_or_create(*, user: AbstractBaseUser, other_username: str) ->
     except IntegrityError:
         return Room.objects.get(slug=slug), False
     return room, True
+
+
+def room_enter(*, slug: str, user: AbstractBaseUser) -> Room:
+    """The room a user subscribes to live: members only, and a public room is joined on the way in."""
+    from chat.selectors import room_visible_get
+
+    room = room_visible_get(slug=slug, user=user)
+    if not room.is_private:
+        room_join(room=room, user=user)
+    elif membership_get(room=room, user=user) is None:
+        raise NotFound(f"no room {slug!r} that you can see")
+    return room

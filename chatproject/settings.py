@@ -167,7 +167,9 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+    # A file (not memory) so that the daphne processes of live tests share it; one per test run (pid), so
+    # that concurrent runs in one checkout never write to the same file.
+    _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -231,6 +233,8 @@ REST_FRAMEWORK = {
 # --- Chat limits ----------------------------------------------------------------------------------------
 CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000, minimum=1)
 CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 200, minimum=1)
+# The most messages a SUBSCRIBE with since-id replays; beyond, the client completes from REST history.
+CHAT_RESUME_MAX = env_int("CHAT_RESUME_MAX", 500, minimum=1)
 
 # --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
 STOMP_SERVER_NAME = "chatproject/1.0"
@@ -281,8 +285,20 @@ SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000, minimum=100)
 # meanwhile are held (up to the limit, beyond which the replay simply runs another pass).
 SSE_REPLAY_BATCH = env_int("SSE_REPLAY_BATCH", 500, minimum=1)
 SSE_REPLAY_BUFFER_LIMIT = env_int("SSE_REPLAY_BUFFER_LIMIT", 1000, minimum=1)
-# The channel layer alias that carries notifications to the streams (see CHANNEL_LAYERS above).
-NOTIFICATIONS_CHANNEL_LAYER = env_str("NOTIFICATIONS_CHANNEL_LAYER", "default")
+# Notifications travel on their own channel layer alias. With Redis: channels_redis' core layer, whose
+# blocking pop waits 5 s, with a longer read timeout than redis-py 8's 5 s default (equal timeouts
+# make idle receives fail now and then); the capacity is per process, shared by all its streams.
+NOTIFICATIONS_CHANNEL_LAYER = "notifications"
+if REDIS_URL:
+    CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 10_000, "expiry": 60},
+    }
+else:
+    CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = {
+        "BACKEND": "channels.layers.InMemoryChannelLayer",
+        "CONFIG": {"capacity": 1000},
+    }
 
 # --- CORS, CSRF, TLS behind a proxy ---------------------------------------------------------------------
 # django-cors-headers asks ORIGIN_MATCHER through its check_request_enabled signal (chatproject/apps.py),

@@ -1,11 +1,7 @@
 """Where SockJS endpoints are mounted: the STOMP endpoint at /ws and, on demand, the protocol test services.
 
-To mount a handler (e.g. the STOMP engine) at /ws, build one endpoint and add its routes::
-
-    STOMP_ENDPOINT = SockJSEndpoint("ws", StompSockJSHandler, allowed_origin=origin_matcher().allows,
-                                    raw_websocket=False, **endpoint_options())
-
-``raw_websocket=False`` because the raw STOMP WebSocket at /ws/websocket is chat/routing.py's.
+``new SockJS(API_ORIGIN + '/ws')`` lands here. ``raw_websocket=False`` because the raw STOMP WebSocket at
+/ws and /ws/websocket is chat/routing.py's (binary frames, subprotocol negotiation, no SockJS framing).
 """
 
 from __future__ import annotations
@@ -14,6 +10,9 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.realtime.sockjs import StompSockJSHandler
+from chatproject.origins import origin_matcher
+from sockjs.endpoint import SockJSEndpoint
 from sockjs.testservices import test_endpoints
 
 
@@ -30,8 +29,11 @@ def endpoint_options() -> dict[str, Any]:
     }
 
 
-http_urlpatterns: list = []
-websocket_urlpatterns: list = []
+STOMP_ENDPOINT = SockJSEndpoint(
+    "ws", StompSockJSHandler, allowed_origin=origin_matcher().allows, raw_websocket=False, **endpoint_options()
+)
+http_urlpatterns: list = [*STOMP_ENDPOINT.http_urlpatterns]
+websocket_urlpatterns: list = [*STOMP_ENDPOINT.websocket_urlpatterns]
 
 if settings.SOCKJS_TEST_SERVICES:
     _options = endpoint_options()

@@ -8,16 +8,23 @@ from chat.realtime.connection import StompConfig, StompConnection, Transport
 from chat.realtime.registry import (
     Denied,
     DestinationRegistry,
+    Rejected,
+    Replay,
     SendContext,
     SubscribeContext,
     app_destination,
     destinations,
+    on_subscribe,
+    on_unsubscribe,
     subscription_guard,
+    subscription_replay,
 )
 
 __all__ = [
     "Denied",
     "DestinationRegistry",
+    "Rejected",
+    "Replay",
     "SendContext",
     "StompConfig",
     "StompConnection",
@@ -25,5 +32,8 @@ __all__ = [
     "Transport",
     "app_destination",
     "destinations",
+    "on_subscribe",
+    "on_unsubscribe",
     "subscription_guard",
+    "subscription_replay",
 ]

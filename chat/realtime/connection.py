@@ -37,6 +37,7 @@ from chat.broker.local import Publication
 from chat.realtime.registry import (
     Denied,
     DestinationRegistry,
+    Rejected,
     SendContext,
     SubscribeContext,
     autodiscover,
@@ -66,6 +67,7 @@ CLOSE_NORMAL = 1000
 # After an ERROR frame too: the frame says what went wrong, and servers differ in which other codes an
 # application may send (autobahn, under daphne, refuses 1008; SockJS allows only 1000 and 3000-4999).
 CLOSE_AFTER_ERROR = 1000
+ERRORS_DESTINATION = "/user/queue/errors"
 
 
 class Transport(Protocol):
@@ -141,7 +143,7 @@ async def authenticate_jwt(raw: str) -> AuthenticatedLike:
 class BrokerSubscriber:
     """The broker's handle on one subscription of one connection: pre-encoded prefix, routing key."""
 
-    __slots__ = ("auto", "connection", "key", "prefix", "subscription")
+    __slots__ = ("auto", "connection", "held", "key", "prefix", "subscription")
 
     def __init__(self, connection: StompConnection, subscription: Subscription, key: str, prefix: bytes) -> None:
         self.connection = connection
@@ -149,9 +151,14 @@ class BrokerSubscriber:
         self.key = key
         self.prefix = prefix
         self.auto = subscription.ack is AckMode.AUTO
+        # Live messages waiting while a replay is sent (None: deliver at once).
+        self.held: list[Publication] | None = None
 
     def deliver(self, publication: Publication) -> None:
-        """Queue a MESSAGE frame for this subscription."""
+        """Queue a MESSAGE frame for this subscription (or hold it back while a replay is being sent)."""
+        if self.held is not None:
+            self.held.append(publication)
+            return
         self.connection.deliver(self, publication)
 
     def __repr__(self) -> str:
@@ -287,6 +294,8 @@ class StompConnection:
                 break
             try:
                 await self._handle(event)
+            except Rejected as exc:
+                self._report_error(exc, getattr(event, "receipt", None))
             except Denied as exc:
                 self.fail(exc.message, exc.detail, code=exc.code, receipt_id=getattr(event, "receipt", None))
             except ProtocolViolation as exc:
@@ -393,11 +402,67 @@ class StompConnection:
         key = user_routing_key(self.user.pk, destination) if destination.startswith(USER_PREFIX) else destination
         subscriber = BrokerSubscriber(self, subscription, key, message_prefix(subscription.id, self._core.escaping))
         subscription.handle = subscriber
+        replayers = self._registry.replayers_for(destination)
+        if replayers:
+            subscriber.held = []  # from the moment it is live, until the replay is out
         await self.broker.subscribe(key, subscriber)
         if self._closing:  # closed while Redis confirmed: the close already ran, undo our part
             self.broker.unsubscribe(key, subscriber)
             return
+        if replayers:
+            await self._replay(context, subscriber, replayers)
+            if self._closing:
+                return
         self._core.receipt(event.receipt)
+        for watcher, params in self._registry.subscribed_for(destination):
+            await watcher(context, **params)
+
+    async def _replay(self, context: SubscribeContext, subscriber: BrokerSubscriber, replayers: list) -> None:
+        """Send what the replay hooks return, then the live messages held meanwhile (minus duplicates)."""
+        keep: list[Callable[[Publication], bool]] = []
+        try:
+            for replayer, params in replayers:
+                replay = await replayer(context, **params)
+                if replay is None:
+                    continue
+                for body, headers in replay.messages:
+                    self.send_to(subscriber, body, headers)
+                if replay.keep_live is not None:
+                    keep.append(replay.keep_live)
+        finally:
+            held, subscriber.held = subscriber.held or [], None
+        for publication in held:
+            if all(accept(publication) for accept in keep):
+                self.deliver(subscriber, publication)
+
+    def _report_error(self, exc: Rejected, receipt: str | None) -> None:
+        """A refused SEND: tell this session on /user/queue/errors; no RECEIPT, the connection stays."""
+        payload = {"detail": exc.detail, "code": exc.code, "receipt": receipt, **exc.extra}
+        delivered = False
+        for subscription in self._core.subscriptions.values():
+            subscriber = subscription.handle
+            if subscription.destination == ERRORS_DESTINATION and isinstance(subscriber, BrokerSubscriber):
+                self.send_to(subscriber, payload)
+                delivered = True
+        if not delivered:
+            logger.info("STOMP session %s: refused a SEND (%s) with no /user/queue/errors subscription",
+                        self.session_id, exc.code)  # fmt: skip
+
+    def send_to(self, subscriber: BrokerSubscriber, body: Any, headers: Any = ()) -> None:
+        """A MESSAGE for one subscription only (replays, snapshots), encoded like a broker publication."""
+        from chat.broker.broker import encode_body
+
+        items = list(headers.items() if hasattr(headers, "items") else headers)
+        content_type = next((v for k, v in items if k == "content-type"), None)
+        data, ctype = encode_body(body, content_type)
+        message_id = self.broker.next_message_id()
+        shared = (
+            ("destination", subscriber.subscription.destination),
+            ("message-id", message_id),
+            ("content-type", ctype),
+            *((k, v) for k, v in items if k not in ("content-type", "content-length")),
+        )
+        self.deliver(subscriber, Publication(subscriber.key, message_id, shared, data))
 
     def _checked(self, destination: str, verb: str) -> str:
         try:
@@ -414,6 +479,14 @@ class StompConnection:
             if isinstance(subscriber, BrokerSubscriber):
                 subscription.handle = None
                 self.broker.unsubscribe(subscriber.key, subscriber)
+                for watcher, params in self._registry.unsubscribed_for(subscription.destination):
+                    self._spawn(watcher(self, subscription.destination, **params))
+
+    def _spawn(self, coroutine: Any) -> None:
+        """Run a hook in the background (detaching is synchronous), keeping a reference until it ends."""
+        task = self._loop.create_task(coroutine)
+        _background.add(task)
+        task.add_done_callback(_hook_done)
 
     # -- output ----------------------------------------------------------------------------------------------
     def _flush_core(self) -> None:
@@ -533,6 +606,13 @@ class StompConnection:
 
 
 _config: StompConfig | None = None
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _hook_done(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("an on_unsubscribe hook failed", exc_info=task.exception())
 
 
 def default_config() -> StompConfig:

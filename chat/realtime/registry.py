@@ -23,6 +23,15 @@ means success (the RECEIPT, if asked for, goes out after it returns). Raising ``
 with its message, detail and code and closes the connection, as STOMP requires after an ERROR; any
 other exception is logged and sent as ``message:internal error``. Every guard matching a destination
 must pass (return None or True); a guard returning False denies with a generic message.
+
+Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
+
+- ``@subscription_replay(template)``: returns a ``Replay`` of messages this subscription gets before any
+  live one (resume after ``since-id``, a presence snapshot). While it runs, live messages for the
+  subscription are held back; afterwards they are released, without those ``Replay.keep_live`` rejects,
+  so the boundary between replay and live has no gap and no duplicate.
+- ``@on_subscribe(template)`` / ``@on_unsubscribe(template)``: told when a subscription starts and when it
+  ends (UNSUBSCRIBE, DISCONNECT, ERROR or a lost connection alike); presence is built on them.
 """
 
 from __future__ import annotations
@@ -30,11 +39,12 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chat.broker.local import Publication
     from chat.realtime.connection import StompConnection
 
 logger = logging.getLogger(__name__)
@@ -51,6 +61,21 @@ class Denied(Exception):
         self.message = message
         self.detail = detail or message
         self.code = code
+
+
+class Rejected(Exception):
+    """Refuse one SEND without ending the connection: no RECEIPT, and an error on ``/user/queue/errors``.
+
+    For mistakes of the user rather than of the client (an empty message, a room they left): the
+    client keeps its connection and learns what happened from the error queue, which carries the
+    ``receipt`` id of the refused frame so that it can be matched.
+    """
+
+    def __init__(self, detail: str, *, code: str = "invalid", **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -109,9 +134,32 @@ class SubscribeContext:
         """The STOMP session id."""
         return self.connection.session_id
 
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a header of the SUBSCRIBE frame."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Messages one subscription receives before its live ones, each ``(body, headers)``.
+
+    ``keep_live(publication)`` decides, for each live message that arrived meanwhile, whether it still
+    goes out (False for those the replay already covered); None keeps them all.
+    """
+
+    messages: Sequence[tuple[Any, Mapping[str, str]]] = ()
+    keep_live: Callable[[Publication], bool] | None = None
+
 
 AppHandler = Callable[..., Awaitable[None]]
 Guard = Callable[..., Awaitable[bool | None]]
+Replayer = Callable[..., Awaitable[Replay | None]]
+#: ``on_subscribe`` hooks get ``(SubscribeContext, **params)``; ``on_unsubscribe`` hooks get
+#: ``(connection, destination, **params)``.
+Watcher = Callable[..., Awaitable[None]]
 
 
 def compile_template(template: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -140,6 +188,9 @@ class DestinationRegistry:
     def __init__(self) -> None:
         self._handlers: list[_Route] = []
         self._guards: list[_Route] = []
+        self._replayers: list[_Route] = []
+        self._subscribed: list[_Route] = []
+        self._unsubscribed: list[_Route] = []
 
     def register_app(self, template: str | re.Pattern[str], handler: AppHandler) -> None:
         """Route SENDs matching ``template`` to ``handler(ctx, **params)``; the first matching route wins."""
@@ -148,6 +199,18 @@ class DestinationRegistry:
     def register_guard(self, template: str | re.Pattern[str], guard: Guard) -> None:
         """Consult ``guard(ctx, **params)`` before any SUBSCRIBE matching ``template``."""
         self._guards.append(_Route(compile_template(template), guard))
+
+    def register_replay(self, template: str | re.Pattern[str], replayer: Replayer) -> None:
+        """Ask ``replayer(ctx, **params)`` for a Replay whenever a SUBSCRIBE matching ``template`` goes live."""
+        self._replayers.append(_Route(compile_template(template), replayer))
+
+    def register_subscribed(self, template: str | re.Pattern[str], watcher: Watcher) -> None:
+        """Call ``watcher(ctx, **params)`` once a subscription matching ``template`` is live."""
+        self._subscribed.append(_Route(compile_template(template), watcher))
+
+    def register_unsubscribed(self, template: str | re.Pattern[str], watcher: Watcher) -> None:
+        """Call ``watcher(connection, destination, **params)`` when such a subscription ends, however it ends."""
+        self._unsubscribed.append(_Route(compile_template(template), watcher))
 
     def app(self, template: str | re.Pattern[str]) -> Callable[[AppHandler], AppHandler]:
         """Decorator form of ``register_app``."""
@@ -167,6 +230,26 @@ class DestinationRegistry:
 
         return decorate
 
+    def replay(self, template: str | re.Pattern[str]) -> Callable[[Replayer], Replayer]:
+        """Decorator form of ``register_replay``."""
+        return self._decorator(self.register_replay, template)
+
+    def subscribed(self, template: str | re.Pattern[str]) -> Callable[[Watcher], Watcher]:
+        """Decorator form of ``register_subscribed``."""
+        return self._decorator(self.register_subscribed, template)
+
+    def unsubscribed(self, template: str | re.Pattern[str]) -> Callable[[Watcher], Watcher]:
+        """Decorator form of ``register_unsubscribed``."""
+        return self._decorator(self.register_unsubscribed, template)
+
+    @staticmethod
+    def _decorator(register: Callable[[Any, Any], None], template: str | re.Pattern[str]) -> Callable[[Any], Any]:
+        def decorate(function: Any) -> Any:
+            register(template, function)
+            return function
+
+        return decorate
+
     def resolve_app(self, destination: str) -> tuple[AppHandler, dict[str, str]] | None:
         """The handler and keyword arguments for a SEND destination, or None."""
         for route in self._handlers:
@@ -177,8 +260,24 @@ class DestinationRegistry:
 
     def guards_for(self, destination: str) -> list[tuple[Guard, dict[str, str]]]:
         """Every guard whose template matches ``destination``, with its keyword arguments."""
+        return self._matching(self._guards, destination)
+
+    def replayers_for(self, destination: str) -> list[tuple[Replayer, dict[str, str]]]:
+        """Every replay hook for ``destination``."""
+        return self._matching(self._replayers, destination)
+
+    def subscribed_for(self, destination: str) -> list[tuple[Watcher, dict[str, str]]]:
+        """Every on_subscribe hook for ``destination``."""
+        return self._matching(self._subscribed, destination)
+
+    def unsubscribed_for(self, destination: str) -> list[tuple[Watcher, dict[str, str]]]:
+        """Every on_unsubscribe hook for ``destination``."""
+        return self._matching(self._unsubscribed, destination)
+
+    @staticmethod
+    def _matching(routes: list[_Route], destination: str) -> list[tuple[Any, dict[str, str]]]:
         found = []
-        for route in self._guards:
+        for route in routes:
             match = route.pattern.fullmatch(destination)
             if match:
                 found.append((route.function, match.groupdict()))
@@ -186,14 +285,17 @@ class DestinationRegistry:
 
     def unregister(self, function: Callable[..., Any]) -> None:
         """Remove a handler or guard (tests)."""
-        self._handlers = [r for r in self._handlers if r.function is not function]
-        self._guards = [r for r in self._guards if r.function is not function]
+        for name in ("_handlers", "_guards", "_replayers", "_subscribed", "_unsubscribed"):
+            setattr(self, name, [r for r in getattr(self, name) if r.function is not function])
 
 
 #: The process-wide registry the STOMP connections consult.
 destinations = DestinationRegistry()
 app_destination = destinations.app
 subscription_guard = destinations.guard
+subscription_replay = destinations.replay
+on_subscribe = destinations.subscribed
+on_unsubscribe = destinations.unsubscribed
 
 _discovered = False
 

@@ -9,8 +9,9 @@ import time
 
 import pytest
 import stomp
-from conftest import node_script
 from rest_framework_simplejwt.tokens import AccessToken
+
+from tests.conftest import node_script
 
 pytestmark = pytest.mark.live
 WAIT = 10.0

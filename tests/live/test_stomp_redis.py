@@ -6,9 +6,10 @@ import time
 
 import pytest
 import redis
-from conftest import wait_for
 from rest_framework_simplejwt.tokens import AccessToken
 from test_stomp_clients import stomp_py_connection
+
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.live
 

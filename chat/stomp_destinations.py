@@ -1,0 +1,201 @@
+"""Chat over STOMP: where a room SEND is persisted and a room SUBSCRIBE is authorised, resumed and counted.
+
+- ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id"}`` (``content-type: application/json``) or plain
+  text with an optional ``client-id`` header. Stored first; the broadcast to ``/topic/rooms.<slug>``
+  happens on commit (chat/publishing.py) and the RECEIPT only after the handler returned, so a RECEIPT
+  always means "in the database". A mistake of the user (empty, too long, not a member) is refused
+  without closing the connection: no RECEIPT, and an error on ``/user/queue/errors``.
+- ``SUBSCRIBE /topic/rooms.<slug>`` (and its ``.presence`` and ``.typing`` topics): members only; a
+  public room is joined on subscribe. ``since-id: <id>`` replays every stored message after that id,
+  then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX`` messages only the newest are
+  replayed and the first carries ``resume-gap: <oldest replayed id>`` so the client fetches the rest
+  from the REST history.
+- Presence: the first session of a user subscribing to a room topic publishes ``join`` on the presence
+  topic, their last one leaving publishes ``leave``; subscribing to the presence topic starts with a
+  ``snapshot``.
+- ``SEND /app/rooms.<slug>.typing``: ``{"typing": true|false}``, relayed to the typing topic, not stored.
+- ``SEND /app/dm.<username>``: a direct message (the pair's private room is created on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chat import broker, selectors, services
+from chat.api.serializers import message_json
+from chat.destinations import (
+    PRESENCE_TOPIC,
+    ROOM_SEND,
+    ROOM_TOPIC,
+    TYPING_SEND,
+    TYPING_TOPIC,
+    presence_topic,
+    typing_topic,
+)
+from chat.exceptions import ChatError, NotFound
+from chat.models import Room
+from chat.presence import presence
+from chat.realtime import (
+    Denied,
+    Rejected,
+    Replay,
+    SendContext,
+    SubscribeContext,
+    app_destination,
+    on_subscribe,
+    on_unsubscribe,
+    subscription_guard,
+    subscription_replay,
+)
+
+DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
+
+
+# --- Sending --------------------------------------------------------------------------------------------
+
+
+def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None]:
+    """(body, client_id) of a chat SEND: a JSON object when the content type says so, else plain text."""
+    content_type = (ctx.header("content-type") or "").split(";")[0].strip().lower()
+    text = ctx.text
+    if content_type == "application/json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise Rejected("the body is not valid JSON", code="invalid") from None
+        if not isinstance(data, dict):
+            raise Rejected('a chat message is a JSON object: {"body": "…", "client_id": "…"}', code="invalid")
+        return data.get("body", ""), data.get("client_id")
+    return text, ctx.header("client-id")
+
+
+@database_sync_to_async
+def _store_room_message(slug: str, user: Any, body: Any, client_id: Any) -> None:
+    room = selectors.room_visible_get(slug=slug, user=user)
+    services.message_create(room=room, author=user, body=body, client_id=client_id)
+
+
+@database_sync_to_async
+def _store_direct_message(username: str, user: Any, body: Any, client_id: Any) -> None:
+    room, _ = services.direct_room_get_or_create(user=user, other_username=username)
+    services.message_create(room=room, author=user, body=body, client_id=client_id)
+
+
+@app_destination(ROOM_SEND)
+async def send_to_room(ctx: SendContext, slug: str) -> None:
+    """Persist a chat message; the broadcast follows the commit, the RECEIPT follows this handler."""
+    body, client_id = parse_chat_body(ctx)
+    try:
+        await _store_room_message(slug, ctx.user, body, client_id)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+
+
+@app_destination(DM_SEND)
+async def send_direct_message(ctx: SendContext, username: str) -> None:
+    """A direct message to ``username``, in the private room of the two users."""
+    body, client_id = parse_chat_body(ctx)
+    try:
+        await _store_direct_message(username, ctx.user, body, client_id)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+
+
+@database_sync_to_async
+def _is_member(slug: str, user: Any) -> bool:
+    room = Room.objects.filter(slug=slug).first()
+    return room is not None and selectors.user_is_member(room=room, user=user)
+
+
+@app_destination(TYPING_SEND)
+async def typing(ctx: SendContext, slug: str) -> None:
+    """Relay a typing indicator to the room's members; nothing is stored."""
+    if not await _is_member(slug, ctx.user):
+        raise Rejected(f"no room {slug!r} that you can see", code="not-found")
+    state = True
+    if ctx.body.strip():
+        try:
+            state = bool(json.loads(ctx.text).get("typing", True))
+        except (ValueError, AttributeError):
+            state = True
+    broker.publish(typing_topic(slug), {"user": ctx.user.get_username(), "typing": state})
+
+
+# --- Subscribing ----------------------------------------------------------------------------------------
+
+
+@database_sync_to_async
+def _enter_room(slug: str, user: Any) -> Room:
+    return services.room_enter(slug=slug, user=user)
+
+
+async def members_only(ctx: SubscribeContext, slug: str) -> None:
+    """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private."""
+    try:
+        await _enter_room(slug, ctx.user)
+    except NotFound:
+        raise Denied("Forbidden", f"no room {slug!r} that you can see", code="not-found") from None
+
+
+for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):
+    subscription_guard(_template)(members_only)
+
+
+@database_sync_to_async
+def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool]:
+    room = Room.objects.get(slug=slug)
+    newest_first = list(
+        room.messages.filter(id__gt=since).select_related("author", "room").order_by("-id")[: limit + 1]
+    )
+    truncated = len(newest_first) > limit
+    return [message_json(m) for m in reversed(newest_first[:limit])], truncated
+
+
+def _message_id(publication: Any) -> int:
+    try:
+        return int(json.loads(publication.body)["id"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+
+
+@subscription_replay(ROOM_TOPIC)
+async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
+    """``since-id``: stored messages after it, then live ones, none twice."""
+    raw = ctx.header("since-id")
+    if raw is None or raw == "":
+        return None
+    try:
+        since = int(raw)
+    except ValueError:
+        raise Denied("invalid header", "since-id must be a message id (a whole number)", code="invalid") from None
+    messages, truncated = await _messages_after(slug, max(since, 0), settings.CHAT_RESUME_MAX)
+    replay: list[tuple[Any, dict[str, str]]] = [(m, {}) for m in messages]
+    if truncated and replay:
+        replay[0] = (messages[0], {"resume-gap": str(messages[0]["id"])})
+    boundary = messages[-1]["id"] if messages else since
+    return Replay(messages=replay, keep_live=lambda publication: _message_id(publication) > boundary)
+
+
+@subscription_replay(PRESENCE_TOPIC)
+async def presence_snapshot(ctx: SubscribeContext, slug: str) -> Replay:
+    """Who is online now, before the join/leave events."""
+    return Replay(messages=[({"type": "snapshot", "users": await presence().online(slug)}, {})])
+
+
+@on_subscribe(ROOM_TOPIC)
+async def user_entered(ctx: SubscribeContext, slug: str) -> None:
+    name = ctx.user.get_username()
+    if await presence().enter(slug, name):
+        broker.publish(presence_topic(slug), {"type": "join", "user": name})
+
+
+@on_unsubscribe(ROOM_TOPIC)
+async def user_left(connection: Any, destination: str, slug: str) -> None:
+    name = connection.user.get_username()
+    if await presence().leave(slug, name):
+        broker.publish(presence_topic(slug), {"type": "leave", "user": name})
