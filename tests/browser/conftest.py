@@ -46,6 +46,7 @@ class ConsoleLog:
 
     problems: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    websockets: list[str] = field(default_factory=list)
 
     def attach(self, page) -> None:
         page.on("console", self._console)
@@ -53,6 +54,7 @@ class ConsoleLog:
         page.on("requestfailed", self._failed)
         page.on("response", self._response)
         page.on("request", lambda request: self.requests.append(request.url))
+        page.on("websocket", lambda websocket: self.websockets.append(websocket.url))
 
     def _console(self, message) -> None:
         text = message.text

@@ -52,13 +52,16 @@ def chat_both_ways(site, alice, bob) -> None:
 
 
 def test_two_users_chat_live_with_presence_typing_and_history(split_site, browser_page):
-    alice, _ = browser_page()
+    alice, alice_log = browser_page()
     bob, _ = browser_page()
     log_in(alice, split_site, "alice")
     log_in(bob, split_site, "bob")
     open_room(alice, split_site)
     open_room(bob, split_site)
     assert alice.locator("[data-connection]").get_attribute("data-transport") == "websocket"
+    assert alice_log.websockets and all(
+        url.startswith(f"{split_site.api.replace('http', 'ws')}/ws/") for url in alice_log.websockets
+    )
 
     chat_both_ways(split_site, alice, bob)
     save_screenshot(alice, "room")
@@ -83,7 +86,7 @@ def test_chat_works_over_forced_sockjs_fallbacks(transport, chat_users, daphne_f
     open_room(alice, split, query=query)
     open_room(bob, split, query=query)
     assert alice.locator("[data-connection]").get_attribute("data-transport") == transport
-    assert not [url for url in alice_log.requests if url.startswith("ws")], "no WebSocket was tried"
+    assert alice_log.websockets == [], "no WebSocket was tried"
 
     chat_both_ways(split, alice, bob)
     save_screenshot(alice, f"room-{transport}")
