@@ -253,6 +253,15 @@ STOMP_CONNECT_TIMEOUT = env_float("STOMP_CONNECT_TIMEOUT", 10.0, minimum=0.1)
 STOMP_MAX_TRANSACTIONS = env_int("STOMP_MAX_TRANSACTIONS", 16, minimum=1)
 STOMP_MAX_TRANSACTION_FRAMES = env_int("STOMP_MAX_TRANSACTION_FRAMES", 1000, minimum=1)
 STOMP_MAX_PENDING_ACKS = env_int("STOMP_MAX_PENDING_ACKS", 10_000, minimum=16)
+# Abuse limits (chat/realtime/limits.py); 0 turns one off. A SEND body over the size, or beyond the rate
+# (a token bucket per connection: STOMP_SEND_RATE per second, bursts of STOMP_SEND_BURST), is refused on
+# /user/queue/errors without closing; refusals pile up (draining at the rate) and at STOMP_SEND_ABUSE_LIMIT
+# the connection is closed with an ERROR. Connections per user are counted per worker process.
+STOMP_MAX_BODY_SIZE = env_int("STOMP_MAX_BODY_SIZE", 32 * 1024)
+STOMP_MAX_CONNECTIONS_PER_USER = env_int("STOMP_MAX_CONNECTIONS_PER_USER", 1000)
+STOMP_SEND_RATE = env_float("STOMP_SEND_RATE", 500.0)
+STOMP_SEND_BURST = env_int("STOMP_SEND_BURST", 1000, minimum=1)
+STOMP_SEND_ABUSE_LIMIT = env_int("STOMP_SEND_ABUSE_LIMIT", 1000)
 # Queued frames are joined into WebSocket messages of up to this many bytes (0: one frame per message).
 STOMP_COALESCE_BYTES = env_int("STOMP_COALESCE_BYTES", 64 * 1024)
 STOMP_REDIS_PREFIX = env_str("STOMP_REDIS_PREFIX", "stomp:")

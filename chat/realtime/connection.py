@@ -34,6 +34,7 @@ from chat.broker.destinations import (
     validate_destination,
 )
 from chat.broker.local import Publication
+from chat.realtime.limits import SendGate, SendLimits, default_limits, too_many_connections, user_connections
 from chat.realtime.registry import (
     Denied,
     DestinationRegistry,
@@ -98,6 +99,7 @@ class StompConfig:
     connect_timeout: float = 10.0
     send_queue_limit: int = 10_000
     coalesce_bytes: int = 64 * 1024
+    send_limits: SendLimits = field(default_factory=SendLimits)
     policy: DestinationPolicy = field(
         default_factory=lambda: DestinationPolicy.from_rules(
             [("/topic/", "send subscribe"), ("/topic/rooms.", "subscribe"), ("/app/", "send"),
@@ -128,6 +130,7 @@ class StompConfig:
             send_queue_limit=settings.STOMP_SEND_QUEUE_LIMIT,
             coalesce_bytes=settings.STOMP_COALESCE_BYTES,
             policy=DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES),
+            send_limits=default_limits(),
         )
 
 
@@ -199,6 +202,8 @@ class StompConnection:
         self._connect_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._send_gate = SendGate(self.config.send_limits, self._loop.time())
+        self._counted_user: Any = None  # the user whose per-process connection count includes this one
 
     # -- the transport's side ----------------------------------------------------------------------------
     @property
@@ -241,6 +246,7 @@ class StompConnection:
         """The peer is gone: drop subscriptions, timers and queued frames."""
         self._transport_closed = True
         self._closing = True
+        self._release_user()
         self._cancel_timers()
         self._detach(self._core.connection_lost())
         self._queue.clear()
@@ -311,6 +317,7 @@ class StompConnection:
 
     async def _handle(self, event: object) -> None:
         if isinstance(event, SendRequested):
+            self._send_gate.admit([event.body], self._loop.time())
             await self._route_send(event)
             self._core.receipt(event.receipt)
         elif isinstance(event, SubscribeRequested):
@@ -319,6 +326,8 @@ class StompConnection:
             self._detach((event.subscription,))
             self._core.receipt(event.receipt)
         elif isinstance(event, TransactionCommitted):
+            if event.sends:
+                self._send_gate.admit([send.body for send in event.sends], self._loop.time())
             for send in event.sends:
                 await self._route_send(send)
             self._core.receipt(event.receipt)
@@ -342,6 +351,10 @@ class StompConnection:
             raise Denied("Unauthorized", exc.reason, code=exc.code) from None
         if self._closing:
             return  # the transport went away while we were checking the token
+        limit = self.config.send_limits.max_connections_per_user
+        if not user_connections.acquire(authenticated.user.pk, limit):
+            raise too_many_connections(limit)
+        self._counted_user = authenticated.user.pk
         autodiscover()
         self.user = authenticated.user
         self._core.accept(
@@ -544,8 +557,14 @@ class StompConnection:
         finally:
             self._writer = None
 
+    def _release_user(self) -> None:
+        if self._counted_user is not None:
+            user_connections.release(self._counted_user)
+            self._counted_user = None
+
     def _begin_close(self, code: int) -> None:
         self._closing = True
+        self._release_user()
         self._close_code = code
         self._flush_core()
         self._cancel_timers()
