@@ -6,6 +6,7 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        from chat import publishing
+        from chat import enforcement, publishing
 
         publishing.register()
+        enforcement.register()

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 
 from accounts.urls import api_urlpatterns as account_api
 from accounts.urls import page_urlpatterns as account_pages
+from chat.admin_views import operations_view
 from chatproject import errors, views
 
 handler404 = "chatproject.errors.not_found"
@@ -19,6 +20,7 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
+    path("admin/operations/", admin.site.admin_view(operations_view), name="chat-operations"),
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("healthz/", views.healthz, name="healthz"),

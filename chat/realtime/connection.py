@@ -44,6 +44,7 @@ from chat.realtime.registry import (
     autodiscover,
     destinations,
 )
+from chat.realtime.tracking import tracker
 from chat.stomp.codec import message_prefix
 from chat.stomp.errors import ProtocolViolation
 from chat.stomp.heartbeat import Beat, HeartbeatClock
@@ -247,6 +248,7 @@ class StompConnection:
         self._transport_closed = True
         self._closing = True
         self._release_user()
+        tracker.discard(self)
         self._cancel_timers()
         self._detach(self._core.connection_lost())
         self._queue.clear()
@@ -290,6 +292,24 @@ class StompConnection:
             raise Denied("Unauthorized", "the new token belongs to another user", code="unauthorized")
         self.user = authenticated.user
         self._schedule_expiry(authenticated.expires_at)
+
+    # -- for operations (chat/ops.py) ------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        """Frames waiting to be written to the transport."""
+        return len(self._queue)
+
+    def subscribed_destinations(self) -> list[str]:
+        """The destinations of this connection's live subscriptions."""
+        return [subscription.destination for subscription in self._core.subscriptions.values()]
+
+    def drop_subscriptions(self, predicate: Callable[[str], bool]) -> list[str]:
+        """End, server-side, every subscription whose destination matches; returns their destinations."""
+        dropped = [s for s in self._core.subscriptions.values() if predicate(s.destination)]
+        for subscription in dropped:
+            self._core.subscriptions.pop(subscription.id, None)
+        self._detach(tuple(dropped))
+        return [s.destination for s in dropped]
 
     # -- frame handling --------------------------------------------------------------------------------------
     async def _process(self) -> None:
@@ -368,6 +388,7 @@ class StompConnection:
             self._clock = HeartbeatClock(terms, grace=self.config.heartbeat_grace, now=self._loop.time())
             self._schedule_heartbeat()
         self._schedule_expiry(authenticated.expires_at)
+        tracker.add(self)
         logger.debug("STOMP session %s connected: user %s, version %s", self.session_id, self.user.pk, self.version)
 
     async def _authenticate_connect(self, event: ConnectRequested, rejected: type, parse_bearer) -> AuthenticatedLike:
@@ -451,15 +472,19 @@ class StompConnection:
     def _report_error(self, exc: Rejected, receipt: str | None) -> None:
         """A refused SEND: tell this session on /user/queue/errors; no RECEIPT, the connection stays."""
         payload = {"detail": exc.detail, "code": exc.code, "receipt": receipt, **exc.extra}
-        delivered = False
-        for subscription in self._core.subscriptions.values():
-            subscriber = subscription.handle
-            if subscription.destination == ERRORS_DESTINATION and isinstance(subscriber, BrokerSubscriber):
-                self.send_to(subscriber, payload)
-                delivered = True
-        if not delivered:
+        if not self.notify(ERRORS_DESTINATION, payload):
             logger.info("STOMP session %s: refused a SEND (%s) with no /user/queue/errors subscription",
                         self.session_id, exc.code)  # fmt: skip
+
+    def notify(self, destination: str, body: Any) -> bool:
+        """A MESSAGE to this session's own subscriptions to ``destination`` only; False when it has none."""
+        delivered = False
+        for subscription in list(self._core.subscriptions.values()):
+            subscriber = subscription.handle
+            if subscription.destination == destination and isinstance(subscriber, BrokerSubscriber):
+                self.send_to(subscriber, body)
+                delivered = True
+        return delivered
 
     def send_to(self, subscriber: BrokerSubscriber, body: Any, headers: Any = ()) -> None:
         """A MESSAGE for one subscription only (replays, snapshots), encoded like a broker publication."""
@@ -513,6 +538,7 @@ class StompConnection:
             logger.warning("STOMP session %s: %d frames waiting, closing as a slow consumer",
                            self.session_id, len(self._queue))  # fmt: skip
             self._queue.clear()  # they would arrive hopelessly late; free the memory now
+            tracker.slow_consumer_disconnects += 1
             self.fail("slow consumer", f"more than {self.config.send_queue_limit} frames were waiting to be sent")
             self._flush_core()
             return

@@ -1,0 +1,164 @@
+"""Live operations across every worker, through the channel layer: reports for the admin, and enforcement.
+
+Each worker process runs one listener (started with its first STOMP connection) in the channel-layer
+group ``chat.ops``. The admin's operations page asks the group for reports and collects the answers for
+a moment; deactivating a user or removing a member publishes an order that every worker carries out
+on its own connections at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from chat.destinations import room_topic
+
+logger = logging.getLogger(__name__)
+
+OPS_GROUP = "chat.ops"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+_listeners: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def ensure_listener() -> None:
+    """Start this process's listener on the running loop (idempotent)."""
+    loop = asyncio.get_running_loop()
+    task = _listeners.get(loop)
+    if task is None or task.done():
+        for stale in [known for known in _listeners if known.is_closed()]:
+            del _listeners[stale]
+        _listeners[loop] = loop.create_task(_listen(), name="chat-ops-listener")
+
+
+async def _listen() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    channel = await layer.new_channel("chat.ops.")
+    await layer.group_add(OPS_GROUP, channel)
+    try:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken Redis connection: wait and try again, the group survives
+                logger.warning("operations listener: channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+                await layer.group_add(OPS_GROUP, channel)
+                continue
+            try:
+                await _handle(layer, message)
+            except Exception:
+                logger.exception("operations listener: handling %s failed", message.get("type"))
+    finally:
+        await layer.group_discard(OPS_GROUP, channel)
+
+
+def worker_report() -> dict[str, Any]:
+    """What this process has: STOMP connections (with transports and queues) and SSE streams."""
+    from chat.realtime.tracking import tracker
+
+    try:
+        from notifications.stream import registry as streams
+
+        sse = streams.snapshot()
+    except ImportError:
+        sse = {}
+    return {
+        "worker": WORKER,
+        "connections": tracker.snapshot(),
+        "slow_consumer_disconnects": tracker.slow_consumer_disconnects,
+        "sse": sse,
+    }
+
+
+def disconnect_user_here(user_id: int, reason: str) -> int:
+    """Close every STOMP connection of the user in this process with an ERROR; returns how many."""
+    from chat.realtime.tracking import tracker
+
+    closing = tracker.matching(lambda c: getattr(c.user, "pk", None) == user_id)
+    for connection in closing:
+        connection.fail("Unauthorized", reason, code="account-disabled")
+    return len(closing)
+
+
+def leave_room_here(user_id: int, slug: str) -> int:
+    """End the user's subscriptions to the room's topics in this process and tell them why."""
+    from chat.realtime.connection import ERRORS_DESTINATION
+    from chat.realtime.tracking import tracker
+
+    prefix = room_topic(slug)
+    dropped = 0
+    for connection in tracker.matching(lambda c: getattr(c.user, "pk", None) == user_id):
+        gone = connection.drop_subscriptions(lambda d: d == prefix or d.startswith(prefix + "."))
+        if gone:
+            dropped += len(gone)
+            connection.notify(ERRORS_DESTINATION, {"code": "removed", "detail": f"you were removed from {slug}"})
+    return dropped
+
+
+async def _handle(layer: Any, message: dict[str, Any]) -> None:
+    kind = message.get("type")
+    if kind == "ops.report":
+        await layer.send(message["reply"], {"type": "ops.reply", "report": worker_report()})
+    elif kind == "ops.disconnect_user":
+        count = disconnect_user_here(message["user_id"], message.get("reason", "the account was deactivated"))
+        if count:
+            logger.info("closed %d connection(s) of deactivated user %s", count, message["user_id"])
+    elif kind == "ops.leave_room":
+        leave_room_here(message["user_id"], message["slug"])
+
+
+async def collect_reports(*, wait: float = 0.7) -> list[dict[str, Any]]:
+    """Ask every worker for its report; returns the answers that arrived within ``wait`` seconds."""
+    layer = get_channel_layer()
+    if layer is None:
+        return [worker_report()]
+    # This process answers for itself directly: the view may run on another loop than the listener's,
+    # and a listener started here would die with that loop and leave a dead member in the group.
+    reports: dict[str, dict[str, Any]] = {WORKER: worker_report()}
+    # A plain channel name, not new_channel()'s process-local "…!…" one: a sync view may run this on
+    # another event loop than the listener's, and two loops of one process must not share that list.
+    reply = f"chat.ops.reply.{uuid.uuid4().hex}"
+    await layer.group_send(OPS_GROUP, {"type": "ops.report", "reply": reply})
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        try:
+            async with asyncio.timeout(remaining):
+                message = await layer.receive(reply)
+        except TimeoutError:
+            break
+        report = message.get("report", {})
+        reports[report.get("worker", "?")] = report
+    return sorted(reports.values(), key=lambda r: r["worker"])
+
+
+async def _broadcast(message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(OPS_GROUP, message)
+
+
+def order_disconnect_user(user_id: int, reason: str = "the account was deactivated") -> None:
+    """From sync code (admin, signals): every worker closes this user's connections."""
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(_broadcast)({"type": "ops.disconnect_user", "user_id": user_id, "reason": reason})
+
+
+def order_leave_room(user_id: int, slug: str) -> None:
+    """From sync code: every worker ends this user's subscriptions to the room."""
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(_broadcast)({"type": "ops.leave_room", "user_id": user_id, "slug": slug})

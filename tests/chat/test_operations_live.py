@@ -1,0 +1,120 @@
+"""Live operations across two workers: the admin's report, and access changes enforced on open sockets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chat import services
+from tests.chat.test_chat_live import CLIENT, finish_client
+from tests.conftest import REPO, access_token_for, wait_for
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def redis_layer(redis_server, settings):
+    """This test process publishes operations orders through the same Redis as the servers."""
+    from channels.layers import channel_layers
+
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+    }
+    channel_layers.backends = {}
+    yield url
+    channel_layers.backends = {}
+
+
+@pytest.fixture
+def workers(daphne_factory, redis_layer):
+    return daphne_factory(REDIS_URL=redis_layer), daphne_factory(REDIS_URL=redis_layer)
+
+
+@pytest.fixture
+def team(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    room = services.room_create(creator=alice, name="Team", slug="team", is_private=True)
+    services.room_member_add(room=room, actor=alice, username="bob")
+    return alice, bob, room
+
+
+def hold(plan: dict, ready: Path) -> subprocess.Popen:
+    process = subprocess.Popen(["node", str(CLIENT), json.dumps({"ready_file": str(ready), **plan})], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: ready.exists() or process.poll() is not None, timeout=20, what="a client to subscribe")
+    assert ready.exists(), process.communicate()[1]
+    return process
+
+
+def admin_cookies(django_user_model) -> dict[str, str]:
+    from django.test import Client
+
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "a-long-passphrase")
+    client = Client()
+    client.force_login(admin)
+    return {"sessionid": client.cookies["sessionid"].value}
+
+
+def test_operations_view_reports_connections_of_every_worker(workers, team, tmp_path, django_user_model):
+    alice, bob, _ = team
+    one, two = workers
+    clients = [
+        hold({"url": f"{one.ws_url}/ws", "token": access_token_for(alice), "deadline_ms": 30000,
+              "subscribe": [{"destination": "/topic/rooms.team"}], "expect": {"never": 1}}, tmp_path / "a"),
+        hold({"url": f"{two.url}/ws", "sockjs": True, "transports": ["xhr-streaming"], "deadline_ms": 30000,
+              "token": access_token_for(bob), "subscribe": [{"destination": "/topic/rooms.team"}],
+              "expect": {"never": 1}}, tmp_path / "b"),
+    ]  # fmt: skip
+    try:
+        cookies = admin_cookies(django_user_model)
+        page = httpx.get(f"{one.url}/admin/operations/", cookies=cookies, timeout=10)
+        assert page.status_code == 200 and "Live operations" in page.text
+        report = httpx.get(f"{one.url}/admin/operations/?format=json", cookies=cookies, timeout=10).json()
+        assert len(report["workers"]) == 2
+        assert dict(report["per_room"]) == {"team": 2}
+        assert dict(report["per_user"]) == {"alice": 1, "bob": 1}
+        assert dict(report["per_transport"]) == {"sockjs/xhr-streaming": 1, "websocket": 1}
+        assert {c["worker"] for c in report["connections"]} == {w["worker"] for w in report["workers"]}
+        anonymous = httpx.get(f"{one.url}/admin/operations/?format=json", timeout=10, follow_redirects=False)
+        assert anonymous.status_code == 302  # staff only
+    finally:
+        for process in clients:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_deactivating_a_user_closes_their_sockets_on_every_worker(workers, team, tmp_path):
+    _, bob, _ = team
+    _, two = workers
+    plan = {"url": f"{two.ws_url}/ws", "token": access_token_for(bob), "deadline_ms": 30000,
+            "subscribe": [{"destination": "/topic/rooms.team"}], "expect": {"never": 1}}  # fmt: skip
+    process = hold(plan, tmp_path / "b")
+    bob.is_active = False
+    bob.save()  # the admin's "active" checkbox does exactly this save
+    result = finish_client(process, timeout=30)
+    assert not result.get("timedOut")
+    assert result["errors"] and result["errors"][0]["code"] == "account-disabled"
+    assert result["closed"] is not None
+
+
+def test_removing_a_member_ends_their_room_subscriptions_at_once(workers, team, tmp_path):
+    alice, bob, _ = team
+    one, two = workers
+    process = hold({"url": f"{two.ws_url}/ws", "token": access_token_for(bob), "linger_ms": 1500,
+                    "subscribe": [{"destination": "/user/queue/errors"}, {"destination": "/topic/rooms.team"}],
+                    "expect": {"/user/queue/errors": 1}}, tmp_path / "b")  # fmt: skip
+    auth = {"Authorization": f"Bearer {access_token_for(alice)}"}
+    removed = httpx.request("DELETE", f"{one.url}/api/rooms/team/members/", json={"username": "bob"}, headers=auth,
+                            timeout=10)  # fmt: skip
+    assert removed.status_code == 204
+    result = finish_client(process, timeout=30)
+    assert result["received"]["/user/queue/errors"][0]["body"]["code"] == "removed"
+    sent = httpx.post(f"{one.url}/api/rooms/team/messages/", json={"body": "after bob left"}, headers=auth, timeout=10)
+    assert sent.status_code == 201
+    assert "after bob left" not in json.dumps(result["received"].get("/topic/rooms.team", []))
+    assert not result["errors"]  # the connection itself stayed up
