@@ -63,6 +63,14 @@ class Denied(Exception):
         self.code = code
 
 
+def first_header(headers: tuple[tuple[str, str], ...], name: str, default: str | None = None) -> str | None:
+    """The first value of ``name`` (STOMP: a repeated header's first value wins)."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return default
+
+
 class Rejected(Exception):
     """Refuse one SEND without ending the connection: no RECEIPT, and an error on ``/user/queue/errors``.
 
@@ -109,10 +117,7 @@ class SendContext:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of a header of the SEND frame (credential headers are not included)."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        return first_header(self.headers, name, default)
 
 
 @dataclass(frozen=True)
@@ -136,10 +141,7 @@ class SubscribeContext:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of a header of the SUBSCRIBE frame."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        return first_header(self.headers, name, default)
 
 
 @dataclass(frozen=True)
