@@ -1,0 +1,44 @@
+"""A logging filter that masks credentials (JWTs, Bearer values, tickets and codes in URLs) in every log line.
+
+Code here never logs a token on purpose; this is the net under third-party and future log lines (a
+request path with ``?ticket=``, an exception message that quotes a header). It rewrites the record's
+final message, so it works for any logger whose handler carries it (settings.LOGGING puts it on the
+console handler).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "[redacted]"
+_PATTERNS = (
+    # A JWT: three base64url parts, the first one a JSON header ("{"..." encodes as "eyJ").
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
+    (re.compile(r"(?i)\b(bearer\s+)[^\s'\",;]+"), r"\1" + MASK),
+    (re.compile(r"(?i)([?&](?:ticket|token|access|refresh|code|passcode|access_token)=)[^&\s'\"]+"), r"\1" + MASK),
+    (re.compile(r"(?i)\b(passcode[:=]\s*)[^\s'\",;\\]+"), r"\1" + MASK),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential-looking part replaced by ``[redacted]``."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Replace the record's message by its redacted form (the record still gets logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem to report, not ours
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
