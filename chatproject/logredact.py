@@ -42,3 +42,25 @@ class RedactSecrets(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
+
+
+def redact_daphne_access_log() -> None:
+    """Mask credentials in daphne's access log too (idempotent).
+
+    Daphne writes its access log (on by default, to stdout) straight to a stream, past logging and its
+    filters, and each line holds the full request path: an SSE ``?ticket=`` or a hand-over ``?code=``
+    would be written out as is. Wrapping the one method that writes an entry keeps the log useful.
+    """
+    try:
+        from daphne.access import AccessLogGenerator
+    except ImportError:  # another ASGI server: its logging goes through the filter above
+        return
+    original = AccessLogGenerator.write_entry
+    if getattr(original, "redacting", False):
+        return
+
+    def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):
+        return original(self, host, date, redact(request), status, length, ident, user)
+
+    write_entry.redacting = True  # type: ignore[attr-defined]
+    AccessLogGenerator.write_entry = write_entry  # type: ignore[method-assign]
