@@ -308,7 +308,16 @@ def prepare_database(database: Path, users: int, chat_rooms: int, room_size: int
 
 
 # -- running -------------------------------------------------------------------------------------------------
-def run_loadgen(scenario: Scenario, server: Server, tokens: Path | None, label: str, timeout: float) -> dict:
+def run_loadgen(
+    scenario: Scenario,
+    server: Server,
+    tokens: Path | None,
+    label: str,
+    timeout: float,
+    profile: Path | None = None,
+    profile_seconds: int = 6,
+    profile_delay: float = 4,
+) -> dict:
     argv = ["node", str(LOADGEN), "--url", server.url, "--label", label, "--max-time", str(int(timeout)),
             "--server-pid", ",".join(str(pid) for pid in server.cpu_pids), *scenario.args]  # fmt: skip
     if server.name == "rabbitmq":
@@ -319,10 +328,27 @@ def run_loadgen(scenario: Scenario, server: Server, tokens: Path | None, label: 
     if scenario.kind == "chat":
         argv += ["--content-type", "text/plain"]
     env = {**os.environ, "NODE_PATH": str(REPO / "node_modules")}
+    profiler = None
+    if profile is not None and server.name in ("daphne", "uvicorn"):
+        # py-spy samples the (last started) server process while the load runs; collapsed stacks.
+        path = profile / f"{label.replace('/', '-')}.txt"
+        # It starts after the connections are up (delay), so the profile shows the steady state.
+        profiler = subprocess.Popen(
+            ["sh", "-c", 'sleep "$0" && exec "$@"', str(profile_delay),
+             shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "250", "--nonblocking", "--duration",
+             str(profile_seconds), "-o", str(path), "-p", str(server.cpu_pids[-1])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     try:
         done = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, timeout=timeout + 30, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"loadgen did not finish within {timeout + 30:g} s"}
+    finally:
+        if profiler is not None:
+            try:
+                profiler.wait(timeout=profile_delay + profile_seconds + 30)
+            except subprocess.TimeoutExpired:
+                stop(profiler)
     try:
         return json.loads(done.stdout.decode().strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -379,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated among {', '.join(SERVERS)}")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
+    parser.add_argument("--profile", default="", help="directory for py-spy profiles of the project servers")
     parser.add_argument("--max-time", type=float, default=2400, help="stop starting scenarios after this many s")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
@@ -388,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in scenarios(args.quick) if not args.scenarios or s.name in args.scenarios.split(",")]
     servers = [s for s in args.servers.split(",") if s]
     if "rabbitmq" in servers and not rabbitmq_available():
@@ -427,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info("%s on %s (%s)", scenario.name, name, server.url)
                 timeout = 120 if args.quick else 400
                 raw = run_loadgen(scenario, server, None if name in ("baseline", "rabbitmq") else tokens,
-                                  f"{name}/{scenario.name}", timeout)  # fmt: skip
+                                  f"{name}/{scenario.name}", timeout, profile)  # fmt: skip
             report["raw"].setdefault(name, {})[scenario.name] = raw
             summary = summarise(scenario, raw)
             report["results"].setdefault(name, {})[scenario.name] = summary
