@@ -10,7 +10,7 @@ PORT ?= 8000
 RUN_ENV := SITE_ORIGIN=http://localhost:$(PORT) API_ORIGIN=http://127.0.0.1:$(PORT) \
 	FRONTEND_ORIGINS=http://localhost:$(PORT),http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench
+.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-system
 .DEFAULT_GOAL := run
 
 $(VENV)/.runtime: requirements.txt
@@ -56,6 +56,20 @@ system-test:
 test: deps-dev vendor system-test
 	mkdir -p var test-output
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The side-by-side benchmark (bench/run.py; results in bench/results/): the project on daphne and on uvicorn,
+# a plain Channels group_send consumer, and RabbitMQ Web-STOMP when its Debian package can be installed.
+# `make bench-quick` (or BENCH_ARGS=--quick) is a one-minute smoke run with small counts.
+bench-system:
+	-scripts/ensure-system-packages.sh rabbitmq-server:rabbitmq-server epmd:erlang-base
+	scripts/ensure-system-packages.sh redis-server:redis-server
+
+bench: deps-dev node bench-system
+	mkdir -p var
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-quick:
+	$(MAKE) bench BENCH_ARGS="--quick $(BENCH_ARGS)"
 
 lint: deps-dev
 	$(VENV)/bin/ruff check .
