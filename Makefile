@@ -10,7 +10,7 @@ PORT ?= 8000
 RUN_ENV := SITE_ORIGIN=http://localhost:$(PORT) API_ORIGIN=http://127.0.0.1:$(PORT) \
 	FRONTEND_ORIGINS=http://localhost:$(PORT),http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-system
+.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-system e2e e2e-system
 .DEFAULT_GOAL := run
 
 $(VENV)/.runtime: requirements.txt
@@ -35,9 +35,11 @@ node_modules/.installed: package.json package-lock.json
 node: node_modules/.installed
 
 # The browser's copies of the client libraries, served locally from /static/vendor/ (not committed).
+# The source map too: collectstatic's hashed storage (DEBUG=0) follows sockjs.min.js's sourceMappingURL.
 vendor: node
 	mkdir -p static/vendor
 	cp node_modules/sockjs-client/dist/sockjs.min.js static/vendor/sockjs.min.js
+	cp node_modules/sockjs-client/dist/sockjs.min.js.map static/vendor/sockjs.min.js.map
 	cp node_modules/@stomp/stompjs/bundles/stomp.umd.min.js static/vendor/stomp.umd.min.js
 
 migrate: deps
@@ -56,6 +58,19 @@ system-test:
 test: deps-dev vendor system-test
 	mkdir -p var test-output
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The production path on loopback, end to end (slower; not part of `make test`): nginx terminating TLS for two
+# origins (https://localhost:8443 pages, https://127.0.0.1:9443 API), PostgreSQL, Redis, two daphne workers;
+# the browser tests, `manage.py doctor` and a worker killed mid-chat; everything stopped by PID at the end.
+E2E_FRONTEND_PORT ?= 8443
+E2E_API_PORT ?= 9443
+e2e-system:
+	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium nginx:nginx \
+		pg_ctlcluster:postgresql certutil:libnss3-tools openssl:openssl
+
+e2e: deps-dev vendor e2e-system
+	mkdir -p test-output
+	E2E_FRONTEND_PORT=$(E2E_FRONTEND_PORT) E2E_API_PORT=$(E2E_API_PORT) $(PY) -m tests.e2e.run
 
 # The side-by-side benchmark (bench/run.py; results in bench/results/): the project on daphne and on uvicorn,
 # a plain Channels group_send consumer, and RabbitMQ Web-STOMP when its Debian package can be installed.

@@ -360,6 +360,18 @@ if SITE_ORIGIN.startswith("https://"):
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "staticfiles")))
+# Production (DEBUG=0): collectstatic writes content-hashed names and a manifest, so the proxy serves
+# STATIC_ROOT with a year-long cache (deploy/nginx). With DEBUG the plain storage, so `make run` and
+# `make test` need no collectstatic. STATIC_MANIFEST=0/1 overrides.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

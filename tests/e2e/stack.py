@@ -1,0 +1,424 @@
+"""The production stack on loopback for ``make e2e``: a private CA and certificate, a throwaway PostgreSQL
+cluster, Redis, two daphne workers and nginx serving two HTTPS origins (deploy/nginx/chat.conf.template).
+
+Every process is started here and stopped here by PID, in reverse order; a supervisor thread restarts a
+worker that dies (as systemd's ``Restart=always`` does in deploy/systemd/), so a test may kill one.
+The stack's state (origins, CA, workers with their current PIDs and access logs) is written to
+``<work>/stack.json`` for the tests in this directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+PG_ROOTS = Path("/usr/lib/postgresql")
+STARTUP_TIMEOUT = 60.0  # seconds for any one component to come up on a loaded 2-core machine
+
+
+def say(text: str) -> None:
+    """Progress for the person running ``make e2e``."""
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def postgres_bin() -> Path:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout)."""
+    versions = sorted((p for p in PG_ROOTS.glob("*/bin") if (p / "initdb").exists()), key=lambda p: int(p.parent.name))
+    if not versions:
+        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql: apt-get install postgresql")
+    return versions[-1]
+
+
+@dataclass
+class Worker:
+    name: str
+    port: int
+    access_log: Path
+    log: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "port": self.port, "pid": self.pid, "access_log": str(self.access_log),
+                "log": str(self.log), "restarts": self.restarts}  # fmt: skip
+
+
+@dataclass
+class Stack:
+    work: Path
+    frontend_port: int = 8443
+    api_port: int = 9443
+    worker_count: int = 2
+    restart_delay: float = 8.0
+    frontend_host: str = "localhost"
+    api_host: str = "127.0.0.1"
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[Worker] = field(default_factory=list)
+    _started: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _supervisor: threading.Thread | None = None
+
+    # --- public -------------------------------------------------------------------------------------
+
+    @property
+    def frontend(self) -> str:
+        return f"https://{self.frontend_host}:{self.frontend_port}"
+
+    @property
+    def api(self) -> str:
+        return f"https://{self.api_host}:{self.api_port}"
+
+    @property
+    def ca(self) -> Path:
+        return self.work / "tls" / "ca.pem"
+
+    @property
+    def state_file(self) -> Path:
+        return self.work / "stack.json"
+
+    def up(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.work.chmod(0o755)  # the postgres user and nginx's workers need to enter it
+        self._certificates()
+        self._postgres()
+        self._redis()
+        self._configure_django()
+        for index in range(self.worker_count):
+            self._start_worker(self._new_worker(index + 1))
+        self._nginx()
+        self._write_state()
+        self._supervisor = threading.Thread(target=self._supervise, name="e2e-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def down(self) -> None:
+        """Stop everything started, newest first, each by its PID."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+        while self._started:
+            name, stop = self._started.pop()
+            try:
+                stop()
+                say(f"stopped {name}")
+            except Exception as exc:  # keep tearing down the rest
+                say(f"could not stop {name}: {exc}")
+
+    def manage(self, *args: str, check: bool = True, capture: bool = False, input_text: str | None = None):
+        """``manage.py <args>`` with the stack's environment."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, check=check, text=True,
+            capture_output=capture, input=input_text,
+        )  # fmt: skip
+
+    # --- TLS ------------------------------------------------------------------------------------------
+
+    def _certificates(self) -> None:
+        tls = self.work / "tls"
+        names = dict.fromkeys([self.frontend_host, self.api_host])
+        subprocess.run([str(DEPLOY / "certs.sh"), str(tls), *names], check=True, stdout=subprocess.DEVNULL)
+        say(f"TLS: private CA {self.ca} and a certificate for {', '.join(names)} (openssl, deploy/certs.sh)")
+
+    # --- PostgreSQL -----------------------------------------------------------------------------------
+
+    def _as_postgres(self, argv: list[str]) -> list[str]:
+        """initdb and pg_ctl refuse to run as root: run them as the postgres user then."""
+        path = f"PATH={postgres_bin()}:/usr/bin:/bin"
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", "env", path, *argv]
+        return ["env", path, *argv]
+
+    def _postgres(self) -> None:
+        pg_bin = postgres_bin()
+        root = self.work / "pg"
+        data, sockets = root / "data", root / "sockets"
+        sockets.mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+            shutil.chown(sockets, "postgres", "postgres")
+        root.chmod(0o700)
+        port = free_port()
+        log = self.work / "postgres.log"
+        log.touch()
+        if os.geteuid() == 0:
+            shutil.chown(log, "postgres", "postgres")
+        # Local (unix socket, in the private directory above) connections are trusted for setup; the
+        # application connects over TCP with a password.
+        subprocess.run(
+            self._as_postgres(["initdb", "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-locale",
+                               "--auth-local=trust", "--auth-host=scram-sha-256"]),
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"
+        subprocess.run(
+            self._as_postgres(["pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start"]),
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        self._started.append(("PostgreSQL", lambda: self._stop_pid(pid, signal.SIGINT, "postgres")))  # fast shutdown
+        password = secrets.token_urlsafe(24)
+        for sql in (f"CREATE ROLE chat LOGIN PASSWORD '{password}'", "CREATE DATABASE chat OWNER chat"):
+            subprocess.run(
+                self._as_postgres([str(pg_bin / "psql"), "-q", "-h", str(sockets), "-p", str(port), "-U", "postgres",
+                                   "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql]),
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        self.database_url = f"postgres://chat:{password}@127.0.0.1:{port}/chat"
+        say(f"PostgreSQL {pg_bin.parent.name}: throwaway cluster {data} on 127.0.0.1:{port} (pid {pid})")
+
+    # --- Redis ----------------------------------------------------------------------------------------
+
+    def _redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+        port = free_port()
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--logfile", str(self.work / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._started.append(("Redis", lambda: self._stop_process(process)))
+        wait_until(lambda: port_open(port), what="redis-server")
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        say(f"Redis on 127.0.0.1:{port} (pid {process.pid})")
+
+    # --- Django ---------------------------------------------------------------------------------------
+
+    def _configure_django(self) -> None:
+        """The environment of deploy/env.example with loopback values; then check --deploy, migrate, collectstatic."""
+        static_root = self.work / "static"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))},
+            "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": ",".join(dict.fromkeys([self.frontend_host, self.api_host])),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "SITE_ORIGIN": self.frontend,
+            "API_ORIGIN": self.api,
+            "FRONTEND_ORIGINS": self.frontend,
+            "BEHIND_TLS_PROXY": "1",
+            "SECURE_SSL_REDIRECT": "1",
+            "SECURE_HSTS_SECONDS": "31536000",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+            "SECURE_HSTS_PRELOAD": "1",
+            "STATIC_ROOT": str(static_root),
+            # The browser tests log in many times a minute from one address; production keeps 20/min.
+            "AUTH_THROTTLE_RATE": "10000/min",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+        result = self.manage("check", "--deploy", "--fail-level", "WARNING", capture=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py check --deploy is not clean:\n{result.stdout}{result.stderr}")
+        say(f"manage.py check --deploy: {result.stdout.strip().splitlines()[-1]}")
+        self.manage("migrate", "--noinput", "-v0")
+        self.manage("collectstatic", "--noinput", "-v0")
+        say(f"migrated the PostgreSQL database; collectstatic (hashed names) → {static_root}")
+
+    def _new_worker(self, number: int) -> Worker:
+        port = free_port()
+        worker = Worker(
+            f"worker-{number}", port, self.work / f"worker-{number}.access.log", self.work / f"worker-{number}.log"
+        )
+        self.workers.append(worker)
+        self._started.append((worker.name, lambda: self._stop_worker(worker)))
+        return worker
+
+    def _start_worker(self, worker: Worker) -> None:
+        # The argv of deploy/systemd/chat-daphne@.service: loopback only, proxy headers trusted from nginx.
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(worker.port), "--proxy-headers",
+                "--access-log", str(worker.access_log), "chatproject.asgi:application"]  # fmt: skip
+        with open(worker.log, "ab") as log:
+            worker.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = worker.process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"{worker.name} exited with {process.returncode}; see {worker.log}")
+            try:  # as nginx asks: X-Forwarded-Proto https, or SECURE_SSL_REDIRECT answers 301
+                url = f"http://127.0.0.1:{worker.port}/healthz/"
+                return httpx.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, what=f"{worker.name} on 127.0.0.1:{worker.port}")
+        say(f"{worker.name}: daphne on 127.0.0.1:{worker.port} (pid {process.pid})")
+
+    def _stop_worker(self, worker: Worker) -> None:
+        if worker.process is not None:
+            self._stop_process(worker.process)
+
+    def _supervise(self) -> None:
+        """Restart a worker that exited, like systemd's Restart=always with RestartSec (tests kill them on
+        purpose; the delay lets their clients show that they move to the other worker meanwhile)."""
+        died_at: dict[str, float] = {}
+        while not self._stopping.wait(0.2):
+            for worker in self.workers:
+                process = worker.process
+                if process is None or process.poll() is None or self._stopping.is_set():
+                    continue
+                if worker.name not in died_at:
+                    died_at[worker.name] = time.monotonic()
+                    say(f"{worker.name} (pid {process.pid}) exited with {process.returncode}; "
+                        f"restarting it in {self.restart_delay:.0f}s")  # fmt: skip
+                if time.monotonic() - died_at[worker.name] < self.restart_delay:
+                    continue
+                del died_at[worker.name]
+                with self._lock:
+                    worker.restarts += 1
+                    try:
+                        self._start_worker(worker)
+                    except RuntimeError as exc:
+                        say(f"{worker.name} did not come back: {exc}")
+                    self._write_state()
+
+    # --- nginx ----------------------------------------------------------------------------------------
+
+    def _nginx(self) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise RuntimeError("nginx is not installed: apt-get install nginx")
+        root = self.work / "nginx"
+        for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        values = {
+            "FRONTEND_ORIGIN": self.frontend,
+            "FRONTEND_NAME": self.frontend_host,
+            "FRONTEND_LISTEN": f"127.0.0.1:{self.frontend_port}",
+            "API_NAME": self.api_host,
+            "API_LISTEN": f"127.0.0.1:{self.api_port}",
+            "FRONTEND_CERT": str(self.work / "tls" / "server.pem"),
+            "FRONTEND_KEY": str(self.work / "tls" / "server.key"),
+            "API_CERT": str(self.work / "tls" / "server.pem"),
+            "API_KEY": str(self.work / "tls" / "server.key"),
+            "STATIC_ROOT": self.env["STATIC_ROOT"],
+            "UPSTREAM_SERVERS": "\n    ".join(f"server 127.0.0.1:{w.port} max_fails=0;" for w in self.workers),
+        }
+        site = render_template((DEPLOY / "nginx" / "chat.conf.template").read_text(), values)
+        (root / "chat.conf").write_text(site)
+        tmp = root / "tmp"
+        user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
+        if os.geteuid() == 0:
+            for path in tmp.rglob("*"):
+                shutil.chown(path, "nobody", "nogroup")
+        (root / "nginx.conf").write_text(
+            f"""# make e2e's nginx: a private prefix, loopback listeners, the site file rendered from deploy/nginx.
+{user}worker_processes 2;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format upstream '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+                        'upstream=$upstream_addr session=$sockjs_session rt=$request_time';
+    access_log {root}/access.log upstream;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    sendfile on;
+    server_tokens off;
+    include {root}/chat.conf;
+}}
+"""
+        )
+        base = [binary, "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")]
+        test = subprocess.run([*base, "-t"], capture_output=True, text=True)
+        if test.returncode != 0:
+            raise RuntimeError(f"nginx -t failed:\n{test.stderr}")
+        process = subprocess.Popen([*base, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._started.append(("nginx", lambda: self._stop_process(process, signal.SIGQUIT)))
+        wait_until(lambda: port_open(self.frontend_port) and port_open(self.api_port), what="nginx to listen")
+        say(f"nginx (pid {process.pid}): frontend {self.frontend}, API {self.api} → {len(self.workers)} workers")
+
+    # --- state and stopping ---------------------------------------------------------------------------
+
+    def _write_state(self) -> None:
+        state = {"frontend": self.frontend, "api": self.api, "ca": str(self.ca), "work": str(self.work),
+                 "workers": [w.as_json() for w in self.workers]}  # fmt: skip
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    @staticmethod
+    def _stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    @staticmethod
+    def _stop_pid(pid: int, sig: int, what: str) -> None:
+        """A process we started but are not the parent of (pg_ctl daemonizes the postmaster)."""
+        if not pid_alive(pid):
+            return
+        os.kill(pid, sig)
+        try:
+            wait_until(lambda: not pid_alive(pid), what=f"{what} (pid {pid}) to exit", timeout=30)
+        except RuntimeError:
+            os.kill(pid, signal.SIGKILL)
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """envsubst with a variable list: replace ``${NAME}`` for the given names only (nginx's $vars stay)."""
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", value)
+    return text
