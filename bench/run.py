@@ -400,14 +400,17 @@ def running(name: str, database: Path, **kwargs) -> Iterator[Server]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WORK
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts and short steps (a smoke test)")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated among {', '.join(SERVERS)}")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
+    parser.add_argument("--work", default=str(REPO / "var" / "bench"), help="scratch directory (database, tokens, server logs)")
     parser.add_argument("--profile", default="", help="directory for py-spy profiles of the project servers")
     parser.add_argument("--max-time", type=float, default=2400, help="stop starting scenarios after this many s")
     args = parser.parse_args(argv)
+    WORK = Path(args.work)
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
