@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
 
 from doctor.context import Context, Fetched
@@ -18,8 +19,17 @@ def page_label(page: Page) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+# What hashing static storages (Django's ManifestStaticFilesStorage, bundlers) insert before ".js".
+_CONTENT_HASH = re.compile(r"\.[0-9a-f]{8,32}(?=\.js$)")
+
+
+def unhashed(name: str) -> str:
+    """``global.fb03060d61bd.js`` → ``global.js``: production serves hashed copies of the same script."""
+    return _CONTENT_HASH.sub("", name)
+
+
 def is_global(script: ScriptTag, ctx: Context) -> bool:
-    return script.src is not None and script.name == ctx.options.global_script
+    return script.src is not None and unhashed(script.name) == unhashed(ctx.options.global_script)
 
 
 def is_page_script(script: ScriptTag, page: Page, ctx: Context) -> bool:

@@ -98,3 +98,13 @@ def test_a_check_line_shows_its_worst_finding_and_an_all_pass_line_its_summary()
         CheckResult.from_findings("x", "X", [Finding(Status.PASS, "a"), Finding(Status.PASS, "summary")]).cause
         == "summary"
     )
+
+
+def test_hashed_static_names_still_identify_global_js():
+    from doctor.checks.common import unhashed
+
+    # ManifestStaticFilesStorage (DEBUG=0 behind nginx) serves global.<12 hex>.js.
+    assert unhashed("global.fb03060d61bd.js") == "global.js"
+    assert unhashed("stomp.umd.min.0123abcd4567.js") == "stomp.umd.min.js"
+    assert unhashed("global.js") == "global.js"
+    assert unhashed("chat.helpers.js") == "chat.helpers.js"
