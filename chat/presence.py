@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from typing import Protocol
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,12 @@ class MemoryPresence:
 
 
 class RedisPresence:
-    """Several processes: one hash per room, user -> session count."""
+    """Several processes: one hash per room, user -> session count.
+
+    Presence is best effort: while Redis is unreachable (or a pooled connection turns out dead after a
+    Redis restart) it reports nothing new instead of failing the SUBSCRIBE it is part of, which would
+    end the user's connection with an internal error.
+    """
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as redis
@@ -72,18 +78,29 @@ class RedisPresence:
         return f"{self._prefix}presence:{room}"
 
     async def enter(self, room: str, user: str) -> bool:
-        return int(await self._redis.hincrby(self._key(room), user, 1)) == 1
+        try:
+            return int(await self._redis.hincrby(self._key(room), user, 1)) == 1
+        except (RedisError, OSError) as exc:
+            logger.warning("presence: Redis unavailable, %s not counted in %s (%s)", user, room, exc)
+            return False
 
     async def leave(self, room: str, user: str) -> bool:
         key = self._key(room)
-        remaining = int(await self._redis.hincrby(key, user, -1))
-        if remaining <= 0:
-            await self._redis.hdel(key, user)
-            return remaining == 0
+        try:
+            remaining = int(await self._redis.hincrby(key, user, -1))
+            if remaining <= 0:
+                await self._redis.hdel(key, user)
+                return remaining == 0
+        except (RedisError, OSError) as exc:
+            logger.warning("presence: Redis unavailable, %s not uncounted in %s (%s)", user, room, exc)
         return False
 
     async def online(self, room: str) -> list[str]:
-        counts = await self._redis.hgetall(self._key(room))
+        try:
+            counts = await self._redis.hgetall(self._key(room))
+        except (RedisError, OSError) as exc:
+            logger.warning("presence: Redis unavailable, no snapshot of %s (%s)", room, exc)
+            return []
         return sorted(name.decode() for name, count in counts.items() if int(count) > 0)
 
 

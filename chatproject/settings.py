@@ -294,14 +294,16 @@ SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000, minimum=100)
 # meanwhile are held (up to the limit, beyond which the replay simply runs another pass).
 SSE_REPLAY_BATCH = env_int("SSE_REPLAY_BATCH", 500, minimum=1)
 SSE_REPLAY_BUFFER_LIMIT = env_int("SSE_REPLAY_BUFFER_LIMIT", 1000, minimum=1)
-# Notifications travel on their own channel layer alias. With Redis: channels_redis' core layer, whose
-# blocking pop waits 5 s, with a longer read timeout than redis-py 8's 5 s default (equal timeouts
-# make idle receives fail now and then); the capacity is per process, shared by all its streams.
+# Notifications travel on their own channel layer alias. With Redis it is channels_redis' pub/sub layer:
+# one PUBLISH per notification pushed to every process, no per-process queue to overflow, and a
+# disconnect never interrupts a blocking pop shared by the process's other streams (the core layer's
+# design, which under redis-py 8 can also hang a cancelled receive). Pub/sub is at-most-once;
+# Last-Event-ID replay from the database covers a stream that lost its connection.
 NOTIFICATIONS_CHANNEL_LAYER = "notifications"
 if REDIS_URL:
     CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 10_000, "expiry": 60},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "notifications"},
     }
 else:
     CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = {
