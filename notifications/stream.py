@@ -1,0 +1,464 @@
+"""The SSE stream ``GET /api/notifications/stream/``: an async Channels consumer, one small task per client.
+
+No thread and no database connection is held by an open stream: authentication and replay batches go
+through ``database_sync_to_async`` and return; live events arrive through the channel layer already
+encoded as JSON. Resume without gap or duplicate (Last-Event-ID header or ``?last_event_id=``):
+
+1. join the recipient's group and wait for a barrier message to come back through it, so every event
+   committed from now on reaches this consumer (a Redis SUBSCRIBE is otherwise unacknowledged);
+2. hold the live events that arrive while replaying (``Replay``);
+3. replay the stored notifications after the client's id in batches, oldest first;
+4. send the held events that the replay did not already contain, then write live events directly
+   (a live copy of a notification the replay already sent, still in flight, is recognised and dropped).
+
+Django middleware does not run for Channels consumers, so CORS and the origin check are done here with
+the project's one origin matcher; every error is a JSON body (never ``text/plain``, never a redirect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from channels.layers import BaseChannelLayer
+from django.conf import settings
+
+from accounts.channels import scope_header
+from accounts.tokens import TokenRejected, authenticate_access_token, parse_bearer
+from chatproject.origins import normalize_origin, origin_matcher
+from notifications import selectors
+from notifications.publishing import EVENT_TYPE, StreamEvent, channel_layer, group_name
+from notifications.sse import Event, encode_comment, encode_event, encode_retry
+from notifications.tickets import StreamUnauthorized, stream_user_resolve
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[bytes, bytes]]
+EVENT_STREAM = b"text/event-stream; charset=utf-8"
+APPLICATION_JSON = b"application/json"
+MAX_LAST_EVENT_ID = 2**63 - 1
+PREFLIGHT_MAX_AGE = b"3600"
+ALLOWED_REQUEST_HEADERS = b"accept, authorization, cache-control, last-event-id"
+BARRIER_TYPE = "notification.barrier"
+BARRIER_ATTEMPTS = 8
+BARRIER_WAIT = 0.25  # seconds, times the attempt number
+TASK_EXIT_TIMEOUT = 5.0  # seconds a disconnect waits for its cancelled tasks
+# Seconds after going live during which a live copy of a replayed notification is still recognised.
+DEDUPLICATION_WINDOW = 60.0
+
+
+class StreamRegistry:
+    """Per-process counts of open streams and their tasks: what the stats endpoint and tests observe."""
+
+    def __init__(self) -> None:
+        self.streams: set[NotificationStreamConsumer] = set()
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "open_streams": len(self.streams),
+            "stream_tasks": sum(s.running_tasks() for s in self.streams),
+            "grouped_streams": sum(1 for s in self.streams if s.group is not None),
+            "heartbeat_streams": len(heartbeats.streams),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+        }
+
+
+class Heartbeats:
+    """One task per process writes the comment heart-beat to every live stream (no timer per stream)."""
+
+    def __init__(self) -> None:
+        self.streams: set[NotificationStreamConsumer] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, stream: NotificationStreamConsumer) -> None:
+        self.streams.add(stream)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def discard(self, stream: NotificationStreamConsumer) -> None:
+        self.streams.discard(stream)
+
+    async def run(self) -> None:
+        comment = encode_comment()
+        try:
+            while self.streams:
+                await asyncio.sleep(settings.SSE_HEARTBEAT_INTERVAL)
+                for stream in list(self.streams):
+                    try:
+                        await stream.write(comment)
+                    except Exception:
+                        logger.exception("heart-beat to a notification stream failed")
+        finally:
+            # No await between the emptiness check and here, so add() never sees a finishing task.
+            self.task = None
+
+
+registry = StreamRegistry()
+heartbeats = Heartbeats()
+
+
+def sse_frame(event: StreamEvent) -> bytes:
+    return encode_event(Event(data=event.data, event=event.kind, id=str(event.id)))
+
+
+def _is_allowed_origin(origin: str) -> bool:
+    return origin_matcher().allows(origin) or normalize_origin(origin) == settings.API_ORIGIN
+
+
+def cors_headers(scope: dict[str, Any]) -> Headers:
+    """CORS with credentials for an allowed Origin (echoed, never ``*``); nothing for other callers."""
+    origin = scope_header(scope, b"origin")
+    headers: Headers = [(b"vary", b"Origin")]
+    if origin and _is_allowed_origin(origin):
+        headers += [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-credentials", b"true"),
+        ]
+    return headers
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """The id to resume after, None for none; ValueError for anything that is not one of our ids."""
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_LAST_EVENT_ID:
+        raise ValueError(value)
+    return int(value)
+
+
+def session_key(scope: dict[str, Any]) -> str | None:
+    raw = scope_header(scope, b"cookie")
+    if not raw:
+        return None
+    for part in raw.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == settings.SESSION_COOKIE_NAME:
+            return value.strip().strip('"') or None
+    return None
+
+
+@dataclass
+class Replay:
+    """The connect phase: live events held back while stored ones are replayed."""
+
+    limit: int
+    held: deque[StreamEvent] = field(default_factory=deque)
+    replayed_ids: set[int] = field(default_factory=set)
+    overflowed: bool = False
+    lowest_dropped: int | None = None
+
+    def hold(self, event: StreamEvent) -> None:
+        if self.overflowed or len(self.held) >= self.limit:
+            # Everything held is stored (published only after commit): another replay pass finds it.
+            self.overflowed = True
+            lowest = min([event.id, *(e.id for e in self.held)])
+            self.lowest_dropped = lowest if self.lowest_dropped is None else min(self.lowest_dropped, lowest)
+            self.held.clear()
+            return
+        self.held.append(event)
+
+
+class NotificationStreamConsumer(AsyncHttpConsumer):
+    """One open EventSource: authenticate, join the user's group, replay, then relay live events.
+
+    Tasks: ``task`` runs the connect phase (auth, join, replay) and ends; ``receiver`` relays the
+    channel layer's messages until the client leaves. Heart-beats come from the process's
+    ``heartbeats`` task. The layer is joined only after authentication succeeded.
+    """
+
+    channel_layer_alias = "notifications.no-layer"  # names no layer: AsyncConsumer must not open one
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.task: asyncio.Task[None] | None = None
+        self.receiver: asyncio.Task[None] | None = None
+        self.layer: BaseChannelLayer | None = None
+        self.layer_channel: str | None = None
+        self.group: str | None = None
+        self.replay: Replay | None = None
+        self.barrier: asyncio.Future[None] | None = None
+        self.barrier_token = ""
+        self.live = False
+        self.recently_replayed: set[int] | None = None
+        self.forget_timer: asyncio.TimerHandle | None = None
+        self.started = False
+        self.finished = False
+
+    def running_tasks(self) -> int:
+        return sum(1 for t in (self.task, self.receiver) if t is not None and not t.done())
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # AsyncConsumer.dispatch hops to a thread (close_old_connections) for every message; nothing
+        # here touches the database outside database_sync_to_async, which does that itself.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']!r}")
+        await handler(message)
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        if message.get("more_body"):
+            return  # a GET has no body worth keeping
+        method = self.scope.get("method", "GET")
+        origin = scope_header(self.scope, b"origin")
+        if method == "OPTIONS":
+            await self.preflight()
+        elif method != "GET":
+            await self.respond_json(405, {"detail": f"{method} is not allowed here; use GET"},
+                                    headers=[(b"allow", b"GET, OPTIONS")])  # fmt: skip
+        elif origin is not None and not _is_allowed_origin(origin):
+            logger.warning("refused notification stream for origin %r", origin)
+            await self.respond_json(403, {"detail": f"origin {origin!r} may not open this stream", "code": "origin"})
+        else:
+            registry.streams.add(self)
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def http_disconnect(self, message: dict[str, Any]) -> None:
+        """The client went away (or the response ended): free the tasks and the group at once."""
+        try:
+            heartbeats.discard(self)
+            if self.forget_timer is not None:
+                self.forget_timer.cancel()
+            tasks = [t for t in (self.task, self.receiver) if t is not None and not t.done()]
+            for task in tasks:
+                task.cancel()
+            await self.leave_group()
+            if tasks:
+                # They end at the next step of the loop; bounded so that no layer can keep us here.
+                await asyncio.wait(tasks, timeout=TASK_EXIT_TIMEOUT)
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        logger.debug("stream task ended with %r", task.exception())
+        finally:
+            registry.streams.discard(self)
+        raise StopConsumer()
+
+    async def receive_events(self) -> None:
+        """Relay this stream's channel-layer messages until cancelled."""
+        assert self.layer is not None and self.layer_channel is not None
+        try:
+            while True:
+                message = await self.layer.receive(self.layer_channel)
+                kind = message.get("type")
+                if kind == EVENT_TYPE:
+                    await self.notification_event(message)
+                elif kind == BARRIER_TYPE:
+                    self.barrier_returned(message.get("token"))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The layer is gone (Redis restarted, say): end the response, so the browser reconnects with
+            # Last-Event-ID and the replay delivers whatever this stream could not.
+            logger.warning("notification stream lost its channel layer; closing it", exc_info=True)
+            await self.write(b"", more=False)
+
+    def barrier_returned(self, token: object) -> None:
+        if self.barrier is not None and token == self.barrier_token and not self.barrier.done():
+            self.barrier.set_result(None)
+
+    async def notification_event(self, message: dict[str, Any]) -> None:
+        """A live notification for this stream's user."""
+        event = StreamEvent(recipient_id=0, id=int(message["id"]), kind=message["kind"], data=message["data"])
+        if self.live:
+            if self.recently_replayed is None or event.id not in self.recently_replayed:
+                await self.write(sse_frame(event))
+        elif self.replay is not None:
+            self.replay.hold(event)
+
+    # --- The connect phase ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.stream()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("notification stream failed")
+            if not self.started:
+                await self.respond_json(500, {"detail": "internal server error"})
+            elif not self.finished:
+                with contextlib.suppress(Exception):
+                    await self.write(b"", more=False)
+
+    async def stream(self) -> None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        ticket = query.get("ticket", [None])[-1]
+        raw_last_id = scope_header(self.scope, b"last-event-id") or query.get("last_event_id", [None])[-1]
+        try:
+            last_id = parse_last_event_id(raw_last_id)
+        except ValueError:
+            await self.respond_json(400, {"detail": "Last-Event-ID must be the id of a notification", "code": "bad-id"})
+            return
+        bearer = parse_bearer(scope_header(self.scope, b"authorization"))
+        try:
+            user = await database_sync_to_async(stream_user_resolve)(
+                ticket=ticket, bearer=bearer, session_key=session_key(self.scope)
+            )
+        except StreamUnauthorized as exc:
+            await self.respond_json(401, {"detail": exc.detail, "code": exc.code},
+                                    headers=[(b"www-authenticate", b'Bearer realm="notifications"')])  # fmt: skip
+            return
+
+        # 1. Join first: from here on every committed notification reaches notification_event().
+        layer = channel_layer()
+        if layer is None:
+            raise RuntimeError(f"channel layer {settings.NOTIFICATIONS_CHANNEL_LAYER!r} is not configured")
+        self.layer = layer
+        self.layer_channel = await layer.new_channel()
+        self.replay = Replay(limit=settings.SSE_REPLAY_BUFFER_LIMIT)
+        self.receiver = asyncio.get_running_loop().create_task(self.receive_events())
+        self.group = group_name(user.pk)
+        await layer.group_add(self.group, self.layer_channel)
+        await self.confirm_subscription(layer)
+        await self.start()
+        await self.write(encode_retry(settings.SSE_RETRY_MS))
+        # 2-3. Replay what the client missed, in batches; 4. then what arrived meanwhile, then live.
+        await self.replay_and_go_live(user_id=user.pk, after=last_id)
+        heartbeats.add(self)
+
+    async def confirm_subscription(self, layer: BaseChannelLayer) -> None:
+        """Wait until a message sent to the group after joining comes back to this stream.
+
+        A Redis pub/sub SUBSCRIBE is not acknowledged to the caller; a notification committed after the
+        replay's query must find the subscription active, so the replay starts only after this barrier.
+        """
+        assert self.group is not None
+        self.barrier = asyncio.get_running_loop().create_future()
+        self.barrier_token = uuid.uuid4().hex
+        try:
+            for attempt in range(1, BARRIER_ATTEMPTS + 1):
+                await layer.group_send(self.group, {"type": BARRIER_TYPE, "token": self.barrier_token})
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.barrier), timeout=BARRIER_WAIT * attempt)
+                    return
+                except TimeoutError:
+                    logger.info("stream group subscription not confirmed yet (attempt %d)", attempt)
+            raise RuntimeError(f"the channel layer did not confirm the subscription to {self.group}")
+        finally:
+            self.barrier = None
+
+    async def replay_and_go_live(self, *, user_id: int, after: int | None) -> None:
+        replay = self.replay
+        assert replay is not None
+        batch_size = settings.SSE_REPLAY_BATCH
+        cursor = after
+        while True:
+            if cursor is not None:
+                while True:
+                    events = await database_sync_to_async(selectors.stream_events_after)(
+                        user_id=user_id, after=cursor, limit=batch_size
+                    )
+                    if events:
+                        cursor = events[-1].id
+                        fresh = [e for e in events if e.id not in replay.replayed_ids]
+                        replay.replayed_ids.update(e.id for e in fresh)
+                        if fresh:
+                            await self.write(b"".join(sse_frame(e) for e in fresh))
+                    if len(events) < batch_size:
+                        break
+            if not replay.overflowed:
+                break
+            # Too much arrived while replaying: it is all stored, so replay again from where the
+            # dropped events start (a client without Last-Event-ID gets them from the first dropped).
+            assert replay.lowest_dropped is not None
+            cursor = replay.lowest_dropped - 1 if cursor is None else min(cursor, replay.lowest_dropped - 1)
+            replay.overflowed, replay.lowest_dropped = False, None
+        while replay.held:
+            event = replay.held.popleft()
+            if event.id not in replay.replayed_ids:
+                replay.replayed_ids.add(event.id)
+                await self.write(sse_frame(event))
+        # No await between the empty check above and this line: nothing can slip in between.
+        self.live = True
+        self.replay = None
+        if replay.replayed_ids:
+            # A notification read by the replay may still have its live copy in flight (its publisher
+            # commits, then publishes): remember the newest replayed ids for a while to drop that copy.
+            self.recently_replayed = set(sorted(replay.replayed_ids)[-settings.SSE_REPLAY_BUFFER_LIMIT :])
+            self.forget_timer = asyncio.get_running_loop().call_later(DEDUPLICATION_WINDOW, self.forget_replayed)
+
+    def forget_replayed(self) -> None:
+        self.recently_replayed = None
+        self.forget_timer = None
+
+    async def leave_group(self) -> None:
+        if self.group is not None and self.layer is not None and self.layer_channel is not None:
+            group, self.group = self.group, None
+            try:
+                await self.layer.group_discard(group, self.layer_channel)
+            except Exception:
+                logger.exception("could not leave stream group %s", group)
+
+    # --- Responses -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        headers: Headers = [
+            (b"content-type", EVENT_STREAM),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            *cors_headers(self.scope),
+        ]
+        self.started = True
+        await self.send_headers(status=200, headers=headers)
+
+    async def write(self, data: bytes, *, more: bool = True) -> None:
+        if self.finished:
+            return
+        if not more:
+            self.finished = True
+        await self.send_body(data, more_body=more)
+
+    async def respond_json(self, status: int, body: dict[str, Any], *, headers: Headers | None = None) -> None:
+        self.started = True
+        all_headers: Headers = [
+            (b"content-type", APPLICATION_JSON),
+            (b"cache-control", b"no-store"),
+            *(headers or []),
+            *cors_headers(self.scope),
+        ]
+        await self.send_headers(status=status, headers=all_headers)
+        await self.write(json.dumps(body).encode("utf-8"), more=False)
+
+    async def preflight(self) -> None:
+        headers = cors_headers(self.scope)
+        if len(headers) > 1:
+            headers += [
+                (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", ALLOWED_REQUEST_HEADERS),
+                (b"access-control-max-age", PREFLIGHT_MAX_AGE),
+            ]
+        self.started = True
+        await self.send_headers(status=204, headers=headers)
+        await self.write(b"", more=False)
+
+
+class StreamStatsConsumer(AsyncHttpConsumer):
+    """``GET /api/notifications/stream/stats/``: this process's open streams and tasks, for staff only."""
+
+    channel_layer_alias = "notifications.no-layer"  # names no configured layer: nothing to join
+
+    async def handle(self, body: bytes) -> None:
+        token = parse_bearer(scope_header(self.scope, b"authorization"))
+        try:
+            authenticated = await database_sync_to_async(authenticate_access_token)(token)
+        except TokenRejected as exc:
+            await self.json(401, {"detail": exc.reason, "code": exc.code})
+            return
+        if not authenticated.user.is_staff:
+            await self.json(403, {"detail": "staff only"})
+            return
+        await self.json(200, registry.snapshot())
+
+    async def json(self, status: int, body: dict[str, Any]) -> None:
+        headers = [(b"content-type", APPLICATION_JSON), (b"cache-control", b"no-store")]
+        await self.send_response(status, json.dumps(body).encode("utf-8"), headers=headers)
