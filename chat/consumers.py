@@ -10,6 +10,7 @@ to the connection directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -57,6 +58,12 @@ class StompWebSocketConsumer(AsyncConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            # Daphne cancels every application on SIGTERM and waits for them: close like a server should
+            # (the frame in progress finished, ERROR code:shutdown, a close frame) rather than drop the socket.
+            if self.connection is not None:
+                await self.connection.shutdown()
+            raise
 
     async def dispatch(self, message):
         """Call the handler for a message type (without Channels' per-message thread hop)."""

@@ -19,9 +19,11 @@ from django.urls import re_path  # noqa: E402
 
 from accounts.channels import HandshakeAuthMiddleware, OriginCheckMiddleware  # noqa: E402
 from chatproject import routing  # noqa: E402
+from chat.realtime.shutdown import install_daphne_shutdown_hook  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
 
 redact_daphne_access_log()
+install_daphne_shutdown_hook()
 
 application = ProtocolTypeRouter(
     {

@@ -262,6 +262,8 @@ STOMP_MAX_CONNECTIONS_PER_USER = env_int("STOMP_MAX_CONNECTIONS_PER_USER", 1000)
 STOMP_SEND_RATE = env_float("STOMP_SEND_RATE", 500.0)
 STOMP_SEND_BURST = env_int("STOMP_SEND_BURST", 1000, minimum=1)
 STOMP_SEND_ABUSE_LIMIT = env_int("STOMP_SEND_ABUSE_LIMIT", 1000)
+# On SIGTERM each connection's SEND in progress may take this long to finish before ERROR code:shutdown.
+STOMP_SHUTDOWN_GRACE = env_float("STOMP_SHUTDOWN_GRACE", 5.0, minimum=0.1)
 # Queued frames are joined into WebSocket messages of up to this many bytes (0: one frame per message).
 STOMP_COALESCE_BYTES = env_int("STOMP_COALESCE_BYTES", 64 * 1024)
 STOMP_REDIS_PREFIX = env_str("STOMP_REDIS_PREFIX", "stomp:")

@@ -205,6 +205,9 @@ class StompConnection:
         self._loop = asyncio.get_running_loop()
         self._send_gate = SendGate(self.config.send_limits, self._loop.time())
         self._counted_user: Any = None  # the user whose per-process connection count includes this one
+        # The /app handler running now (with its SEND's receipt id), and whether a cancellation cut us off from it.
+        self._inflight: tuple[asyncio.Task[Any], str | None] | None = None
+        self._interrupted = False
 
     # -- the transport's side ----------------------------------------------------------------------------
     @property
@@ -279,6 +282,29 @@ class StompConnection:
         headers = (("code", code),) if code else ()
         self._detach(self._core.fail(message, detail, headers=headers, receipt_id=receipt_id))
         self._begin_close(CLOSE_AFTER_ERROR)
+
+    async def shutdown(self, *, grace: float = 5.0) -> None:
+        """The server is stopping: finish the frame in progress, then ERROR (code ``shutdown``) and close.
+
+        A SEND whose handler was running is awaited (up to ``grace`` seconds) and gets its RECEIPT when it
+        succeeded, so a client never retries what was stored, nor trusts what was not.
+        """
+        if self._transport_closed:
+            return
+        logger.debug("STOMP session %s: server shutting down", self.session_id)
+        self._closing = True  # no further frame is taken up; the one in progress completes
+        inflight = self._inflight
+        if inflight is not None:
+            task, receipt = inflight
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            # Not cut off, _route_send resumes first (its shield waited longer) and sends the RECEIPT itself.
+            if self._interrupted and task in done and not task.cancelled() and task.exception() is None:
+                self._core.receipt(receipt)
+        self.fail("server shutting down", "the server is restarting: reconnect (and resume with since-id)",
+                  code="shutdown")  # fmt: skip
+        writer = self._writer
+        if isinstance(writer, asyncio.Task) and writer is not asyncio.current_task():
+            await asyncio.wait({writer}, timeout=grace)
 
     async def reauthenticate(self, raw_token: str) -> None:
         """Replace the access token of a live connection (same user only); moves the expiry deadline."""
@@ -420,7 +446,18 @@ class StompConnection:
             handler, params = resolved
             authorization = next((v for k, v in send.frame_headers if k.lower() == "authorization"), None)
             context = SendContext(self, destination, send.headers, send.body, authorization)
-            await handler(context, **params)
+            # Shielded: when the server stops (daphne cancels every application on SIGTERM) the write in
+            # progress still finishes, with its after-commit broadcast, while the event loop runs; see shutdown().
+            task = self._loop.create_task(handler(context, **params))
+            self._inflight = (task, send.receipt)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                self._interrupted = True
+                raise
+            finally:
+                if not self._interrupted:
+                    self._inflight = None
             return
         self.broker.publish_frame(destination, destination, send.headers, send.body)
 
