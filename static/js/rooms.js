@@ -15,13 +15,13 @@
   }
 
   function roomItem(room) {
-    const join = !room.is_member && !room.is_private
+    const joinButton = !room.is_member && !room.is_private
       ? h("button", { type: "button", class: "small", "data-join": room.slug, onclick: () => join(room) }, "Join")
       : null;
     return h("li", { "data-slug": room.slug },
       h("a", { href: roomUrl(room.slug) }, room.name),
       room.is_private && room.kind !== "direct" ? h("span", { class: "tag" }, "private") : null,
-      unreadBadge(room.unread), join);
+      unreadBadge(room.unread), joinButton);
   }
 
   function group(title, rooms, empty) {
