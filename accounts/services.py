@@ -55,6 +55,15 @@ def refresh_token_revoke(*, refresh: str) -> None:
         RefreshToken(refresh).blacklist()
 
 
+def refresh_tokens_revoke_all(*, user: AbstractBaseUser) -> int:
+    """Blacklist every outstanding refresh token of ``user`` (the account changed hands); returns how many."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    pending = OutstandingToken.objects.filter(user_id=user.pk, blacklistedtoken__isnull=True)
+    created = BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in pending], ignore_conflicts=True)
+    return len(created)
+
+
 def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 

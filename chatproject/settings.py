@@ -114,6 +114,12 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
     "csp",
+    # Social login (django-allauth): the account app for its login flow, the social accounts, and the
+    # generic OpenID Connect provider; named providers are added below when configured.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "chatproject",
     "accounts",
     "chat",
@@ -127,6 +133,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.SocialLoginErrorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -218,6 +226,77 @@ HANDOVER_CODE_TTL = env_int("HANDOVER_CODE_TTL", 60, minimum=5)
 SSE_TICKET_TTL = env_int("SSE_TICKET_TTL", 60, minimum=5)
 
 AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/min")
+
+# --- Social login (django-allauth) ------------------------------------------------------------------------
+# A provider is offered on the login page when its client id is set; with none, the page shows only the
+# form. Whatever the path, Django's login() fires user_logged_in and the accounts app stores the one-time
+# JWT hand-over code (accounts/views.py), so social and form logins end with the same JWT pair.
+# Callback URLs to register at a provider: SITE_ORIGIN + /accounts/<provider>/login/callback/, and for
+# OpenID Connect SITE_ORIGIN + /accounts/oidc/<SOCIAL_OIDC_ID>/login/callback/.
+_SOCIAL_NAMED = {
+    # env prefix: (allauth provider id, origin of its authorization page, is the secret required)
+    "GOOGLE": ("google", "https://accounts.google.com", True),
+    "GITHUB": ("github", "https://github.com", True),
+    "KAKAO": ("kakao", "https://kauth.kakao.com", False),
+}
+SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {}
+SOCIAL_LOGIN_ORIGINS: list[str] = []  # where the "Sign in with …" forms redirect to (CSP form-action)
+for _prefix, (_provider, _origin, _secret_required) in _SOCIAL_NAMED.items():
+    _client_id = env_str(f"SOCIAL_{_prefix}_CLIENT_ID", "")
+    if not _client_id:
+        continue
+    _secret = env_str(f"SOCIAL_{_prefix}_SECRET", "")
+    if _secret_required and not _secret:
+        raise ImproperlyConfigured(f"SOCIAL_{_prefix}_CLIENT_ID is set without SOCIAL_{_prefix}_SECRET")
+    INSTALLED_APPS.append(f"allauth.socialaccount.providers.{_provider}")
+    SOCIALACCOUNT_PROVIDERS[_provider] = {
+        "APPS": [{"client_id": _client_id, "secret": _secret, "settings": {}}],
+        "OAUTH_PKCE_ENABLED": True,
+    }
+    SOCIAL_LOGIN_ORIGINS.append(_origin)
+
+SOCIAL_OIDC_CLIENT_ID = env_str("SOCIAL_OIDC_CLIENT_ID", "")
+if SOCIAL_OIDC_CLIENT_ID:
+    _issuer = env_str("SOCIAL_OIDC_ISSUER", "").rstrip("/")
+    _issuer_origin = normalize_origin("/".join(_issuer.split("/")[:3])) if _issuer else None
+    if _issuer_origin is None:
+        raise ImproperlyConfigured(
+            f"SOCIAL_OIDC_ISSUER={_issuer!r} is not an issuer URL: use the provider's issuer, "
+            "e.g. https://id.example.com/realms/chat (its /.well-known/openid-configuration is read)"
+        )
+    if not env_str("SOCIAL_OIDC_SECRET", ""):
+        raise ImproperlyConfigured("SOCIAL_OIDC_CLIENT_ID is set without SOCIAL_OIDC_SECRET")
+    SOCIAL_OIDC_ID = env_str("SOCIAL_OIDC_ID", "oidc")
+    if not SOCIAL_OIDC_ID.replace("-", "").replace("_", "").isalnum():
+        raise ImproperlyConfigured(f"SOCIAL_OIDC_ID={SOCIAL_OIDC_ID!r}: use letters, digits, - and _ (a URL part)")
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "APPS": [
+            {
+                "provider_id": SOCIAL_OIDC_ID,
+                "name": env_str("SOCIAL_OIDC_NAME", "OpenID Connect"),
+                "client_id": SOCIAL_OIDC_CLIENT_ID,
+                "secret": env_str("SOCIAL_OIDC_SECRET", ""),
+                "settings": {"server_url": _issuer},
+            }
+        ],
+        "OAUTH_PKCE_ENABLED": True,
+    }
+    SOCIAL_LOGIN_ORIGINS.append(_issuer_origin)
+
+SOCIALACCOUNT_ADAPTER = "accounts.social.SocialAccountAdapter"
+ACCOUNT_ADAPTER = "accounts.social.AccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# Link to an existing user only through an e-mail the provider says it verified (accounts/social.py
+# narrows this to exactly one active account with that address).
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"  # this server sends no mail; trust is the provider's word
+ACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the login page POSTs (with CSRF) to start a social login
+SOCIALACCOUNT_STORE_TOKENS = False  # the provider's tokens are not needed after sign-in
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env_int("SOCIAL_REQUESTS_TIMEOUT", 5, minimum=1)
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SITE_ORIGIN.startswith("https://") else "http"
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
@@ -352,7 +431,7 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": ["'self'", *_api_connect],
         "frame-src": ["'self'", *dict.fromkeys([API_ORIGIN, _api_upgraded[0]])],
         "frame-ancestors": ["'none'"],
-        "form-action": ["'self'"],
+        "form-action": ["'self'", *SOCIAL_LOGIN_ORIGINS],
         "base-uri": ["'self'"],
         "object-src": ["'none'"],
     }

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 
 from accounts.urls import api_urlpatterns as account_api
 from accounts.urls import page_urlpatterns as account_pages
+from accounts.urls import social_urlpatterns as social_login
 from chat.admin_views import operations_view
 from chatproject import errors, views
 
@@ -26,6 +27,7 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     re_path(r"^ws(?:/.*)?$", errors.not_found),  # SockJS/WebSocket paths that no consumer took: JSON 404
     *account_pages,
+    *social_login,
     path("", include("chat.urls")),
 ]
 # With DEBUG on, daphne serves /static/ itself (runserver does this on its own); in production a proxy or
