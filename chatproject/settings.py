@@ -187,7 +187,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+            # A read timeout longer than the layer's 5 s blocking pop: with redis-py 8's default of 5 s an idle
+            # receive() (the operations listener, chat/ops.py) failed every few seconds with a logged traceback.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1000, "expiry": 60},
         }
     }
 else:
