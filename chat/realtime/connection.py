@@ -206,7 +206,7 @@ class StompConnection:
         self._send_gate = SendGate(self.config.send_limits, self._loop.time())
         self._counted_user: Any = None  # the user whose per-process connection count includes this one
         # The /app handler running now (with its SEND's receipt id), and whether a cancellation cut us off from it.
-        self._inflight: tuple[asyncio.Task[Any], str | None] | None = None
+        self._inflight: tuple[asyncio.Future[Any], str | None] | None = None
         self._interrupted = False
 
     # -- the transport's side ----------------------------------------------------------------------------
@@ -448,7 +448,7 @@ class StompConnection:
             context = SendContext(self, destination, send.headers, send.body, authorization)
             # Shielded: when the server stops (daphne cancels every application on SIGTERM) the write in
             # progress still finishes, with its after-commit broadcast, while the event loop runs; see shutdown().
-            task = self._loop.create_task(handler(context, **params))
+            task = asyncio.ensure_future(handler(context, **params))
             self._inflight = (task, send.receipt)
             try:
                 await asyncio.shield(task)

@@ -27,15 +27,14 @@ def install_daphne_shutdown_hook() -> None:
         return  # another ASGI server: it closes WebSockets itself (uvicorn sends 1012 and waits)
     from twisted.internet import reactor
 
-    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)  # type: ignore[attr-defined,arg-type]
     _installed = True
 
 
 async def shutdown_connections(grace: float) -> int:
     """Shut down every live STOMP connection of this process concurrently; returns how many there were."""
-    from chat.realtime.tracking import tracker
-
     from chat.realtime.connection import _background
+    from chat.realtime.tracking import tracker
 
     connections = list(tracker.connections.values())
     if connections:
