@@ -10,7 +10,7 @@ PORT ?= 8000
 RUN_ENV := SITE_ORIGIN=http://localhost:$(PORT) API_ORIGIN=http://127.0.0.1:$(PORT) \
 	FRONTEND_ORIGINS=http://localhost:$(PORT),http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-system e2e e2e-system
+.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-system e2e e2e-system soak
 .DEFAULT_GOAL := run
 
 $(VENV)/.runtime: requirements.txt
@@ -85,6 +85,13 @@ bench: deps-dev node bench-system
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS="--quick $(BENCH_ARGS)"
+
+# The soak (scripts/soak.py, not part of `make test`): 2,000 connections with churn for 10 minutes across two
+# daphne workers + Redis + SQLite, after a 2-minute warm-up cycle; prints a JSON report, exits 1 on any loss,
+# server error or leak. SOAK_ARGS="--connections 500 --duration 120" for a shorter run.
+soak: deps-dev system-test
+	mkdir -p test-output
+	$(PY) scripts/soak.py --report test-output/soak.json $(SOAK_ARGS)
 
 lint: deps-dev
 	$(VENV)/bin/ruff check .
