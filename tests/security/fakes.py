@@ -1,4 +1,4 @@
-"""A StompConnection over a recording fake transport, with a fake authenticator: limits and fuzz tests need no server."""
+"""A StompConnection over a recording fake transport and a fake authenticator: limits and fuzz tests, no server."""
 
 from __future__ import annotations
 

@@ -30,9 +30,9 @@ header_values = st.one_of(
     st.text(max_size=40),
 )  # fmt: skip
 frames = st.builds(
-    lambda command, headers, body: encode(Frame(command or "SEND", tuple(headers), body))
-    if command
-    else b"\x00garbage\n",
+    lambda command, headers, body: (
+        encode(Frame(command or "SEND", tuple(headers), body)) if command else b"\x00garbage\n"
+    ),
     st.sampled_from(COMMANDS),
     st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), max_size=6),
     st.binary(max_size=64),
@@ -160,10 +160,12 @@ def test_forged_tickets_and_bearers_never_open_a_stream(ticket, bearer):
 
 # -- REST inputs ------------------------------------------------------------------------------------------
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                        max_size=3),
-                           max_leaves=6)  # fmt: skip
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @pytest.fixture
@@ -192,8 +194,13 @@ def test_rest_bodies_never_cause_a_server_error(member_client, body):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(params=st.dictionaries(st.sampled_from(["before", "after", "limit", "unread"]),
-                              st.one_of(st.text(max_size=12), st.integers(-(10**20), 10**20).map(str)), max_size=3))
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["before", "after", "limit", "unread"]),
+        st.one_of(st.text(max_size=12), st.integers(-(10**20), 10**20).map(str)),
+        max_size=3,
+    )
+)
 def test_rest_query_parameters_never_cause_a_server_error(member_client, params):
     for path in ["/api/rooms/fuzz/messages/", "/api/notifications/"]:
         response = member_client.get(path, params)

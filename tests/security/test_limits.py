@@ -106,7 +106,7 @@ async def test_body_over_the_limit_is_refused_on_the_error_queue_and_the_connect
     await subscribe_errors(connection, transport)
     await connection.data_received(wire("SEND", b"x" * 101, destination="/app/echo", receipt="big"))
     await connection.data_received(wire("SEND", b"x" * 100, destination="/app/echo", receipt="ok"))
-    await transport.wait_for(lambda: ("ok" in [f.get("receipt-id") for f in transport.frames]), "the second RECEIPT")
+    await transport.wait_for(lambda: "ok" in [f.get("receipt-id") for f in transport.frames], "the second RECEIPT")
     assert queue_error_codes(transport) == ["too-large"]
     assert json.loads(transport.queue_errors()[0].body)["receipt"] == "big"
     assert "big" not in [f.get("receipt-id") for f in transport.frames]

@@ -79,7 +79,9 @@ def test_api_returns_payloads_as_json_strings_never_html(poisoned):
     client.force_login(poisoned["admin"])
     from tests.conftest import access_token_for
 
-    response = client.get("/api/rooms/xss/messages/", HTTP_AUTHORIZATION=f"Bearer {access_token_for(poisoned['admin'])}")
+    response = client.get(
+        "/api/rooms/xss/messages/", HTTP_AUTHORIZATION=f"Bearer {access_token_for(poisoned['admin'])}"
+    )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
     assert response["X-Content-Type-Options"] == "nosniff"
