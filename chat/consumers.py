@@ -16,11 +16,24 @@ from typing import Any
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
+from channels.sessions import InstanceSessionWrapper
 
 from chat.realtime.connection import StompConnection
 from chat.stomp.session import choose_subprotocol
 
 logger = logging.getLogger(__name__)
+
+
+def server_send(send: Any) -> Any:
+    """The server's own ``send`` from under Channels' SessionMiddleware wrapper.
+
+    The wrapper only acts on ``http.response.start`` (saving the session, setting its cookie), but
+    costs a coroutine call and two lazy-session lookups on every WebSocket frame we write.
+    """
+    wrapper = getattr(send, "__self__", None)
+    if isinstance(wrapper, InstanceSessionWrapper):
+        return wrapper.real_send
+    return send
 
 
 class WebSocketTransport:
@@ -52,7 +65,7 @@ class StompWebSocketConsumer(AsyncConsumer):
     async def __call__(self, scope, receive, send):
         self.scope = scope
         self.channel_layer = None
-        self.base_send = send
+        self.base_send = server_send(send)
         try:
             while True:
                 await self.dispatch(await receive())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import deque
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -121,6 +121,7 @@ class StompConfig:
                 max_subscriptions=settings.STOMP_MAX_SUBSCRIPTIONS,
                 max_transactions=settings.STOMP_MAX_TRANSACTIONS,
                 max_transaction_frames=settings.STOMP_MAX_TRANSACTION_FRAMES,
+                max_transaction_bytes=settings.STOMP_MAX_TRANSACTION_BYTES,
                 max_pending_acks=settings.STOMP_MAX_PENDING_ACKS,
                 heartbeat_send_ms=settings.STOMP_HEARTBEAT_SEND_MS,
                 heartbeat_receive_ms=settings.STOMP_HEARTBEAT_RECEIVE_MS,
@@ -192,8 +193,9 @@ class StompConnection:
         self._broker = broker
         self._registry = registry or destinations
         self._authenticate = authenticate or authenticate_jwt
-        self._queue: deque[bytes] = deque()
-        self._writer: asyncio.Task[None] | None = None
+        self._queue: list[bytes] = []  # a list: an empty deque costs ~600 bytes per idle connection
+        self._writer: Any = None  # the running writer: a task, or _DRIVING while driven from _WriteScheduler
+        self._write_scheduled = False
         self._processing = False
         self._closing = False  # no more frames accepted for sending, close after the queue drains
         self._close_code = CLOSE_NORMAL
@@ -256,7 +258,7 @@ class StompConnection:
         self._detach(self._core.connection_lost())
         self._queue.clear()
         writer = self._writer
-        if writer is not None and writer is not asyncio.current_task():
+        if isinstance(writer, asyncio.Task) and writer is not asyncio.current_task():
             writer.cancel()
 
     # -- the broker's side -----------------------------------------------------------------------------------
@@ -583,22 +585,44 @@ class StompConnection:
         self._ensure_writer()
 
     def _ensure_writer(self) -> None:
-        if self._writer is None and not self._transport_closed:
+        if self._writer is not None or self._transport_closed:
+            return
+        if self._closing:
+            # A task, so that a shutdown can wait for the last frames and the close to be written.
             self._writer = self._loop.create_task(self._drain())
+        elif not self._write_scheduled:
+            self._write_scheduled = True
+            _write_scheduler(self._loop).add(self)
+
+    def _start_writer(self) -> None:
+        """Drive the writer directly; only a write that has to wait (flow control) gets a task."""
+        self._write_scheduled = False
+        if self._writer is not None or self._transport_closed:
+            return
+        self._writer = _DRIVING
+        coroutine = self._drain()
+        try:
+            awaited = coroutine.send(None)
+        except StopIteration:
+            return  # everything written: _drain's finally reset _writer
+        self._writer = self._loop.create_task(_finish(coroutine, awaited))
 
     def _next_write(self) -> bytes:
+        """The queued frames to write next, joined up to ``coalesce_bytes`` (always at least one)."""
         queue = self._queue
-        first = queue.popleft()
         limit = self.config.coalesce_bytes
-        if not queue or len(first) >= limit:
-            return first
-        parts = [first]
-        size = len(first)
-        while queue and size + len(queue[0]) <= limit:
-            data = queue.popleft()
-            parts.append(data)
+        size = count = 0
+        for data in queue:
+            if count and size + len(data) > limit:
+                break
             size += len(data)
-        return b"".join(parts)
+            count += 1
+        if count == len(queue):
+            self._queue = []
+            return queue[0] if count == 1 else b"".join(queue)
+        parts = queue[:count]
+        del queue[:count]
+        return parts[0] if count == 1 else b"".join(parts)
 
     async def _drain(self) -> None:
         try:
@@ -689,6 +713,70 @@ class StompConnection:
 
 _config: StompConfig | None = None
 _background: set[asyncio.Task[Any]] = set()
+_DRIVING = object()  # StompConnection._writer while _WriteScheduler drives it without a task
+
+
+class _WriteScheduler:
+    """Starts the writers of all connections with output from one event-loop callback per iteration.
+
+    A fan-out queues frames on hundreds of connections at once; a task per connection and write was a
+    large part of the cost. Transport writes rarely wait (daphne's ``send`` never does, uvicorn's only
+    under flow control), so each writer is driven directly from here, once per loop iteration (frames
+    queued meanwhile are coalesced); a writer that does have to wait continues in a task (``_finish``).
+    """
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[StompConnection] = []
+
+    def add(self, connection: StompConnection) -> None:
+        """Start this connection's writer in this loop iteration's flush."""
+        if not self._pending:
+            self._loop.call_soon(self._run)
+        self._pending.append(connection)
+
+    def _run(self) -> None:
+        pending, self._pending = self._pending, []
+        for connection in pending:
+            try:
+                connection._start_writer()
+            except Exception:
+                logger.exception("STOMP session %s: writer failed", connection.session_id)
+
+
+_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteScheduler] = weakref.WeakKeyDictionary()
+
+
+def _write_scheduler(loop: asyncio.AbstractEventLoop) -> _WriteScheduler:
+    scheduler = _schedulers.get(loop)
+    if scheduler is None:
+        scheduler = _schedulers[loop] = _WriteScheduler(loop)
+    return scheduler
+
+
+async def _finish(coroutine: Any, awaited: Any) -> None:
+    """Run a coroutine that was started outside any task to its end: wait for what it waits for, resume it."""
+    while True:
+        try:
+            if awaited is None:
+                await asyncio.sleep(0)  # a bare yield
+            else:
+                # What a task does with a yielded future: clear the flag the yield set, wait for it. The
+                # coroutine reads the result itself when resumed.
+                awaited._asyncio_future_blocking = False
+                await awaited
+        except BaseException as exc:  # cancelled (or the future failed): let the coroutine handle it
+            try:
+                awaited = coroutine.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            awaited = coroutine.send(None)
+        except StopIteration:
+            return
 
 
 def _hook_done(task: asyncio.Task[Any]) -> None:
