@@ -53,6 +53,8 @@ BARRIER_TYPE = "notification.barrier"
 BARRIER_ATTEMPTS = 8
 BARRIER_WAIT = 0.25  # seconds, times the attempt number
 TASK_EXIT_TIMEOUT = 5.0  # seconds a disconnect waits for its cancelled tasks
+HEARTBEAT_MAX_TICK = 1.0  # seconds between the heart-beat task's looks at the streams
+HEARTBEAT_SLICE = 100  # heart-beat writes between yields to the event loop
 # Seconds after going live during which a live copy of a replayed notification is still recognised.
 DEDUPLICATION_WINDOW = 60.0
 
@@ -74,7 +76,12 @@ class StreamRegistry:
 
 
 class Heartbeats:
-    """One task per process writes the comment heart-beat to every live stream (no timer per stream)."""
+    """One task per process writes the comment heart-beat to every stream idle for an interval.
+
+    No timer per stream (memory), and no burst of thousands of writes at one instant (latency): each tick
+    writes only to the streams that have sent nothing for ``SSE_HEARTBEAT_INTERVAL``, yielding to the
+    loop every ``HEARTBEAT_SLICE`` writes so live events are not held up behind the heart-beats.
+    """
 
     def __init__(self) -> None:
         self.streams: set[NotificationStreamConsumer] = set()
@@ -90,14 +97,20 @@ class Heartbeats:
 
     async def run(self) -> None:
         comment = encode_comment()
+        interval = settings.SSE_HEARTBEAT_INTERVAL
+        tick = min(HEARTBEAT_MAX_TICK, interval / 4)
+        loop = asyncio.get_running_loop()
         try:
             while self.streams:
-                await asyncio.sleep(settings.SSE_HEARTBEAT_INTERVAL)
-                for stream in list(self.streams):
+                await asyncio.sleep(tick)
+                due = loop.time() - interval
+                for written, stream in enumerate([s for s in self.streams if s.last_write <= due], start=1):
                     try:
                         await stream.write(comment)
                     except Exception:
                         logger.exception("heart-beat to a notification stream failed")
+                    if written % HEARTBEAT_SLICE == 0:
+                        await asyncio.sleep(0)
         finally:
             # No await between the emptiness check and here, so add() never sees a finishing task.
             self.task = None
@@ -194,6 +207,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
         self.forget_timer: asyncio.TimerHandle | None = None
         self.started = False
         self.finished = False
+        self.last_write = 0.0  # event-loop time of the last bytes sent (heart-beats are due after idling)
 
     def running_tasks(self) -> int:
         return sum(1 for t in (self.task, self.receiver) if t is not None and not t.done())
@@ -414,6 +428,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
     async def write(self, data: bytes, *, more: bool = True) -> None:
         if self.finished:
             return
+        self.last_write = asyncio.get_running_loop().time()
         if not more:
             self.finished = True
         await self.send_body(data, more_body=more)
