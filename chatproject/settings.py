@@ -333,6 +333,7 @@ STOMP_HEARTBEAT_GRACE = env_float("STOMP_HEARTBEAT_GRACE", 2.0, minimum=1.0)
 STOMP_CONNECT_TIMEOUT = env_float("STOMP_CONNECT_TIMEOUT", 10.0, minimum=0.1)
 STOMP_MAX_TRANSACTIONS = env_int("STOMP_MAX_TRANSACTIONS", 16, minimum=1)
 STOMP_MAX_TRANSACTION_FRAMES = env_int("STOMP_MAX_TRANSACTION_FRAMES", 1000, minimum=1)
+STOMP_MAX_TRANSACTION_BYTES = env_int("STOMP_MAX_TRANSACTION_BYTES", 1024 * 1024, minimum=1024)
 STOMP_MAX_PENDING_ACKS = env_int("STOMP_MAX_PENDING_ACKS", 10_000, minimum=16)
 # Abuse limits (chat/realtime/limits.py); 0 turns one off. A SEND body over the size, or beyond the rate
 # (a token bucket per connection: STOMP_SEND_RATE per second, bursts of STOMP_SEND_BURST), is refused on

@@ -83,6 +83,8 @@ class SessionLimits:
     max_subscriptions: int = 256
     max_transactions: int = 16
     max_transaction_frames: int = 1000
+    # Bodies buffered in open transactions, all together: frames x transactions x frame size would be 1 GiB.
+    max_transaction_bytes: int = 1024 * 1024
     max_pending_acks: int = 10_000
     heartbeat_send_ms: int = 10_000
     heartbeat_receive_ms: int = 10_000
@@ -215,6 +217,7 @@ class ServerSession:
         self._ack_index: dict[str, Subscription] = {}  # STOMP 1.2 ack id -> subscription
         self._ack_counter = 0
         self._pending_total = 0
+        self._transaction_bytes = 0
 
     # -- input -------------------------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -371,6 +374,12 @@ class ServerSession:
                 f"transaction {transaction!r} holds more than {self.limits.max_transaction_frames} frames",
                 "transaction too large",
             )
+        if self._transaction_bytes + len(frame.body) > self.limits.max_transaction_bytes:
+            raise _violation(
+                f"open transactions may buffer at most {self.limits.max_transaction_bytes} bytes of bodies",
+                "transaction too large",
+            )
+        self._transaction_bytes += len(frame.body)
         buffered.sends.append(SendRequested(destination, forwarded, frame.body, None, frame.headers))
         self.receipt(receipt)
         return None
@@ -489,6 +498,7 @@ class ServerSession:
         transaction = self._required(frame, "transaction")
         buffered = self._transaction(transaction)
         del self._transactions[transaction]
+        self._transaction_bytes -= sum(len(send.body) for send in buffered.sends)
         for subscription_id, key, cumulative in buffered.acks:
             subscription = self.subscriptions.get(subscription_id)
             if subscription is not None:
@@ -497,8 +507,9 @@ class ServerSession:
 
     def _on_abort(self, frame: Frame) -> None:
         transaction = self._required(frame, "transaction")
-        self._transaction(transaction)
+        buffered = self._transaction(transaction)
         del self._transactions[transaction]
+        self._transaction_bytes -= sum(len(send.body) for send in buffered.sends)
         self.receipt(frame.get("receipt"))
 
     def _on_disconnect(self, frame: Frame) -> DisconnectRequested:
@@ -540,4 +551,5 @@ class ServerSession:
         self.subscriptions.clear()
         self._ack_index.clear()
         self._pending_total = 0
+        self._transaction_bytes = 0
         return detached

@@ -125,6 +125,29 @@ async def test_body_limit_applies_to_the_sends_of_a_transaction():
     assert "commit" not in [f.get("receipt-id") for f in transport.frames]
 
 
+async def test_bodies_buffered_in_open_transactions_are_bounded_in_bytes():
+    connection, transport = await open_connection(cfg=config(max_transaction_bytes=4096))
+    frames = wire("BEGIN", transaction="a") + wire("BEGIN", transaction="b")
+    for n in range(3):  # 3 x 1500 bytes over two transactions: the third goes past 4096
+        frames += wire("SEND", b"x" * 1500, destination="/app/echo", transaction="ab"[n % 2])
+    await connection.data_received(frames)
+    await transport.wait_for(lambda: transport.closed is not None, "close")
+    error = transport.errors()[0]
+    assert error.get("message") == "transaction too large" and b"4096 bytes" in error.body
+
+
+async def test_committed_and_aborted_transactions_free_their_bytes():
+    connection, transport = await open_connection(cfg=config(max_transaction_bytes=4096))
+    for n in range(5):  # 5 x 3000 bytes, one transaction at a time: always under the bound
+        end = "COMMIT" if n % 2 else "ABORT"
+        await connection.data_received(
+            wire("BEGIN", transaction=f"t{n}") + wire("SEND", b"x" * 3000, destination="/app/echo", transaction=f"t{n}")
+            + wire(end, transaction=f"t{n}", receipt=f"r{n}")
+        )  # fmt: skip
+    await transport.wait_for(lambda: "r4" in [f.get("receipt-id") for f in transport.frames], "the last RECEIPT")
+    assert not transport.errors()
+
+
 async def test_sends_beyond_the_rate_are_refused_first_then_persistent_abuse_disconnects():
     limits = SendLimits(send_rate=0.001, send_burst=3, abuse_limit=5)
     broker = Broker()
