@@ -221,6 +221,10 @@ class FrameParser:
                 self._stage = _Stage.COMMAND
                 self._frame_bytes = 0
                 self._scan = self._pos
+            if self._stage is _Stage.COMMAND and self._frame_bytes == 0 and self._take_header_block():
+                self._content_length = self._read_content_length()
+                self._stage = _Stage.BODY
+                self._scan = self._pos
             if self._stage is _Stage.COMMAND:
                 line = self._take_line()
                 if line is None:
@@ -271,6 +275,36 @@ class FrameParser:
                 self._pos = nul + 1
             self._stage = _Stage.IDLE
             return Frame(self._command, tuple(self._headers), body)
+
+    def _take_header_block(self) -> bool:
+        """The fast path: command line and headers already buffered, LF-only, within every limit: parse at once.
+
+        Only blocks that cannot cross a limit (line length, frame size, header count) take it, and their
+        lines are parsed in order with the same checks, so the frames and errors are the slow path's.
+        """
+        buf = self._buf
+        start = self._pos
+        end = buf.find(b"\n\n", start, start + self.max_header_length + 2)
+        if end < 0 or end - start > self.max_header_length or end + 2 - start > self.max_frame_size:
+            return False
+        block = bytes(buf[start:end])
+        if b"\r" in block:
+            return False
+        lines = block.split(b"\n")
+        if len(lines) - 1 > self.max_headers:
+            return False
+        try:
+            command = lines[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise UnknownCommand("the command line is not ASCII") from None
+        if command not in self.commands:
+            raise UnknownCommand(f"unknown command {command[:40]!r}")
+        self._command = command
+        parse = self._parse_header
+        self._headers = [parse(line) for line in lines[1:]]
+        self._frame_bytes = end + 2 - start
+        self._pos = end + 2
+        return True
 
     def _skip_heartbeats(self) -> bool:
         """Consume EOLs between frames; True when a frame starts at ``_pos``."""
