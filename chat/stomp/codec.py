@@ -152,6 +152,10 @@ class FrameParser:
     has no way to resynchronise a stream.
     """
 
+    # One parser per connection: slots keep an idle connection's parser small.
+    __slots__ = ("_buf", "_command", "_content_length", "_error", "_frame_bytes", "_headers", "_pos", "_scan",
+                 "_stage", "commands", "escaping", "max_frame_size", "max_header_length", "max_headers")  # fmt: skip
+
     def __init__(
         self,
         *,
@@ -274,7 +278,9 @@ class FrameParser:
                 body = bytes(buf[self._pos : nul])
                 self._pos = nul + 1
             self._stage = _Stage.IDLE
-            return Frame(self._command, tuple(self._headers), body)
+            headers = tuple(self._headers)
+            self._headers = []  # an idle connection should not keep its last frame's headers alive
+            return Frame(self._command, headers, body)
 
     def _take_header_block(self) -> bool:
         """The fast path: command line and headers already buffered, LF-only, within every limit: parse at once.
