@@ -80,6 +80,11 @@ def escape(text: str, escaping: Escaping) -> str:
 
 def encode_headers(command: str, headers: Iterable[tuple[str, str]], escaping: Escaping = Escaping.V12) -> bytes:
     """Encode header lines (each ending in LF), without the blank line that ends the block."""
+    headers = headers if isinstance(headers, tuple | list) else tuple(headers)
+    text = "".join([f"{key}:{value}\n" for key, value in headers])
+    count = len(headers)
+    if text.count(":") == count and text.count("\n") == count and "\\" not in text and "\r" not in text:
+        return text.encode("utf-8")  # nothing any version escapes or sanitizes: the common case, in one pass
     parts: list[str] = []
     if command in UNESCAPED_COMMANDS or escaping is Escaping.NONE:
         for key, value in headers:
