@@ -15,12 +15,12 @@ LABELS = {
 
 def _cell(scenario: Any, figures: dict | None) -> str:
     if not figures:
-        return "–"
+        return "-"
     if "error" in figures:
         return f"error: {figures['error'][:60]}"
     if scenario.kind == "idle":
         open_, requested = figures.get("open"), figures.get("requested")
-        text = f"{figures['kb_per_connection']} kB" if figures.get("kb_per_connection") is not None else "–"
+        text = f"{figures['kb_per_connection']} kB" if figures.get("kb_per_connection") is not None else "-"
         return text if open_ == requested else f"{text} ({open_}/{requested} open)"
     text = f"{figures['deliveries_per_s']:,}/s"
     if figures.get("p99_ms") is not None:
@@ -41,8 +41,8 @@ def _value(scenario: Any, figures: dict | None) -> float | None:
 
 def _ratio(value: float | None, reference: float | None) -> str:
     if not value or not reference:
-        return "–"
-    return f"{value / reference:.1f}×"
+        return "-"
+    return f"{value / reference:.1f}x"
 
 
 def write_table(report: dict, chosen: list, path: Path) -> str:
@@ -55,7 +55,8 @@ def write_table(report: dict, chosen: list, path: Path) -> str:
         f"generator; load average before {report['load_average_before']}, after {report['load_average_after']}.",
         "Ratios are the project's figure divided by the reference's (for RSS per connection lower is better).",
         "",
-        "| scenario | plain Channels | RabbitMQ | project, daphne | ×plain | ×Rabbit | project, uvicorn | ×plain | ×Rabbit |",
+        "| scenario | plain Channels | RabbitMQ | project, daphne | x plain | x Rabbit "
+        "| project, uvicorn | x plain | x Rabbit |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario in chosen:
@@ -66,8 +67,13 @@ def write_table(report: dict, chosen: list, path: Path) -> str:
             value = _value(scenario, row[name])
             cells += [_cell(scenario, row[name]), _ratio(value, base), _ratio(value, rabbit)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Deliveries per server CPU-second and the load generator's CPU (cores) in the max scenarios:", "",
-              "| scenario | " + " | ".join(LABELS.values()) + " |", "|---|" + "---|" * len(LABELS)]  # fmt: skip
+    lines += [
+        "",
+        "Deliveries per server CPU-second and the load generator's CPU (cores) in the max scenarios:",
+        "",
+        "| scenario | " + " | ".join(LABELS.values()) + " |",
+        "|---|" + "---|" * len(LABELS),
+    ]
     for scenario in chosen:
         if scenario.kind not in ("max", "chat"):
             continue
@@ -75,14 +81,26 @@ def write_table(report: dict, chosen: list, path: Path) -> str:
         for name in LABELS:
             figures = results.get(name, {}).get(scenario.name) or {}
             per_cpu, generator = figures.get("per_server_cpu_s"), figures.get("loadgen_cores")
-            cells.append(f"{per_cpu:,} (loadgen {generator} cores)" if per_cpu else "–")
+            cells.append(f"{per_cpu:,} (loadgen {generator} cores)" if per_cpu else "-")
         lines.append("| " + " | ".join(cells) + " |")
     single = results.get("uvicorn", {}).get("fanout1000_max") or {}
     double = results.get("uvicorn", {}).get("fanout1000_redis2") or {}
     if single.get("deliveries_per_s") and double.get("deliveries_per_s"):
-        lines += ["", f"Second uvicorn process sharing Redis, fan-out 1→1000: {double['deliveries_per_s']:,}/s vs "
-                  f"{single['deliveries_per_s']:,}/s with one process ({double['deliveries_per_s'] / single['deliveries_per_s']:.2f}×)."]  # fmt: skip
-    lines += ["", "Limits the project servers ran with:", "", "```", *(f"{k} = {v!r}" for k, v in sorted(report["limits"].items())), "```", ""]  # fmt: skip
+        lines += [
+            "",
+            f"Second uvicorn process sharing Redis, fan-out 1→1000: {double['deliveries_per_s']:,}/s vs "
+            f"{single['deliveries_per_s']:,}/s with one process "
+            f"({double['deliveries_per_s'] / single['deliveries_per_s']:.2f}x).",
+        ]
+    lines += [
+        "",
+        "Limits the project servers ran with:",
+        "",
+        "```",
+        *(f"{k} = {v!r}" for k, v in sorted(report["limits"].items())),
+        "```",
+        "",
+    ]
     text = "\n".join(lines)
     path.write_text(text)
     return text

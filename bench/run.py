@@ -80,43 +80,176 @@ def scenarios(quick: bool) -> list[Scenario]:
         step = ("--duration", "1", "--warmup", "0.5", "--drain", "3", "--pause", "0.3")
         return [
             Scenario("fanout100_max", "fan-out 1→20, max", ("--subs", "20", "--pubs", "1", *step), connections=21),
-            Scenario("fanout100_sweep", "fan-out 1→20, paced", ("--subs", "20", "--pubs", "1", "--rate", "50,100",
-                     "--stop-p99", str(P99_BOUND_MS), *step), kind="sweep", connections=21, fanout=20),  # fmt: skip
-            Scenario("rooms250", "10 rooms of 2", ("--mode", "rooms", "--rooms", "10", "--room-size", "2",
-                     "--sub-dest", "/topic/benchroom.{room}", "--window", "2", *step), connections=20),  # fmt: skip
-            Scenario("idle2000", "100 idle connections", ("--mode", "idle", "--idle", "100", "--idle-steps", "2",
-                     "--hold", "1", "--sub-dest", "/topic/idle.{room}"), kind="idle", connections=100),  # fmt: skip
-            Scenario("chat", "chat: 2 rooms of 3, persisted", ("--mode", "rooms", "--rooms", "2", "--room-size", "3",
-                     "--sub-dest", "/topic/rooms.bench-{room}", "--pub-dest", "/app/rooms.bench-{room}",
-                     "--window", "1", *step), kind="chat", connections=6, project_only=True),  # fmt: skip
+            Scenario(
+                "fanout100_sweep",
+                "fan-out 1→20, paced",
+                ("--subs", "20", "--pubs", "1", "--rate", "50,100", "--stop-p99", str(P99_BOUND_MS), *step),
+                kind="sweep",
+                connections=21,
+                fanout=20,
+            ),
+            Scenario(
+                "rooms250",
+                "10 rooms of 2",
+                (
+                    "--mode",
+                    "rooms",
+                    "--rooms",
+                    "10",
+                    "--room-size",
+                    "2",
+                    "--sub-dest",
+                    "/topic/benchroom.{room}",
+                    "--window",
+                    "2",
+                    *step,
+                ),
+                connections=20,
+            ),
+            Scenario(
+                "idle2000",
+                "100 idle connections",
+                (
+                    "--mode",
+                    "idle",
+                    "--idle",
+                    "100",
+                    "--idle-steps",
+                    "2",
+                    "--hold",
+                    "1",
+                    "--sub-dest",
+                    "/topic/idle.{room}",
+                ),
+                kind="idle",
+                connections=100,
+            ),
+            Scenario(
+                "chat",
+                "chat: 2 rooms of 3, persisted",
+                (
+                    "--mode",
+                    "rooms",
+                    "--rooms",
+                    "2",
+                    "--room-size",
+                    "3",
+                    "--sub-dest",
+                    "/topic/rooms.bench-{room}",
+                    "--pub-dest",
+                    "/app/rooms.bench-{room}",
+                    "--window",
+                    "1",
+                    *step,
+                ),
+                kind="chat",
+                connections=6,
+                project_only=True,
+            ),
         ]
     step = ("--duration", "5", "--warmup", "2", "--drain", "5", "--pause", "1")
     sweep = ("--duration", "4", "--warmup", "1", "--drain", "3", "--pause", "1", "--stop-p99", str(P99_BOUND_MS))
     return [
-        Scenario("fanout100_max", "fan-out 1→100, max deliveries/s", ("--subs", "100", "--pubs", "1", *step),
-                 connections=101),  # fmt: skip
-        Scenario("fanout100_sweep", "fan-out 1→100, highest rate with p99 ≤ 50 ms and no loss",
-                 ("--subs", "100", "--pubs", "1", "--rate",
-                  "5,25,50,100,150,200,300,400,500,600,800,1000,1200,1500,2000", *sweep),
-                 kind="sweep", connections=101, fanout=100),  # fmt: skip
-        Scenario("fanout1000_max", "fan-out 1→1000, max deliveries/s", ("--subs", "1000", "--pubs", "1", *step),
-                 connections=1001),  # fmt: skip
-        Scenario("fanout1000_sweep", "fan-out 1→1000, highest rate with p99 ≤ 50 ms and no loss",
-                 ("--subs", "1000", "--pubs", "1", "--rate", "1,5,10,20,30,50,75,100,150,200", *sweep),
-                 kind="sweep", connections=1001, fanout=1000),  # fmt: skip
-        Scenario("rooms250", "250 two-user rooms, max deliveries/s", ("--mode", "rooms", "--rooms", "250",
-                 "--room-size", "2", "--sub-dest", "/topic/benchroom.{room}", "--window", "2", *step),
-                 connections=500),  # fmt: skip
-        Scenario("idle2000", "2,000 idle connections (JWT + 1 subscription), RSS per connection",
-                 ("--mode", "idle", "--idle", "2000", "--idle-steps", "4", "--hold", "5",
-                  "--sub-dest", "/topic/idle.{room}"), kind="idle", connections=2000),  # fmt: skip
-        Scenario("chat", "chat: 20 rooms of 5 via /app/rooms.<slug>, persisted, max messages/s",
-                 ("--mode", "rooms", "--rooms", "20", "--room-size", "5", "--sub-dest", "/topic/rooms.bench-{room}",
-                  "--pub-dest", "/app/rooms.bench-{room}", "--window", "1", *step),
-                 kind="chat", connections=100, project_only=True),  # fmt: skip
-        Scenario("fanout1000_redis2", "fan-out 1→1000, max, two processes sharing Redis",
-                 ("--subs", "1000", "--pubs", "1", *step), connections=1001, project_only=True, two_processes=True),
-    ]  # fmt: skip
+        Scenario(
+            "fanout100_max", "fan-out 1→100, max deliveries/s", ("--subs", "100", "--pubs", "1", *step), connections=101
+        ),
+        Scenario(
+            "fanout100_sweep",
+            "fan-out 1→100, highest rate with p99 ≤ 50 ms and no loss",
+            (
+                "--subs",
+                "100",
+                "--pubs",
+                "1",
+                "--rate",
+                "5,25,50,100,150,200,300,400,500,600,800,1000,1200,1500,2000",
+                *sweep,
+            ),
+            kind="sweep",
+            connections=101,
+            fanout=100,
+        ),
+        Scenario(
+            "fanout1000_max",
+            "fan-out 1→1000, max deliveries/s",
+            ("--subs", "1000", "--pubs", "1", *step),
+            connections=1001,
+        ),
+        Scenario(
+            "fanout1000_sweep",
+            "fan-out 1→1000, highest rate with p99 ≤ 50 ms and no loss",
+            ("--subs", "1000", "--pubs", "1", "--rate", "1,5,10,20,30,50,75,100,150,200", *sweep),
+            kind="sweep",
+            connections=1001,
+            fanout=1000,
+        ),
+        Scenario(
+            "rooms250",
+            "250 two-user rooms, max deliveries/s",
+            (
+                "--mode",
+                "rooms",
+                "--rooms",
+                "250",
+                "--room-size",
+                "2",
+                "--sub-dest",
+                "/topic/benchroom.{room}",
+                "--window",
+                "2",
+                *step,
+            ),
+            connections=500,
+        ),
+        Scenario(
+            "idle2000",
+            "2,000 idle connections (JWT + 1 subscription), RSS per connection",
+            (
+                "--mode",
+                "idle",
+                "--idle",
+                "2000",
+                "--idle-steps",
+                "4",
+                "--hold",
+                "5",
+                "--sub-dest",
+                "/topic/idle.{room}",
+            ),
+            kind="idle",
+            connections=2000,
+        ),
+        Scenario(
+            "chat",
+            "chat: 20 rooms of 5 via /app/rooms.<slug>, persisted, max messages/s",
+            (
+                "--mode",
+                "rooms",
+                "--rooms",
+                "20",
+                "--room-size",
+                "5",
+                "--sub-dest",
+                "/topic/rooms.bench-{room}",
+                "--pub-dest",
+                "/app/rooms.bench-{room}",
+                "--window",
+                "1",
+                *step,
+            ),
+            kind="chat",
+            connections=100,
+            project_only=True,
+        ),
+        Scenario(
+            "fanout1000_redis2",
+            "fan-out 1→1000, max, two processes sharing Redis",
+            ("--subs", "1000", "--pubs", "1", *step),
+            connections=1001,
+            project_only=True,
+            two_processes=True,
+        ),
+    ]
 
 
 # -- processes ---------------------------------------------------------------------------------------------
@@ -163,9 +296,25 @@ class Server:
 def start_python_server(kind: str, env: dict[str, str], log: Path, app: str = "chatproject.asgi:application"):
     port = free_port()
     if kind == "uvicorn":
-        argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--ws",
-                "websockets-sansio", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-                "--no-access-log", app]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets-sansio",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            app,
+        ]
     else:
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
     with open(log, "ab") as out:
@@ -199,8 +348,9 @@ def start_rabbitmq() -> Server:
     (base / "enabled_plugins").write_text("[rabbitmq_web_stomp].\n")
     env = {**os.environ, "HOME": str(base), "ERL_EPMD_PORT": str(epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1"}
     log = open(base / "server.log", "ab")  # noqa: SIM115 - closed with the process
-    epmd = subprocess.Popen(["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    epmd = subprocess.Popen(
+        ["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     env.update(
         RUNNING_UNDER_SYSTEMD="1",  # exec the Erlang VM itself: the PID we hold is beam.smp
         RABBITMQ_NODENAME=f"bench{epmd_port}@localhost",
@@ -270,8 +420,13 @@ def prepare_database(database: Path, users: int, chat_rooms: int, room_size: int
         database.unlink()
     env = project_env(database)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
-    os.environ.update({k: v for k, v in env.items() if k not in os.environ or k in PROJECT_ENV or k in (
-        "DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")})  # fmt: skip
+    os.environ.update(
+        {
+            k: v
+            for k, v in env.items()
+            if k not in os.environ or k in PROJECT_ENV or k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
+        }
+    )
     sys.path.insert(0, str(REPO))
     import django
 
@@ -295,8 +450,10 @@ def prepare_database(database: Path, users: int, chat_rooms: int, room_size: int
         members = people[number * room_size : (number + 1) * room_size]
         room = Room.objects.create(slug=f"bench-{number}", name=f"bench {number}", creator=members[0])
         Membership.objects.bulk_create(
-            [Membership(room=room, user=user, role=Membership.Role.OWNER if k == 0 else Membership.Role.MEMBER)
-             for k, user in enumerate(members)]  # fmt: skip
+            [
+                Membership(room=room, user=user, role=Membership.Role.OWNER if k == 0 else Membership.Role.MEMBER)
+                for k, user in enumerate(members)
+            ]
         )
     limits = {
         name: getattr(settings, name)
@@ -318,11 +475,28 @@ def run_loadgen(
     profile_seconds: int = 6,
     profile_delay: float = 4,
 ) -> dict:
-    argv = ["node", str(LOADGEN), "--url", server.url, "--label", label, "--max-time", str(int(timeout)),
-            "--server-pid", ",".join(str(pid) for pid in server.cpu_pids), *scenario.args]  # fmt: skip
+    argv = [
+        "node",
+        str(LOADGEN),
+        "--url",
+        server.url,
+        "--label",
+        label,
+        "--max-time",
+        str(int(timeout)),
+        "--server-pid",
+        ",".join(str(pid) for pid in server.cpu_pids),
+        *scenario.args,
+    ]
     if server.name == "rabbitmq":
-        argv += ["--login", "guest", "--passcode", "guest", "--sub-dest",
-                 dict(zip(scenario.args, scenario.args[1:])).get("--sub-dest", "/topic/bench")]  # fmt: skip
+        argv += [
+            "--login",
+            "guest",
+            "--passcode",
+            "guest",
+            "--sub-dest",
+            dict(zip(scenario.args, scenario.args[1:], strict=False)).get("--sub-dest", "/topic/bench"),
+        ]
     elif tokens is not None:
         argv += ["--tokens", str(tokens)]
     if scenario.kind == "chat":
@@ -334,11 +508,28 @@ def run_loadgen(
         path = profile / f"{label.replace('/', '-')}.txt"
         # It starts after the connections are up (delay), so the profile shows the steady state.
         profiler = subprocess.Popen(
-            ["sh", "-c", 'sleep "$0" && exec "$@"', str(profile_delay),
-             shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "250", "--nonblocking", "--duration",
-             str(profile_seconds), "-o", str(path), "-p", str(server.cpu_pids[-1])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                "sh",
+                "-c",
+                'sleep "$0" && exec "$@"',
+                str(profile_delay),
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--nonblocking",
+                "--duration",
+                str(profile_seconds),
+                "-o",
+                str(path),
+                "-p",
+                str(server.cpu_pids[-1]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         done = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, timeout=timeout + 30, check=False)
     except subprocess.TimeoutExpired:
@@ -361,8 +552,11 @@ def summarise(scenario: Scenario, result: dict) -> dict:
         return {"error": result["error"][:200]}
     if scenario.kind == "idle":
         idle = result.get("idle") or {}
-        return {"kb_per_connection": idle.get("kb_per_connection"), "open": idle.get("open_at_end"),
-                "requested": idle.get("requested")}  # fmt: skip
+        return {
+            "kb_per_connection": idle.get("kb_per_connection"),
+            "open": idle.get("open_at_end"),
+            "requested": idle.get("requested"),
+        }
     steps = result.get("steps") or []
     if not steps:
         return {"error": (result.get("error") or "no steps")[:200]}
@@ -373,17 +567,29 @@ def summarise(scenario: Scenario, result: dict) -> dict:
             if s["lost"] or p99 is None or p99 > P99_BOUND_MS or s["send_rate"] < 0.9 * s["rate"]:
                 break
             best = s
-        return {"deliveries_per_s": round(best["rate"] * scenario.fanout) if best else 0,
-                "p99_ms": best["latency_ms"]["p99"] if best else None,
-                "lost": sum(s["lost"] for s in steps), "extra": sum(s["extra"] for s in steps),
-                "out_of_order": sum(s["out_of_order"] for s in steps), "stopped": result.get("stopped"),
-                "steps": len(steps)}  # fmt: skip
+        return {
+            "deliveries_per_s": round(best["rate"] * scenario.fanout) if best else 0,
+            "p99_ms": best["latency_ms"]["p99"] if best else None,
+            "lost": sum(s["lost"] for s in steps),
+            "extra": sum(s["extra"] for s in steps),
+            "out_of_order": sum(s["out_of_order"] for s in steps),
+            "stopped": result.get("stopped"),
+            "steps": len(steps),
+        }
     step = steps[-1]
-    return {"deliveries_per_s": step["deliveries_per_s"], "p99_ms": step["latency_ms"]["p99"],
-            "p50_ms": step["latency_ms"]["p50"], "lost": step["lost"], "extra": step["extra"],
-            "out_of_order": step["out_of_order"], "messages_per_s": step["send_rate"],
-            "per_server_cpu_s": step["deliveries_per_server_cpu_s"], "server_cores": step["usage"]["server_cores"],
-            "loadgen_cores": step["usage"]["client_cores"], "closes": result.get("unexpected_closes", 0)}  # fmt: skip
+    return {
+        "deliveries_per_s": step["deliveries_per_s"],
+        "p99_ms": step["latency_ms"]["p99"],
+        "p50_ms": step["latency_ms"]["p50"],
+        "lost": step["lost"],
+        "extra": step["extra"],
+        "out_of_order": step["out_of_order"],
+        "messages_per_s": step["send_rate"],
+        "per_server_cpu_s": step["deliveries_per_server_cpu_s"],
+        "server_cores": step["usage"]["server_cores"],
+        "loadgen_cores": step["usage"]["client_cores"],
+        "closes": result.get("unexpected_closes", 0),
+    }
 
 
 def load_average() -> str:
@@ -406,7 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated among {', '.join(SERVERS)}")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
-    parser.add_argument("--work", default=str(REPO / "var" / "bench"), help="scratch directory (database, tokens, server logs)")
+    parser.add_argument(
+        "--work", default=str(REPO / "var" / "bench"), help="scratch directory (database, tokens, server logs)"
+    )
     parser.add_argument("--profile", default="", help="directory for py-spy profiles of the project servers")
     parser.add_argument("--max-time", type=float, default=2400, help="stop starting scenarios after this many s")
     args = parser.parse_args(argv)
@@ -435,9 +643,15 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("limits of the project servers: %s", json.dumps(limits, default=str, sort_keys=True))
     started = time.monotonic()
     report: dict = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "load_average_before": load_average(),
-        "cpus": os.cpu_count(), "limits": limits, "servers": servers, "results": {}, "raw": {},
-    }  # fmt: skip
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "quick": args.quick,
+        "load_average_before": load_average(),
+        "cpus": os.cpu_count(),
+        "limits": limits,
+        "servers": servers,
+        "results": {},
+        "raw": {},
+    }
     for name in servers:
         applicable = [s for s in chosen if not (s.project_only and name in ("baseline", "rabbitmq"))]
         if not applicable:
@@ -459,8 +673,14 @@ def main(argv: list[str] | None = None) -> int:
             with context as server:
                 logger.info("%s on %s (%s)", scenario.name, name, server.url)
                 timeout = 120 if args.quick else 400
-                raw = run_loadgen(scenario, server, None if name in ("baseline", "rabbitmq") else tokens,
-                                  f"{name}/{scenario.name}", timeout, profile)  # fmt: skip
+                raw = run_loadgen(
+                    scenario,
+                    server,
+                    None if name in ("baseline", "rabbitmq") else tokens,
+                    f"{name}/{scenario.name}",
+                    timeout,
+                    profile,
+                )
             report["raw"].setdefault(name, {})[scenario.name] = raw
             summary = summarise(scenario, raw)
             report["results"].setdefault(name, {})[scenario.name] = summary

@@ -1,6 +1,6 @@
 """Settings of the baseline server: Channels with the in-memory layer, nothing else (no database, no auth)."""
 
-SECRET_KEY = "bench-baseline-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105 - loopback benchmark only
+SECRET_KEY = "bench-baseline-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 INSTALLED_APPS = ["daphne", "channels"]

@@ -18,10 +18,23 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(400)]
 def test_quick_benchmark_writes_table_chart_and_raw_results(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--servers", "baseline,daphne", "--out", str(out),
-         "--work", str(tmp_path / "work")],
-        cwd=REPO, capture_output=True, text=True, timeout=360, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--servers",
+            "baseline,daphne",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=360,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     table = (out / "results.md").read_text()
     assert "| fan-out 1→20, max |" in table
