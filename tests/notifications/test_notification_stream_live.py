@@ -250,6 +250,22 @@ def test_notification_created_on_one_process_reaches_a_stream_held_by_another(
     assert json.loads(events[1].data)["payload"]["room"] == room["slug"]
 
 
+def test_an_announcement_to_everyone_reaches_every_open_stream_once(
+    daphne_factory, redis_layer, sse, django_user_model
+):
+    server = daphne_factory(REDIS_URL=redis_layer)
+    django_user_model.objects.bulk_create([django_user_model(username=f"user{i:03d}") for i in range(120)])
+    users = list(django_user_model.objects.order_by("username"))
+    listeners = users[::30]
+    streams = [sse.open(stream_url(server.url, ticket=ticket_for(server.url, u))) for u in listeners]
+    assert services.announcement_create_for_all(text="maintenance at 10", title="Heads up") == 120
+    for user, stream in zip(listeners, streams, strict=True):
+        (event,) = stream.wait_events(1)
+        assert event.event == "announcement"
+        assert json.loads(event.data)["payload"] == {"title": "Heads up", "text": "maintenance at 10", "by": None}
+        assert int(event.id) == Notification.objects.get(recipient=user).pk
+
+
 def test_idle_stream_gets_comment_heartbeats(daphne_factory, sse, make_user):
     server = daphne_factory(SSE_HEARTBEAT_INTERVAL="0.2")
     stream = sse.open(stream_url(server.url, ticket=ticket_for(server.url, make_user("bob"))))
