@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework.views import exception_handler
@@ -29,6 +30,7 @@ def api_exception_handler(exc, context):
     return response
 
 
+@login_not_required  # a JSON 404, never a login redirect, even under LoginRequiredMiddleware
 def not_found(request: HttpRequest, exception: Exception | None = None):
     if wants_json(request):
         return JsonResponse({"detail": f"no such endpoint: {request.path}"}, status=404)

@@ -348,11 +348,13 @@ async def test_server_sends_heartbeats_and_drops_a_silent_client(broker, registr
 
 
 async def test_client_heartbeats_keep_the_connection_alive(broker, registry):
-    cfg = config(limits=SessionLimits(heartbeat_send_ms=0, heartbeat_receive_ms=30), heartbeat_grace=2.0)
+    # Deadline 300 ms x grace 3 = 0.9 s; the client beats every 0.1 s for 2 s, well past the deadline, with
+    # slack for a loaded machine (a single gap would have to exceed 0.9 s to close the connection).
+    cfg = config(limits=SessionLimits(heartbeat_send_ms=0, heartbeat_receive_ms=300), heartbeat_grace=3.0)
     connection, transport = await open_connection(broker, registry, token=None, cfg=cfg)
-    await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="30,0", passcode="alice-token"))
-    for _ in range(10):
-        await asyncio.sleep(0.02)
+    await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="300,0", passcode="alice-token"))
+    for _ in range(20):
+        await asyncio.sleep(0.1)
         await connection.data_received(b"\n")
     assert transport.closed is None
     await connection.data_received(wire("DISCONNECT"))
