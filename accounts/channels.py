@@ -12,6 +12,7 @@ import logging
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.tokens import TokenRejected, authenticate_access_token, parse_bearer
@@ -68,6 +69,25 @@ class _BearerMiddleware(BaseMiddleware):
         return await super().__call__(scope, receive, send)
 
 
+class _SessionUserMiddleware(BaseMiddleware):
+    """The session-cookie user, looked up only when the request carries the session cookie.
+
+    Channels' AuthMiddleware resolves the user on every handshake through the one database thread of
+    the process, cookie or not; under load (the soak) handshakes queued behind chat writes there for
+    longer than clients wait, and no STOMP client needs it: CONNECT authenticates with the JWT.
+    """
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.with_session = AuthMiddlewareStack(inner)
+
+    async def __call__(self, scope, receive, send):
+        cookies = scope_header(scope, b"cookie") or ""
+        if f"{settings.SESSION_COOKIE_NAME}=" in cookies:
+            return await self.with_session(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+
 def HandshakeAuthMiddleware(inner):  # noqa: N802 - a middleware factory, named like the class it builds
-    """Session-cookie user first, then a Bearer header (which wins when present and valid)."""
-    return AuthMiddlewareStack(_BearerMiddleware(inner))
+    """Session-cookie user first (when there is a session cookie), then a Bearer header (which wins when valid)."""
+    return _SessionUserMiddleware(_BearerMiddleware(inner))
