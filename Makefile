@@ -87,7 +87,7 @@ bench-quick:
 	$(MAKE) bench BENCH_ARGS="--quick $(BENCH_ARGS)"
 
 # The soak (scripts/soak.py, not part of `make test`): 2,000 connections with churn for 10 minutes across two
-# daphne workers + Redis + SQLite, after a 2-minute warm-up cycle; prints a JSON report, exits 1 on any loss,
+# daphne workers + Redis + SQLite, after a 3-minute warm-up cycle; prints a JSON report, exits 1 on any loss,
 # server error or leak. SOAK_ARGS="--connections 500 --duration 120" for a shorter run.
 soak: deps-dev system-test
 	mkdir -p test-output
