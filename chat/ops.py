@@ -9,6 +9,7 @@ on its own connections at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -43,17 +44,24 @@ async def _listen() -> None:
         return
     channel = await layer.new_channel("chat.ops.")
     await layer.group_add(OPS_GROUP, channel)
+    backoff = 0.0
     try:
         while True:
             try:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a broken Redis connection: wait and try again, the group survives
-                logger.warning("operations listener: channel layer receive failed; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
-                await layer.group_add(OPS_GROUP, channel)
+            except Exception as exc:  # Redis away: back off (logged once per outage), then rejoin the group
+                if not backoff:
+                    logger.warning("operations listener: channel layer receive failed (%s); retrying", exc)
+                backoff = min(max(backoff * 2, 0.5), 30.0)
+                await asyncio.sleep(backoff)
+                with contextlib.suppress(Exception):
+                    await layer.group_add(OPS_GROUP, channel)
                 continue
+            if backoff:
+                logger.info("operations listener: channel layer reachable again")
+                backoff = 0.0
             try:
                 await _handle(layer, message)
             except Exception:
