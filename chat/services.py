@@ -147,6 +147,10 @@ def message_create(
             return existing, False
     try:
         with transaction.atomic():
+            # Lock the room row first: messages of one room then take their ids and commit in the same
+            # order, so "every message after id N" (since-id resume, ?after=) cannot miss a slower
+            # transaction that commits a lower id later (PostgreSQL; SQLite serialises writers anyway).
+            Room.objects.select_for_update().filter(pk=room.pk).values_list("pk", flat=True).first()
             message = Message.objects.create(room=room, author=author, body=body, client_id=client_id)
             _on_commit_each(message_created_listeners, message)
     except IntegrityError:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Lower
 
 from notifications.models import Notification
@@ -64,10 +64,22 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
+def _lock_recipients(user_ids: list[int]) -> None:
+    """Lock the recipients' rows (in id order, so two writers never deadlock) before inserting.
+
+    A recipient's notifications then take their ids and commit in the same order, so replay after
+    Last-Event-ID cannot miss a slower transaction that commits a lower id later (PostgreSQL; SQLite
+    serialises writers anyway, and ignores FOR UPDATE).
+    """
+    if user_ids and connection.features.has_select_for_update:
+        list(get_user_model().objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk"))
+
+
 def notification_create(*, recipient: AbstractBaseUser, kind: str, payload: dict[str, Any]) -> Notification:
     """Store one notification for ``recipient`` and publish it to their streams after commit."""
     _check_kind(kind)
     with transaction.atomic():
+        _lock_recipients([recipient.pk])
         notification = Notification.objects.create(recipient_id=recipient.pk, kind=kind, payload=payload)
         _publish_on_commit([notification])
     return notification
@@ -80,7 +92,9 @@ def notifications_create_bulk(*, recipient_ids: Iterable[int], kind: str, payloa
     """
     _check_kind(kind)
     created: list[Notification] = []
+    recipient_ids = list(recipient_ids)
     with transaction.atomic():
+        _lock_recipients(recipient_ids)
         batch: list[Notification] = []
         for recipient_id in recipient_ids:
             batch.append(Notification(recipient_id=recipient_id, kind=kind, payload=payload))
