@@ -1,8 +1,10 @@
 """The broker of one process: local fan-out plus, when ``REDIS_URL`` is set, the Redis seam to the others.
 
-``publish`` delivers to this process's subscribers directly and hands the same encoded bytes to Redis;
-other processes deliver them to theirs. A process ignores its own messages coming back from Redis
-(the message id starts with the process's node id), so nobody gets a message twice.
+Without Redis, ``publish`` delivers to this process's subscribers directly. With Redis, the encoded bytes
+go to Redis and every process, this one included, delivers them to its subscribers as they come back,
+so all subscribers everywhere see one order per destination (Redis'). While Redis is away a process
+delivers to its own subscribers directly and marks the copy it still hands to Redis so that its echo
+is ignored: nobody gets a message twice.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class Broker:
         self._ids = itertools.count(1)
         self.bridge = RedisBridge(redis_url, self._on_remote, prefix=redis_prefix) if redis_url else None
 
-    def next_message_id(self) -> str:
-        """A message id unique across processes: ``<node>-<n>``."""
-        return f"{self.node}-{next(self._ids)}"
+    def next_message_id(self, *, echo: bool = False) -> str:
+        """A message id unique across processes: ``<node>-<n>``, or ``<node>~<n>`` for one this process
+        delivers to its own subscribers only when Redis echoes it back."""
+        return f"{self.node}{'~' if echo else '-'}{next(self._ids)}"
 
     async def subscribe(self, key: str, subscriber: Subscriber) -> None:
         """Attach a subscriber to a routing key (the first local one also subscribes on Redis)."""
@@ -61,13 +64,22 @@ class Broker:
             self.bridge.release(key)
 
     def publish_frame(self, key: str, destination: str, headers: Iterable[tuple[str, str]], body: bytes) -> Publication:
-        """Deliver an already-validated message to routing ``key``, shown to subscribers as ``destination``."""
-        message_id = self.next_message_id()
+        """Deliver an already-validated message to routing ``key``, shown to subscribers as ``destination``.
+
+        With Redis up and this process subscribed to ``key``, local subscribers get the message when it
+        comes back from Redis, like every other process: Redis' order is then the one order everybody
+        sees, even when two processes publish to one destination at once. Without Redis (or while it is
+        away) local subscribers get it at once and the Redis copy is marked so that its echo is ignored.
+        """
+        bridge = self.bridge
+        via_redis = bridge is not None and self.local.count(key) > 0 and bridge.routes(key)
+        message_id = self.next_message_id(echo=via_redis)
         shared = (("destination", destination), ("message-id", message_id), *headers)
         publication = Publication(key, message_id, shared, body)
-        self.local.deliver(publication)
-        if self.bridge is not None:
-            self.bridge.publish(key, publication.to_wire())
+        if not via_redis:
+            self.local.deliver(publication)
+        if bridge is not None:
+            bridge.publish(key, publication.to_wire())
         return publication
 
     def publish(
@@ -105,7 +117,7 @@ class Broker:
 
     def _on_remote(self, key: str, payload: bytes) -> None:
         if payload.startswith(self.node.encode("ascii") + b"-"):
-            return  # our own message, already delivered locally
+            return  # our own message, already delivered locally (``~`` ones come back to be delivered)
         if not self.local.count(key):
             return
         self.local.deliver(Publication.from_wire(key, payload))

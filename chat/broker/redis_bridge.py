@@ -92,6 +92,13 @@ class RedisBridge:
         if self._pubsub is not None and not self._closed:
             self._spawn(self._unsubscribe(key))
 
+    def routes(self, key: str) -> bool:
+        """True when a PUBLISH to ``key`` will come back to this process: connected and subscribed (confirmed)."""
+        if not self._ready.is_set() or not self._refs.get(key):
+            return False
+        pending = self._confirmations.get(self._channel(key))
+        return pending is None or pending.done()
+
     def publish(self, key: str, payload: bytes) -> None:
         """Queue a PUBLISH; the writer task sends queued messages in order, pipelined."""
         if self._closed:

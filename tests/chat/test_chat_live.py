@@ -231,3 +231,34 @@ def test_chat_over_each_sockjs_transport_from_a_foreign_origin(daphne_factory, p
     assert [m["body"] for m in bodies(result, "/topic/rooms.general")] == [f"via {transport} {i}" for i in range(5)]
     assert sorted(result["receipts"]) == [f"send-{i}" for i in range(5)]
     assert Message.objects.filter(room=room).count() == 5
+
+
+def test_concurrent_publishers_on_two_processes_give_every_subscriber_the_same_order(two_servers, make_user, tmp_path):
+    one, two = two_servers
+    users = [make_user(name) for name in ("pub1", "pub2", "sub1", "sub2")]
+    topic = "/topic/order-check"
+    watchers = []
+    for index, (server, user) in enumerate(((one, users[2]), (two, users[3]))):
+        ready = tmp_path / f"ready-{index}"
+        watchers.append(start_client({
+            "url": f"{server.ws_url}/ws", "token": access_token_for(user), "ready_file": str(ready),
+            "subscribe": [{"destination": topic}], "expect": {topic: 80},
+        }))  # fmt: skip
+        wait_for(ready.exists, timeout=20, what="a watcher to subscribe")
+    go = tmp_path / "go"
+    senders = [
+        start_client({
+            "url": f"{server.ws_url}/ws", "token": access_token_for(user), "wait_for_file": str(go),
+            "send": [{"destination": topic, "body": {"from": user.username, "n": i}} for i in range(40)],
+        })
+        for server, user in ((one, users[0]), (two, users[1]))
+    ]  # fmt: skip
+    time.sleep(0.5)
+    go.touch()
+    for sender in senders:
+        finish_client(sender)
+    first, second = (finish_client(w) for w in watchers)
+    order_one = [(m["from"], m["n"]) for m in bodies(first, topic)]
+    order_two = [(m["from"], m["n"]) for m in bodies(second, topic)]
+    assert len(order_one) == 80 and len(set(order_one)) == 80
+    assert order_one == order_two  # one order for everyone, whichever process they are on
