@@ -478,5 +478,6 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # one INFO line per request would drown manage.py doctor's report
     },
 }
