@@ -366,6 +366,12 @@ def start_rabbitmq() -> Server:
     server = Server("rabbitmq", f"ws://127.0.0.1:{web}/ws", [epmd, beam], [beam.pid])
     try:
         wait_port(web, beam, timeout=90, what="rabbitmq-server")
+        # The Web-STOMP port opens before the broker has booted; connections before then are refused.
+        deadline = time.monotonic() + 90
+        while b"Server startup complete" not in (base / "server.log").read_bytes():
+            if time.monotonic() > deadline or beam.poll() is not None:
+                raise RuntimeError("rabbitmq-server did not complete its startup within 90 s")
+            time.sleep(0.2)
     except Exception:
         server.stop()
         raise
