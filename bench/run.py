@@ -567,8 +567,9 @@ def summarise(scenario: Scenario, result: dict) -> dict:
     if not steps:
         return {"error": (result.get("error") or "no steps")[:200]}
     if scenario.kind == "sweep":
+        last_attempts = {s["rate"]: s for s in steps}  # a step that failed and then passed counts as passed
         best = None
-        for s in steps:  # the sweep stops at the first step over the bound; the one before it counts
+        for s in last_attempts.values():  # the sweep stops at the first step over the bound; the one before counts
             p99 = s["latency_ms"]["p99"]
             if s["lost"] or p99 is None or p99 > P99_BOUND_MS or s["send_rate"] < 0.9 * s["rate"]:
                 break
