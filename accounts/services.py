@@ -6,9 +6,9 @@ import contextlib
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,21 +18,24 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import OneTimeCode
 
-User = get_user_model()
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+UserModel = get_user_model()
 
 
 class CodeRejected(Exception):
     """A one-time code that is unknown, already used or expired (deliberately not saying which)."""
 
 
-def user_register(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
+def user_register(*, username: str, password: str, email: str = "") -> User:
     """Create an active user after Django's password validators; raises ValidationError by field."""
     username = username.strip()
     if not username:
         raise ValidationError({"username": ["A username is required."]})
-    if User.objects.filter(username__iexact=username).exists():
+    if UserModel.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": ["That username is taken."]})
-    candidate = User(username=username, email=email.strip())
+    candidate = UserModel(username=username, email=email.strip())
     try:
         validate_password(password, user=candidate)
     except ValidationError as exc:
@@ -43,7 +46,7 @@ def user_register(*, username: str, password: str, email: str = "") -> AbstractB
     return candidate
 
 
-def token_pair_for_user(user: AbstractBaseUser) -> dict[str, str]:
+def token_pair_for_user(user: User) -> dict[str, str]:
     """The same access/refresh pair an API client gets from ``auth/token/``."""
     refresh = RefreshToken.for_user(user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
@@ -52,10 +55,10 @@ def token_pair_for_user(user: AbstractBaseUser) -> dict[str, str]:
 def refresh_token_revoke(*, refresh: str) -> None:
     """Blacklist a refresh token (logout); an already invalid token is not an error."""
     with contextlib.suppress(TokenError):
-        RefreshToken(refresh).blacklist()
+        RefreshToken(refresh).blacklist()  # type: ignore[arg-type]  # the stubs miss that it takes the encoded token
 
 
-def refresh_tokens_revoke_all(*, user: AbstractBaseUser) -> int:
+def refresh_tokens_revoke_all(*, user: User) -> int:
     """Blacklist every outstanding refresh token of ``user`` (the account changed hands); returns how many."""
     from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
@@ -68,7 +71,7 @@ def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def one_time_code_issue(*, user: AbstractBaseUser, purpose: str, ttl_seconds: int) -> str:
+def one_time_code_issue(*, user: User, purpose: str, ttl_seconds: int) -> str:
     """Store a new single-use code for ``user`` and return it (only its hash is kept)."""
     code = secrets.token_urlsafe(32)
     now = timezone.now()
@@ -79,7 +82,7 @@ def one_time_code_issue(*, user: AbstractBaseUser, purpose: str, ttl_seconds: in
     return code
 
 
-def one_time_code_redeem(*, code: str, purpose: str) -> AbstractBaseUser:
+def one_time_code_redeem(*, code: str, purpose: str) -> User:
     """Use a code once: the conditional UPDATE makes a second use fail even on another process."""
     if not code or len(code) > 200:
         raise CodeRejected()

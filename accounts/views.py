@@ -7,6 +7,8 @@ access/refresh pair (``POST /api/auth/handover/``). Tokens never appear in a URL
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -20,6 +22,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import services
 from accounts.models import OneTimeCode
 from accounts.throttles import AuthRateThrottle
+
+if TYPE_CHECKING:
+    pass
 
 HANDOVER_SESSION_KEY = "jwt_handover_code"
 

@@ -101,7 +101,7 @@ class RedisPresence:
         except (RedisError, OSError) as exc:
             logger.warning("presence: Redis unavailable, no snapshot of %s (%s)", room, exc)
             return []
-        return sorted(name.decode() for name, count in counts.items() if int(count) > 0)
+        return sorted(n.decode() if isinstance(n, bytes) else n for n, count in counts.items() if int(count) > 0)
 
 
 _stores: dict[asyncio.AbstractEventLoop, PresenceStore] = {}

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from typing import TYPE_CHECKING
+
 from django.db.models import Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from chat.exceptions import NotFound
 from chat.models import Membership, Message, Room
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def membership_get(*, room: Room, user: AbstractBaseUser) -> Membership | None:
+
+def membership_get(*, room: Room, user: User) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 
 
-def user_is_member(*, room: Room, user: AbstractBaseUser) -> bool:
+def user_is_member(*, room: Room, user: User) -> bool:
     return Membership.objects.filter(room=room, user=user).exists()
 
 
-def room_visible_get(*, slug: str, user: AbstractBaseUser) -> Room:
+def room_visible_get(*, slug: str, user: User) -> Room:
     """A room the user may see: any public room, or a private one they belong to (else NotFound)."""
     room = Room.objects.filter(slug=slug).first()
     if room is None or (room.is_private and not user_is_member(room=room, user=user)):
@@ -26,7 +30,7 @@ def room_visible_get(*, slug: str, user: AbstractBaseUser) -> Room:
     return room
 
 
-def rooms_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
+def rooms_for_user(*, user: User) -> QuerySet[Room]:
     """Public rooms and the user's private rooms, each with ``is_member``, ``role`` and ``unread``."""
     my_membership = Membership.objects.filter(room=OuterRef("pk"), user=user)
     # Nested one level deeper (inside the message count), the room is OuterRef(OuterRef("pk")).

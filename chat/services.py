@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
@@ -15,19 +16,22 @@ from chat.exceptions import InvalidInput, NotAllowed, NotFound
 from chat.models import Membership, Message, Room
 from chat.selectors import direct_room_slug, membership_get
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 logger = logging.getLogger(__name__)
-User = get_user_model()
+UserModel = get_user_model()
 
 # Listeners called after a commit, so that nothing is announced that is not stored. The realtime layer
 # (STOMP broadcast) and notifications register here; services stay free of transport imports.
 message_created_listeners: list[Callable[[Message], None]] = []
-member_added_listeners: list[Callable[[Membership, AbstractBaseUser | None], None]] = []
-member_removed_listeners: list[Callable[[Room, AbstractBaseUser], None]] = []
+member_added_listeners: list[Callable[[Membership, User | None], None]] = []
+member_removed_listeners: list[Callable[[Room, User], None]] = []
 
 
 def _on_commit_each(listeners: list[Callable], *args) -> None:
     for listener in list(listeners):
-        transaction.on_commit(lambda listener=listener: listener(*args), robust=True)
+        transaction.on_commit(functools.partial(listener, *args), robust=True)
 
 
 def _unique_slug(base: str) -> str:
@@ -38,7 +42,7 @@ def _unique_slug(base: str) -> str:
     return slug
 
 
-def room_create(*, creator: AbstractBaseUser, name: str, slug: str | None = None, is_private: bool = False) -> Room:
+def room_create(*, creator: User, name: str, slug: str | None = None, is_private: bool = False) -> Room:
     """Create a group room owned by its creator."""
     name = name.strip()
     if not name or len(name) > 120:
@@ -56,7 +60,7 @@ def room_create(*, creator: AbstractBaseUser, name: str, slug: str | None = None
     return room
 
 
-def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
+def room_join(*, room: Room, user: User) -> Membership:
     """Join a public room (idempotent); private rooms are joined only by being added by an owner."""
     existing = membership_get(room=room, user=user)
     if existing is not None:
@@ -71,7 +75,7 @@ def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
     return membership
 
 
-def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
+def room_leave(*, room: Room, user: User) -> None:
     if room.is_direct:
         raise NotAllowed("you cannot leave a direct-message conversation")
     with transaction.atomic():
@@ -80,7 +84,7 @@ def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
             _on_commit_each(member_removed_listeners, room, user)
 
 
-def _require_owner(*, room: Room, actor: AbstractBaseUser) -> None:
+def _require_owner(*, room: Room, actor: User) -> None:
     membership = membership_get(room=room, user=actor)
     if membership is None or membership.role != Membership.Role.OWNER:
         raise NotAllowed("only the room's owner can change its members")
@@ -88,10 +92,10 @@ def _require_owner(*, room: Room, actor: AbstractBaseUser) -> None:
         raise NotAllowed("a direct-message conversation always has exactly its two members")
 
 
-def room_member_add(*, room: Room, actor: AbstractBaseUser, username: str) -> Membership:
+def room_member_add(*, room: Room, actor: User, username: str) -> Membership:
     """An owner adds a user to a room (idempotent)."""
     _require_owner(room=room, actor=actor)
-    user = User.objects.filter(username=username, is_active=True).first()
+    user = UserModel.objects.filter(username=username, is_active=True).first()
     if user is None:
         raise NotFound(f"no user {username!r}")
     with transaction.atomic():
@@ -101,10 +105,10 @@ def room_member_add(*, room: Room, actor: AbstractBaseUser, username: str) -> Me
     return membership
 
 
-def room_member_remove(*, room: Room, actor: AbstractBaseUser, username: str) -> None:
+def room_member_remove(*, room: Room, actor: User, username: str) -> None:
     """An owner removes a member; the removed user's live subscriptions to the room are closed on commit."""
     _require_owner(room=room, actor=actor)
-    user = User.objects.filter(username=username).first()
+    user = UserModel.objects.filter(username=username).first()
     if user is None:
         raise NotFound(f"no user {username!r}")
     if user.pk == actor.pk:
@@ -128,9 +132,7 @@ def message_validate(*, body: str, client_id: str | None) -> tuple[str, str | No
     return body, client_id
 
 
-def message_create(
-    *, room: Room, author: AbstractBaseUser, body: str, client_id: str | None = None
-) -> tuple[Message, bool]:
+def message_create(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[Message, bool]:
     """Store a message (once per client_id) and announce it after commit; returns (message, created).
 
     The author must be a member; a public room is joined on first message. A repeated client_id returns
@@ -160,7 +162,7 @@ def message_create(
     return message, True
 
 
-def room_mark_read(*, room: Room, user: AbstractBaseUser, message_id: int) -> Membership:
+def room_mark_read(*, room: Room, user: User, message_id: int) -> Membership:
     """Move the member's read marker forward (never backwards)."""
     membership = membership_get(room=room, user=user)
     if membership is None:
@@ -172,9 +174,9 @@ def room_mark_read(*, room: Room, user: AbstractBaseUser, message_id: int) -> Me
     return membership
 
 
-def direct_room_get_or_create(*, user: AbstractBaseUser, other_username: str) -> tuple[Room, bool]:
+def direct_room_get_or_create(*, user: User, other_username: str) -> tuple[Room, bool]:
     """The direct-message room of two users, created on first use (idempotent)."""
-    other = User.objects.filter(username=other_username, is_active=True).first()
+    other = UserModel.objects.filter(username=other_username, is_active=True).first()
     if other is None:
         raise NotFound(f"no user {other_username!r}")
     if other.pk == user.pk:
@@ -199,7 +201,7 @@ def direct_room_get_or_create(*, user: AbstractBaseUser, other_username: str) ->
     return room, True
 
 
-def room_enter(*, slug: str, user: AbstractBaseUser) -> Room:
+def room_enter(*, slug: str, user: User) -> Room:
     """The room a user subscribes to live: members only, and a public room is joined on the way in."""
     from chat.selectors import room_visible_get
 

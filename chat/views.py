@@ -1,8 +1,8 @@
 """Chat pages: thin templates; their data comes from the API (on API_ORIGIN) through global.js and the page scripts."""
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -10,9 +10,9 @@ from chat import selectors
 from chat.exceptions import NotFound
 
 
-def _user(request: HttpRequest) -> AbstractBaseUser:
+def _user(request: HttpRequest) -> User:
     """The signed-in user (``login_required`` lets no anonymous request through)."""
-    assert isinstance(request.user, AbstractBaseUser)
+    assert isinstance(request.user, User)
     return request.user
 
 

@@ -425,7 +425,7 @@ _api_ws = API_ORIGIN.replace("https://", "wss://", 1).replace("http://", "ws://"
 # http://host:port source match the upgraded https://host:port: allow the upgraded forms too.
 _api_upgraded = [API_ORIGIN.replace("http://", "https://", 1), _api_ws.replace("ws://", "wss://", 1)]
 _api_connect = list(dict.fromkeys([API_ORIGIN, _api_ws, *_api_upgraded]))
-CONTENT_SECURITY_POLICY = {
+CONTENT_SECURITY_POLICY: dict[str, dict[str, list[str] | bool]] = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],

@@ -13,13 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AbstractBaseUser
 
 from accounts.models import OneTimeCode
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 from accounts.services import CodeRejected, one_time_code_issue, one_time_code_redeem
 from accounts.tokens import TokenRejected, authenticate_access_token
 
@@ -37,7 +40,9 @@ class StreamUnauthorized(Exception):
 
 def stream_ticket_issue(*, user: AbstractBaseUser) -> str:
     """A new single-use stream ticket for ``user``."""
-    return one_time_code_issue(user=user, purpose=OneTimeCode.Purpose.SSE_TICKET, ttl_seconds=settings.SSE_TICKET_TTL)
+    return one_time_code_issue(
+        user=cast("User", user), purpose=OneTimeCode.Purpose.SSE_TICKET, ttl_seconds=settings.SSE_TICKET_TTL
+    )
 
 
 def _session_user(session_key: str) -> AbstractBaseUser | None:

@@ -165,7 +165,12 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
             self.finished = True
 
     async def respond(
-        self, status: int, body: bytes = b"", *, content_type: bytes | None = None, headers: Sequence[tuple[bytes, bytes]] = ()
+        self,
+        status: int,
+        body: bytes = b"",
+        *,
+        content_type: bytes | None = None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         """A complete response in one go."""
         await self.start(status, list(headers), content_type=content_type)

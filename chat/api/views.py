@@ -110,7 +110,7 @@ class RoomMessagesView(ChatAPIView):
 
     def get(self, request: Request, slug: str) -> Response:
         room = self.room(request, slug)
-        limit = min(_int_param(request, "limit", 50, minimum=1), settings.CHAT_HISTORY_PAGE_MAX)
+        limit = min(_int_param(request, "limit", 50, minimum=1) or 50, settings.CHAT_HISTORY_PAGE_MAX)
         after = _int_param(request, "after", None)
         if after is not None:
             messages = selectors.messages_after(room=room, after=after, limit=limit)
