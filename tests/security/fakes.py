@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
@@ -16,23 +15,9 @@ from chat.realtime.registry import DestinationRegistry
 from chat.stomp.codec import FrameParser, encode
 from chat.stomp.frames import Frame
 from chat.stomp.session import SessionLimits
+from tests.stomp.fakes import Authenticated, FakeUser
 
 WAIT = 5.0  # upper bound for anything awaited here
-
-
-@dataclass
-class FakeUser:
-    pk: int
-    username: str
-
-    def get_username(self) -> str:
-        return self.username
-
-
-@dataclass
-class Authenticated:
-    user: FakeUser
-    expires_at: object
 
 
 class FakeTransport:
