@@ -38,3 +38,5 @@ def register() -> None:
     for listener in (broadcast_message, notify_direct_message):
         if listener not in services.message_created_listeners:
             services.message_created_listeners.append(listener)
+    if broadcast_message not in services.message_repeated_listeners:
+        services.message_repeated_listeners.append(broadcast_message)

@@ -25,6 +25,9 @@ UserModel = get_user_model()
 # Listeners called after a commit, so that nothing is announced that is not stored. The realtime layer
 # (STOMP broadcast) and notifications register here; services stay free of transport imports.
 message_created_listeners: list[Callable[[Message], None]] = []
+# Called when a retry repeats a stored client_id: re-announce it (same id; subscribers dedupe by id),
+# because a worker may have died between the commit and the broadcast. Not for notifications.
+message_repeated_listeners: list[Callable[[Message], None]] = []
 member_added_listeners: list[Callable[[Membership, User | None], None]] = []
 member_removed_listeners: list[Callable[[Room, User], None]] = []
 
@@ -135,8 +138,9 @@ def message_validate(*, body: str, client_id: str | None) -> tuple[str, str | No
 def message_create(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[Message, bool]:
     """Store a message (once per client_id) and announce it after commit; returns (message, created).
 
-    The author must be a member; a public room is joined on first message. A repeated client_id returns
-    the stored message and announces nothing, so a client retry after a lost RECEIPT is harmless.
+    The author must be a member; a public room is joined on first message. A repeated client_id stores
+    nothing and notifies nobody again; it only re-announces the stored message with its id (subscribers
+    dedupe by id), which repairs a broadcast lost when a worker died between commit and publish.
     """
     body, client_id = message_validate(body=body, client_id=client_id)
     if membership_get(room=room, user=author) is None:
@@ -146,6 +150,7 @@ def message_create(*, room: Room, author: User, body: str, client_id: str | None
     if client_id is not None:
         existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
         if existing is not None:
+            _on_commit_each(message_repeated_listeners, existing)
             return existing, False
     try:
         with transaction.atomic():
@@ -158,7 +163,9 @@ def message_create(*, room: Room, author: User, body: str, client_id: str | None
     except IntegrityError:
         if client_id is None:
             raise
-        return Message.objects.get(room=room, author=author, client_id=client_id), False
+        existing = Message.objects.get(room=room, author=author, client_id=client_id)
+        _on_commit_each(message_repeated_listeners, existing)
+        return existing, False
     return message, True
 
 

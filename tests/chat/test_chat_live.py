@@ -262,3 +262,21 @@ def test_concurrent_publishers_on_two_processes_give_every_subscriber_the_same_o
     order_two = [(m["from"], m["n"]) for m in bodies(second, topic)]
     assert len(order_one) == 80 and len(set(order_one)) == 80
     assert order_one == order_two  # one order for everyone, whichever process they are on
+
+
+def test_a_retried_client_id_is_stored_once_and_re_announced_under_the_same_id(daphne_factory, people):
+    alice, _, room = people
+    server = daphne_factory()
+    topic = "/topic/rooms.general"
+    result = run_client({
+        "url": f"{server.ws_url}/ws", "token": access_token_for(alice), "subscribe": [{"destination": topic}],
+        "send": [{"destination": "/app/rooms.general", "body": {"body": "once", "client_id": "retry-1"}},
+                 {"destination": "/app/rooms.general", "body": {"body": "once", "client_id": "retry-1"}}],
+        "expect": {topic: 2},
+    })  # fmt: skip
+    announced = bodies(result, topic)
+    stored = list(Message.objects.filter(room=room).values_list("id", flat=True))
+    assert len(stored) == 1
+    # A worker may die between commit and broadcast; the retry repairs that, under the same id.
+    assert [m["id"] for m in announced] == stored * 2
+    assert sorted(result["receipts"]) == ["send-0", "send-1"]
