@@ -13,52 +13,10 @@ from chat.broker import Broker
 from chat.broker.destinations import DestinationPolicy
 from chat.realtime.connection import StompConfig, StompConnection
 from chat.realtime.registry import Denied, DestinationRegistry
-from chat.stomp.codec import FrameParser, encode
+from chat.stomp.codec import FrameParser
 from chat.stomp.frames import Frame
 from chat.stomp.session import SessionLimits, State
-from tests.stomp.fakes import Authenticated, FakeUser
-
-WAIT = 5.0  # upper bound for anything awaited here
-
-
-class FakeTransport:
-    """Records writes; ``hold()`` makes writes block until ``release()``."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed: int | None = None
-        self._gate = asyncio.Event()
-        self._gate.set()
-        self._parser = FrameParser()
-        self.frames: list[Frame] = []
-
-    def hold(self) -> None:
-        self._gate.clear()
-
-    def release(self) -> None:
-        self._gate.set()
-
-    async def send(self, data: bytes) -> None:
-        await self._gate.wait()
-        self.writes.append(data)
-        self.frames += self._parser.feed(data)
-
-    async def close(self, code: int) -> None:
-        self.closed = code
-
-    async def wait_for(self, predicate, what: str) -> None:
-        async def poll():
-            while not predicate():  # noqa: ASYNC110 - polls what the fake recorded, bounded by WAIT
-                await asyncio.sleep(0.005)
-
-        try:
-            await asyncio.wait_for(poll(), WAIT)
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; frames: {self.frames}") from None
-
-    def commands(self) -> list[str]:
-        return [f.command for f in self.frames]
-
+from tests.stomp.fakes import WAIT, Authenticated, FakeTransport, FakeUser, wire
 
 TOKENS = {"alice-token": FakeUser(1, "alice"), "bob-token": FakeUser(2, "bob")}
 
@@ -78,10 +36,6 @@ def make_authenticator(lifetime: timedelta = timedelta(minutes=5)):
 def config(**overrides) -> StompConfig:
     limits = overrides.pop("limits", SessionLimits(heartbeat_send_ms=0, heartbeat_receive_ms=0))
     return StompConfig(limits=limits, server_name="test/1", **overrides)
-
-
-def wire(command: str, body: bytes = b"", **headers: str) -> bytes:
-    return encode(Frame(command, tuple((k.replace("_", "-"), v) for k, v in headers.items()), body))
 
 
 @pytest.fixture
