@@ -335,7 +335,7 @@ class StompConnection:
         """End, server-side, every subscription whose destination matches; returns their destinations."""
         dropped = [s for s in self._core.subscriptions.values() if predicate(s.destination)]
         for subscription in dropped:
-            self._core.subscriptions.pop(subscription.id, None)
+            self._core.drop_subscription(subscription.id)
         self._detach(tuple(dropped))
         return [s.destination for s in dropped]
 

@@ -293,6 +293,13 @@ class ServerSession:
         self.subscriptions[subscription.id] = subscription
         return subscription
 
+    def drop_subscription(self, subscription_id: str) -> Subscription | None:
+        """End a subscription on the server's initiative (the client sent no UNSUBSCRIBE); forget its acks."""
+        subscription = self.subscriptions.pop(subscription_id, None)
+        if subscription is not None:
+            self._forget_pending(subscription)
+        return subscription
+
     def receipt(self, receipt_id: str | None) -> None:
         """Queue a RECEIPT for a frame the application has finished handling (no-op for None)."""
         if receipt_id is not None and self.state is not State.CLOSED:

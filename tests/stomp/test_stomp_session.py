@@ -446,3 +446,13 @@ def test_byte_at_a_time_gives_the_same_events():
                 session.add_subscription(event)
     assert [type(e) for e in out] == [SubscribeRequested, SendRequested]
     assert AckMode.AUTO is out[0].ack
+
+
+def test_a_subscription_dropped_by_the_server_forgets_its_pending_acks():
+    session = connected()
+    subscription = subscribe(session, "s1", ack="client-individual")
+    session.track_delivery(subscription, "m-1")
+    assert subscription.pending
+    assert session.drop_subscription("s1") is subscription
+    assert "s1" not in session.subscriptions and not subscription.pending
+    assert session.drop_subscription("s1") is None
