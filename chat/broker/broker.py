@@ -5,10 +5,15 @@ go to Redis and every process, this one included, delivers them to its subscribe
 so all subscribers everywhere see one order per destination (Redis'). While Redis is away a process
 delivers to its own subscribers directly and marks the copy it still hands to Redis so that its echo
 is ignored: nobody gets a message twice.
+
+A message sent to Redis for its echo is held until Redis settles it, never dropped: the echo delivers
+it, and so does anything that says no echo will come (the PUBLISH failed or reached no one, the
+subscriber connection was lost, or it waited longer than ``ECHO_TIMEOUT``), in publish order either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -26,6 +31,9 @@ Body = bytes | str | Mapping[str, Any] | list[Any]
 HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
 TEXT = "text/plain;charset=utf-8"
 JSON = "application/json"
+# An own message whose echo has not come back after one to two of these is delivered locally anyway
+# (a safety net: a lost connection or a failed PUBLISH releases it at once).
+ECHO_TIMEOUT = 2.0
 
 
 def encode_body(body: Body, content_type: str | None) -> tuple[bytes, str]:
@@ -44,7 +52,22 @@ class Broker:
         self.node = secrets.token_hex(4)
         self.local = LocalBroker()
         self._ids = itertools.count(1)
-        self.bridge = RedisBridge(redis_url, self._on_remote, prefix=redis_prefix) if redis_url else None
+        self._own = self.node.encode("ascii")
+        # Own publications sent to Redis for their echo, oldest first, by message id.
+        self._awaiting_echo: dict[str, Publication] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_mark: str | None = None
+        self.bridge = (
+            RedisBridge(
+                redis_url,
+                self._on_remote,
+                on_unrouted=self._on_unrouted,
+                on_disconnect=self._release_all,
+                prefix=redis_prefix,
+            )
+            if redis_url
+            else None
+        )
 
     def next_message_id(self, *, echo: bool = False) -> str:
         """A message id unique across processes: ``<node>-<n>``, or ``<node>~<n>`` for one this process
@@ -76,7 +99,11 @@ class Broker:
         message_id = self.next_message_id(echo=via_redis)
         shared = (("destination", destination), ("message-id", message_id), *headers)
         publication = Publication(key, message_id, shared, body)
-        if not via_redis:
+        if via_redis:
+            self._await_echo(publication)
+        else:
+            if self._awaiting_echo:
+                self._release_all()  # older ones first: locally, the order is always the publish order
             self.local.deliver(publication)
         if bridge is not None:
             bridge.publish(key, publication.to_wire())
@@ -116,13 +143,68 @@ class Broker:
         return self.publish_frame(user_routing_key(user_id, visible), visible, [("content-type", ctype), *extra], data)
 
     def _on_remote(self, key: str, payload: bytes) -> None:
-        if payload.startswith(self.node.encode("ascii") + b"-"):
-            return  # our own message, already delivered locally (``~`` ones come back to be delivered)
+        if payload.startswith(self._own):
+            if payload[len(self._own) : len(self._own) + 1] == b"~":
+                self._release_through(self._own_message_id(payload))
+            return  # a ``-`` one of ours was delivered locally when it was published
         if not self.local.count(key):
             return
         self.local.deliver(Publication.from_wire(key, payload))
 
+    # -- own publications waiting for their echo -------------------------------------------------------------
+    def _await_echo(self, publication: Publication) -> None:
+        self._awaiting_echo[publication.message_id] = publication
+        if self._sweep is None:
+            self._sweep_mark = publication.message_id
+            self._sweep = asyncio.get_running_loop().call_later(ECHO_TIMEOUT, self._sweep_overdue)
+
+    def _release_through(self, message_id: str) -> None:
+        """Deliver locally every publication up to and including ``message_id``, oldest first.
+
+        Redis hands one publisher's messages to a subscriber in publish order, so once the echo of
+        ``message_id`` is here (or is known never to come) no older echo will arrive either.
+        """
+        awaiting = self._awaiting_echo
+        if message_id not in awaiting:
+            return  # released already
+        while awaiting:
+            oldest = next(iter(awaiting))
+            publication = awaiting.pop(oldest)
+            if self.local.count(publication.key):
+                self.local.deliver(publication)
+            if oldest == message_id:
+                return
+
+    def _release_all(self) -> None:
+        if self._awaiting_echo:
+            self._release_through(next(reversed(self._awaiting_echo)))
+
+    def _on_unrouted(self, payloads: list[bytes]) -> None:
+        """The bridge's word that these PUBLISHes reached no subscriber (failed, or nobody was listening)."""
+        for payload in reversed(payloads):
+            if payload.startswith(self._own):
+                self._release_through(self._own_message_id(payload))
+                return
+
+    def _own_message_id(self, payload: bytes) -> str:
+        return payload[: payload.find(b"\n")].decode("ascii")
+
+    def _sweep_overdue(self) -> None:
+        # Whatever was waiting when this sweep was scheduled has waited at least ECHO_TIMEOUT.
+        self._sweep = None
+        mark, self._sweep_mark = self._sweep_mark, None
+        if mark is not None and mark in self._awaiting_echo:
+            logger.warning("Redis did not echo own messages within %.0f s; delivered them locally", ECHO_TIMEOUT)
+            self._release_through(mark)
+        if self._awaiting_echo:
+            self._sweep_mark = next(reversed(self._awaiting_echo))
+            self._sweep = asyncio.get_running_loop().call_later(ECHO_TIMEOUT, self._sweep_overdue)
+
     async def close(self) -> None:
-        """Close the Redis connections (tests; server shutdown)."""
+        """Close the Redis connections (tests; server shutdown); nothing waiting for an echo is dropped."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self.bridge is not None:
             await self.bridge.close()
+        self._release_all()

@@ -5,7 +5,8 @@ the Redis connections alive. Two connections per process: one subscribed (a read
 PUBLISH (a writer task that pipelines whatever accumulated, so messages keep their publish order and
 a burst costs one round trip). When Redis goes away, local delivery is unaffected: publishes are
 dropped with a warning and the subscriber reconnects with backoff, resubscribing every key that still
-has local subscribers.
+has local subscribers. The owner hears of both (``on_unrouted`` with the payloads no subscriber got,
+``on_disconnect`` when the subscriber connection drops), since it may be waiting for those echoes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
+UnroutedHandler = Callable[[list[bytes]], None]
 OUTBOX_LIMIT = 100_000  # messages waiting for Redis before the oldest are dropped
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
@@ -30,10 +32,19 @@ class RedisBridge:
     """Subscribe/unsubscribe routing keys on Redis and publish to them; ``on_message(key, payload)`` gets the rest."""
 
     def __init__(
-        self, url: str, on_message: MessageHandler, *, prefix: str = "stomp:", subscribe_timeout: float = 2.0
+        self,
+        url: str,
+        on_message: MessageHandler,
+        *,
+        on_unrouted: UnroutedHandler | None = None,
+        on_disconnect: Callable[[], None] | None = None,
+        prefix: str = "stomp:",
+        subscribe_timeout: float = 2.0,
     ) -> None:
         self._url = url
         self._on_message = on_message
+        self._on_unrouted = on_unrouted or (lambda _payloads: None)
+        self._on_disconnect = on_disconnect or (lambda: None)
         self._prefix = prefix
         self._prefix_bytes = prefix.encode("utf-8")
         self._subscribe_timeout = subscribe_timeout
@@ -50,6 +61,7 @@ class RedisBridge:
         self._dropped = 0
         self._writing = False
         self._drained = asyncio.Event()  # set each time the writer finishes a batch
+        self._publisher_stale = False  # the subscriber saw Redis go: the PUBLISH connection died with it
 
     # -- public ---------------------------------------------------------------------------------------------
     @property
@@ -104,13 +116,14 @@ class RedisBridge:
         if self._closed:
             return
         self._start()
-        if len(self._outbox) >= OUTBOX_LIMIT:
-            del self._outbox[0]
+        self._outbox.append((self._channel(key), payload))
+        self._outbox_ready.set()
+        if len(self._outbox) > OUTBOX_LIMIT:
+            _, oldest = self._outbox.pop(0)
             self._dropped += 1
             if self._dropped % 1000 == 1:
                 logger.warning("Redis is not keeping up: dropped %d cross-process messages so far", self._dropped)
-        self._outbox.append((self._channel(key), payload))
-        self._outbox_ready.set()
+            self._unrouted([oldest])
 
     async def flush(self) -> None:
         """Wait until every queued PUBLISH has been handed to Redis (or failed); bound it with a timeout."""
@@ -200,17 +213,33 @@ class RedisBridge:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self._ready.clear()
+                self._lost()
                 failures += 1
                 if failures == 1:
                     logger.warning("Redis pub/sub connection lost (%s); retrying with backoff", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             except Exception:
-                self._ready.clear()
+                self._lost()
                 logger.exception("unexpected error in the Redis pub/sub reader; restarting it")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _lost(self) -> None:
+        was_ready = self._ready.is_set()
+        self._ready.clear()
+        self._publisher_stale = True
+        if was_ready:
+            try:
+                self._on_disconnect()
+            except Exception:
+                logger.exception("the Redis disconnect handler failed")
+
+    def _unrouted(self, payloads: list[bytes]) -> None:
+        try:
+            self._on_unrouted(payloads)
+        except Exception:
+            logger.exception("the handler of undelivered Redis messages failed")
 
     def _dispatch(self, message: dict) -> None:
         kind = message.get("type")
@@ -239,17 +268,25 @@ class RedisBridge:
             self._writing = True
             try:
                 assert self._client is not None
+                if self._publisher_stale:
+                    # Otherwise the first batch after Redis returns goes out on the dead socket and fails.
+                    self._publisher_stale = False
+                    await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
                 async with self._client.pipeline(transaction=False) as pipe:
                     for channel, payload in batch:
                         pipe.publish(channel, payload)
-                    await pipe.execute()
+                    receivers = await pipe.execute()
                 backoff = _BACKOFF_START
+                unheard = [payload for (_, payload), count in zip(batch, receivers, strict=True) if not count]
+                if unheard:
+                    self._unrouted(unheard)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 self._dropped += len(batch)
                 logger.warning("Redis PUBLISH of %d messages failed (%s); local delivery was not affected",
                                len(batch), exc)  # fmt: skip
+                self._unrouted([payload for _, payload in batch])
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             finally:
