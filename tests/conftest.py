@@ -105,6 +105,29 @@ def auth_client(api_client):
     return for_user
 
 
+# --- The ASGI application in process (Channels communicators) -----------------------------------------------
+
+
+@pytest.fixture
+def application():
+    """The project's ASGI application, for ``WebsocketCommunicator``/``HttpCommunicator`` tests."""
+    from chatproject.asgi import application
+
+    return application
+
+
+@pytest.fixture
+async def fresh_broker():
+    """A new broker and STOMP configuration (settings read again) for the test, closed after it."""
+    from chat.broker import reset_brokers
+    from chat.realtime.connection import reset_config
+
+    reset_config()
+    yield
+    await reset_brokers()
+    reset_config()
+
+
 # --- Real server processes -----------------------------------------------------------------------------
 
 

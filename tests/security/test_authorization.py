@@ -10,30 +10,13 @@ from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from chat import services
-from chat.broker import reset_brokers
 from chat.models import Message
-from chat.realtime.connection import reset_config
 from chat.selectors import direct_room_slug
 from notifications.models import Notification
 from tests.conftest import access_token_for
 from tests.security.stomp_client import StompTestClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def application():
-    from chatproject.asgi import application
-
-    return application
-
-
-@pytest.fixture(autouse=True)
-async def fresh_broker():
-    reset_config()
-    yield
-    await reset_brokers()
-    reset_config()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_broker")]
 
 
 @pytest.fixture

@@ -8,29 +8,12 @@ from channels.db import database_sync_to_async
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.test import Client
 
-from chat.broker import reset_brokers
-from chat.realtime.connection import reset_config
 from tests.conftest import TEST_PASSWORD
 from tests.security.stomp_client import WAIT, StompTestClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_broker")]
 EVIL = "https://evil.example"
 GOOD = "http://localhost:8000"  # settings.SITE_ORIGIN, in FRONTEND_ORIGINS by default
-
-
-@pytest.fixture
-def application():
-    from chatproject.asgi import application
-
-    return application
-
-
-@pytest.fixture(autouse=True)
-async def fresh_broker():
-    reset_config()
-    yield
-    await reset_brokers()
-    reset_config()
 
 
 def session_cookie(make_user) -> bytes:

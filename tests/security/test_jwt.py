@@ -16,12 +16,10 @@ from django.conf import settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from chat.broker import reset_brokers
-from chat.realtime.connection import reset_config
 from chat.stomp.codec import FrameParser
 from tests.security.fakes import wire
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_broker")]
 WAIT = 5.0
 BAD_TOKENS = ["alg-none", "wrong-signature", "expired", "not-yet-valid", "issued-in-future", "deleted-user",
               "deactivated-user", "refresh-as-access", "no-user-claim", "garbage"]  # fmt: skip
@@ -77,21 +75,6 @@ def make_bad_token(kind: str, django_user_model) -> str:
 @pytest.fixture
 def bad_token(django_user_model):
     return lambda kind: make_bad_token(kind, django_user_model)
-
-
-@pytest.fixture
-def application():
-    from chatproject.asgi import application
-
-    return application
-
-
-@pytest.fixture(autouse=True)
-async def fresh_broker():
-    reset_config()
-    yield
-    await reset_brokers()
-    reset_config()
 
 
 async def _stomp_error(application, *, handshake_token: str | None, connect_token: str | None):

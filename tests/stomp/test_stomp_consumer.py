@@ -10,28 +10,13 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chat.broker import get_broker, reset_brokers
+from chat.broker import get_broker
 from chat.realtime.connection import reset_config
 from chat.stomp.codec import FrameParser, encode
 from chat.stomp.frames import Frame
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_broker")]
 WAIT = 5.0
-
-
-@pytest.fixture
-def application():
-    from chatproject.asgi import application
-
-    return application
-
-
-@pytest.fixture(autouse=True)
-async def fresh_broker():
-    reset_config()
-    yield
-    await reset_brokers()
-    reset_config()
 
 
 def wire(command: str, body: bytes = b"", **headers: str) -> bytes:
