@@ -21,8 +21,6 @@ import os
 import resource
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "var" / "bench"
 RESULTS = REPO / "bench" / "results"
 LOADGEN = REPO / "bench" / "loadgen.mjs"
+sys.path.insert(0, str(REPO))
+
+from scripts.processes import free_port, stop, wait_port  # noqa: E402
+
 P99_BOUND_MS = 50
 SERVERS = ("baseline", "rabbitmq", "daphne", "uvicorn")
 SERVER_LABELS = {
@@ -253,34 +255,6 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 # -- processes ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, process: subprocess.Popen, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:g} s")
-
-
-def stop(process: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM by PID, then SIGKILL if it does not exit in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @dataclass
 class Server:
     name: str

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import logging
@@ -31,7 +30,6 @@ import os
 import random
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,49 +42,12 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "var" / "bench-sse"
 sys.path.insert(0, str(REPO))
 
+from scripts.processes import cpu_seconds, free_port, rss_kb, stop, wait_port  # noqa: E402
+
 logger = logging.getLogger("sse_bench")
 CONNECT_CONCURRENCY = 50
 DRAIN_SECONDS = 10.0
 SETTLE_SECONDS = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_port(port: int, process: subprocess.Popen, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
 
 
 def server_env(db_path: Path, redis_url: str) -> dict[str, str]:

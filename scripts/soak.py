@@ -24,8 +24,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,44 +36,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.processes import free_port, rss_kb, stop, wait_port  # noqa: E402
+
 
 def out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
-
-
-def stop(process: subprocess.Popen, timeout: float = 20) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 # -- setup -----------------------------------------------------------------------------------------------------
@@ -280,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         processes.append(redis)
-        wait_port(redis_port, redis, "redis-server")
+        wait_port(redis_port, redis, what="redis-server")
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         workers, pids, logs = [], [], []
         for n in range(2):
@@ -292,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "chatproject.asgi:application"], cwd=REPO, env=env, stdout=handle,
                                            stderr=subprocess.STDOUT)  # fmt: skip
             processes.append(process)
-            wait_port(port, process, f"worker {n}")
+            wait_port(port, process, what=f"worker {n}")
             workers.append(f"ws://127.0.0.1:{port}/ws")
             pids.append(process.pid)
         out(f"soak: {args.connections} connections, 2 workers {pids}, redis :{redis_port}, work dir {work}")
@@ -350,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report["ok"] else 1
     finally:
         for process in reversed(processes):
-            stop(process)
+            stop(process, timeout=20)  # 2,000 connections to close
         kept = REPO / "test-output"
         kept.mkdir(exist_ok=True)
         for log in work.glob("worker*.log"):

@@ -6,11 +6,8 @@ one must use ``transactional_db`` (or the ``live_db`` fixture) for its rows to b
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.processes import free_port, port_open, stop
+
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
 TEST_PASSWORD = "correct-horse-battery-staple"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -40,23 +33,6 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interv
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        return True
-    return False
-
-
-def _stop(process: subprocess.Popen, *, timeout: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +128,7 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
     def kill(self) -> None:
         """SIGKILL, for fault tests."""
@@ -180,7 +156,7 @@ def redis_server() -> Iterator[ServerProcess]:
     )  # fmt: skip
     server = ServerProcess("redis", port, process, log_path)
     try:
-        wait_for(lambda: _port_open(port), timeout=10, what="redis-server to listen")
+        wait_for(lambda: port_open(port), timeout=10, what="redis-server to listen")
         yield server
     finally:
         server.stop()
@@ -195,7 +171,7 @@ def redis_restart(server: ServerProcess) -> ServerProcess:
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     server.process = process
-    wait_for(lambda: _port_open(server.port), timeout=10, what="redis-server to listen again")
+    wait_for(lambda: port_open(server.port), timeout=10, what="redis-server to listen again")
     return server
 
 

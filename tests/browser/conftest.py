@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OUTPUT, REPO, TEST_PASSWORD, ServerProcess, free_port
+from scripts.processes import free_port
+from tests.conftest import OUTPUT, REPO, TEST_PASSWORD, ServerProcess
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

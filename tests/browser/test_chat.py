@@ -69,8 +69,8 @@ def test_two_users_chat_live_with_presence_typing_and_history(split_site, browse
 
 @pytest.mark.parametrize("transport", ["xhr-streaming", "xhr-polling"])
 def test_chat_works_over_forced_sockjs_fallbacks(transport, chat_users, daphne_factory, browser_page):
+    from scripts.processes import free_port
     from tests.browser.conftest import Site
-    from tests.conftest import free_port
 
     port = free_port()
     site, api = f"http://localhost:{port}", f"http://127.0.0.1:{port}"

@@ -136,8 +136,8 @@ def test_room_list_creates_rooms_and_opens_direct_messages(split_site, browser_p
 
 
 def test_the_access_token_is_refreshed_before_it_expires(chat_users, daphne_factory, browser_page):
+    from scripts.processes import free_port
     from tests.browser.conftest import Site
-    from tests.conftest import free_port
 
     port = free_port()
     site, api = f"http://localhost:{port}", f"http://127.0.0.1:{port}"

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.stack import REPO, Stack, port_open, say
+from scripts.processes import port_open
+from tests.e2e.stack import REPO, Stack, say
 
 OUTPUT = REPO / "test-output" / "e2e"
 STEP_TIMEOUT = 900  # seconds: a bound on every step, far above a normal run

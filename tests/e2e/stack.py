@@ -9,13 +9,11 @@ The stack's state (origins, CA, workers with their current PIDs and access logs)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from scripts.processes import free_port, port_open
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 PG_ROOTS = Path("/usr/lib/postgresql")
@@ -35,18 +35,6 @@ STARTUP_TIMEOUT = 60.0  # seconds for any one component to come up on a loaded 2
 def say(text: str) -> None:
     """Progress for the person running ``make e2e``."""
     print(f"[e2e {time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = STARTUP_TIMEOUT) -> None:

@@ -18,7 +18,8 @@ from django.utils import timezone
 from accounts.models import OneTimeCode
 from notifications import services
 from notifications.models import Notification
-from tests.conftest import OUTPUT, REPO, access_token_for, free_port, wait_for
+from scripts.processes import free_port
+from tests.conftest import OUTPUT, REPO, access_token_for, wait_for
 from tests.notifications.conftest import FRONTEND, stream_url, ticket_for
 
 pytestmark = pytest.mark.live

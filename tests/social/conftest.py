@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
+from scripts.processes import free_port, port_open
 from tests.browser.conftest import (  # noqa: F401  (fixtures, registered by being imported)
     Site,
     browser_args,
@@ -29,7 +30,7 @@ from tests.browser.conftest import (  # noqa: F401  (fixtures, registered by bei
     playwright_browser,
     split_site,
 )
-from tests.conftest import OUTPUT, REPO, TEST_PASSWORD, ServerProcess, _port_open, free_port, wait_for
+from tests.conftest import OUTPUT, REPO, TEST_PASSWORD, ServerProcess, wait_for
 
 OIDC_ID = "local"  # SOCIAL_OIDC_ID: the callback is /accounts/oidc/local/login/callback/
 OIDC_NAME = "Local ID"  # SOCIAL_OIDC_NAME: the button says "Sign in with Local ID"
@@ -89,7 +90,7 @@ def oidc_provider_factory() -> Iterator[Callable[..., Provider]]:
         def listening() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"the test provider exited with {process.returncode}:\n{server.log()[-3000:]}")
-            return _port_open(port)
+            return port_open(port)
 
         wait_for(listening, timeout=30, what=f"the test OpenID Connect provider on port {port}")
         return Provider(server)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from scripts.processes import free_port
 from tests.browser.conftest import Site, log_in, save_screenshot
 from tests.browser.test_chat import TOAST_WAIT_MS, message, open_room, send
-from tests.conftest import TEST_PASSWORD, free_port
+from tests.conftest import TEST_PASSWORD
 from tests.social.conftest import OIDC_NAME, social_env
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import TEST_PASSWORD, free_port
+from scripts.processes import free_port
+from tests.conftest import TEST_PASSWORD
 from tests.social.conftest import (
     OIDC_ID,
     SocialSite,

@@ -9,10 +9,7 @@ touch one, so they are session-scoped and shared by the whole SockJS suite.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,22 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts.processes import free_port, port_open, stop
+
 REPO = Path(__file__).resolve().parents[2]
 SUPPORT = Path(__file__).resolve().parent / "support"
 OUTPUT = REPO / "test-output"
 sys.path.insert(0, str(SUPPORT))  # rawhttp and the standalone application
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        return True
-    return False
 
 
 @dataclass
@@ -68,20 +55,13 @@ class LiveSockJS:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        stop(self.process)
 
 
 def start_daphne(application: str, **env_overrides: str) -> LiveSockJS:
     """Start daphne on a free 127.0.0.1 port with ``application``; returns once it accepts connections."""
     OUTPUT.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), str(SUPPORT)]),
@@ -103,7 +83,7 @@ def start_daphne(application: str, **env_overrides: str) -> LiveSockJS:
     for _ in range(300):  # bounded: 300 x 0.1 s
         if process.poll() is not None:
             raise AssertionError(f"daphne exited with {process.returncode}:\n{server.log()[-3000:]}")
-        if _listening(port):
+        if port_open(port):
             return server
         time.sleep(0.1)
     server.stop()
