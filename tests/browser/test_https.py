@@ -11,55 +11,20 @@ Chromium's resolver maps to 127.0.0.1 (``--host-resolver-rules``): the traffic n
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-
 import pytest
 
+from scripts.processes import free_port
 from tests.browser.conftest import log_in, save_screenshot
-from tests.conftest import OUTPUT, free_port
+from tests.conftest import OUTPUT
+from tests.tls import self_signed_certificate
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 API_HOST = "chat-api.test"
 
 
-def self_signed_certificate(directory) -> tuple[str, str]:
-    """A throwaway key and certificate for localhost and 127.0.0.1; returns (key path, cert path)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.DNSName(API_HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(key_path), str(cert_path)
-
-
 @pytest.fixture
 def https_site(chat_users, daphne_factory, tmp_path):
-    key, cert = self_signed_certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, hosts=("localhost", API_HOST))
     tls_port = free_port()
     site = f"https://localhost:{tls_port}"
     api = f"http://{API_HOST}:{tls_port}"  # http:// on purpose: the browser must upgrade it

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import itertools
 import json
 import threading
@@ -18,7 +17,9 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from tests.conftest import free_port, wait_for
+from scripts.processes import free_port
+from tests.conftest import wait_for
+from tests.tls import self_signed_certificate
 
 USERNAME, PASSWORD = "doc", "doctor-pass-123"
 BREAKAGES = (
@@ -237,37 +238,6 @@ class App:
                 await send({"type": "websocket.send", "text": "ERROR\nmessage:Unauthorized\n\n\x00"})
                 await send({"type": "websocket.close", "code": 1008})
                 return
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throw-away certificate for 127.0.0.1, valid for 30 days."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 @contextlib.contextmanager
