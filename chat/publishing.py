@@ -12,13 +12,16 @@ from chat import broker
 from chat.api.serializers import message_json
 from chat.destinations import DM_QUEUE, room_topic
 from chat.models import Membership, Message
+from chat.selectors import message_previous_id
 
 logger = logging.getLogger(__name__)
 
 
 def broadcast_message(message: Message) -> None:
-    """Every subscriber of the room's topic, on every process."""
-    broker.publish_sync(room_topic(message.room.slug), message_json(message))
+    """Every subscriber of the room's topic, on every process, in id order (each process publishes its own
+    messages after its commit, so without the sequence two processes could reach Redis the other way round)."""
+    previous = message_previous_id(message=message)
+    broker.publish_sync(room_topic(message.room.slug), message_json(message), seq=message.pk, prev=previous)
 
 
 def notify_direct_message(message: Message) -> None:

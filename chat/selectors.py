@@ -71,6 +71,15 @@ def messages_after(*, room: Room, after: int, limit: int) -> list[Message]:
     return list(Message.objects.filter(room=room, id__gt=after).select_related("author").order_by("id")[:limit])
 
 
+def message_previous_id(*, message: Message) -> int:
+    """The id of the room's message before this one (0 for the first). Fixed once ``message`` has committed:
+    a room's messages commit in id order (``message_create`` locks the room)."""
+    previous = (
+        Message.objects.filter(room_id=message.room_id, id__lt=message.pk).order_by("-id").values_list("id", flat=True)
+    )
+    return previous.first() or 0
+
+
 def direct_room_slug(user_a_id: int, user_b_id: int) -> str:
     """The one slug scheme for direct-message rooms: both user ids, lower first."""
     low, high = sorted((user_a_id, user_b_id))

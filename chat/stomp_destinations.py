@@ -147,20 +147,20 @@ for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):
 
 
 @database_sync_to_async
-def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool]:
+def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
+    """The newest ``limit`` messages after ``since`` (oldest first), whether more were left out, and the id
+    the replay reaches: its last message, or with none the newest stored id not above ``since`` (never
+    beyond what exists, or a made-up ``since-id`` would hide every message to come)."""
     room = Room.objects.get(slug=slug)
     newest_first = list(
         room.messages.filter(id__gt=since).select_related("author", "room").order_by("-id")[: limit + 1]
     )
     truncated = len(newest_first) > limit
-    return [message_json(m) for m in reversed(newest_first[:limit])], truncated
-
-
-def _message_id(publication: Any) -> int:
-    try:
-        return int(json.loads(publication.body)["id"])
-    except (ValueError, KeyError, TypeError):
-        return 0
+    if newest_first:
+        reached = newest_first[0].pk
+    else:
+        reached = room.messages.order_by("-id").values_list("id", flat=True).first() or 0
+    return [message_json(m) for m in reversed(newest_first[:limit])], truncated, reached
 
 
 @subscription_replay(ROOM_TOPIC)
@@ -173,12 +173,12 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
         since = int(raw)
     except ValueError:
         raise Denied("invalid header", "since-id must be a message id (a whole number)", code="invalid") from None
-    messages, truncated = await _messages_after(slug, max(since, 0), settings.CHAT_RESUME_MAX)
+    messages, truncated, reached = await _messages_after(slug, max(since, 0), settings.CHAT_RESUME_MAX)
     replay: list[tuple[Any, dict[str, str]]] = [(m, {}) for m in messages]
     if truncated and replay:
         replay[0] = (messages[0], {"resume-gap": str(messages[0]["id"])})
-    boundary = messages[-1]["id"] if messages else since
-    return Replay(messages=replay, keep_live=lambda publication: _message_id(publication) > boundary)
+    # Room messages are published with their id as sequence number (chat/publishing.py).
+    return Replay(messages=replay, after_seq=reached)
 
 
 @subscription_replay(PRESENCE_TOPIC)

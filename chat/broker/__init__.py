@@ -66,9 +66,17 @@ async def reset_brokers() -> None:
         await broker.close()
 
 
-def publish(destination: str, body: Body, *, headers: HeaderItems = (), content_type: str | None = None) -> Publication:
-    """Publish to a destination from the event loop's thread."""
-    return get_broker().publish(destination, body, headers=headers, content_type=content_type)
+def publish(
+    destination: str,
+    body: Body,
+    *,
+    headers: HeaderItems = (),
+    content_type: str | None = None,
+    seq: int = 0,
+    prev: int = 0,
+) -> Publication:
+    """Publish to a destination from the event loop's thread (``seq``/``prev``: see ``Broker.publish``)."""
+    return get_broker().publish(destination, body, headers=headers, content_type=content_type, seq=seq, prev=prev)
 
 
 def publish_to_user(

@@ -24,6 +24,7 @@ from typing import Any
 from chat.broker.destinations import user_routing_key, user_visible_destination, validate_destination
 from chat.broker.local import LocalBroker, Publication, Subscriber
 from chat.broker.redis_bridge import RedisBridge
+from chat.broker.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Broker:
     def __init__(self, *, redis_url: str | None = None, redis_prefix: str = "stomp:") -> None:
         self.node = secrets.token_hex(4)
         self.local = LocalBroker()
+        self.sequencer = Sequencer(self.local.deliver)
         self._ids = itertools.count(1)
         self._own = self.node.encode("ascii")
         # Own publications sent to Redis for their echo, oldest first, by message id.
@@ -82,29 +84,40 @@ class Broker:
 
     def unsubscribe(self, key: str, subscriber: Subscriber) -> None:
         """Detach a subscriber (the last local one also unsubscribes on Redis)."""
-        self.local.remove(key, subscriber)
+        if self.local.remove(key, subscriber):
+            self.sequencer.forget(key)  # with no subscriber here this process stops hearing the key
         if self.bridge is not None:
             self.bridge.release(key)
 
-    def publish_frame(self, key: str, destination: str, headers: Iterable[tuple[str, str]], body: bytes) -> Publication:
+    def publish_frame(
+        self,
+        key: str,
+        destination: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        seq: int = 0,
+        prev: int = 0,
+    ) -> Publication:
         """Deliver an already-validated message to routing ``key``, shown to subscribers as ``destination``.
 
         With Redis up and this process subscribed to ``key``, local subscribers get the message when it
         comes back from Redis, like every other process: Redis' order is then the one order everybody
         sees, even when two processes publish to one destination at once. Without Redis (or while it is
         away) local subscribers get it at once and the Redis copy is marked so that its echo is ignored.
+        ``seq``/``prev`` (a message number and the one before it) make every process deliver in that order.
         """
         bridge = self.bridge
         via_redis = bridge is not None and self.local.count(key) > 0 and bridge.routes(key)
         message_id = self.next_message_id(echo=via_redis)
         shared = (("destination", destination), ("message-id", message_id), *headers)
-        publication = Publication(key, message_id, shared, body)
+        publication = Publication(key, message_id, shared, body, seq=seq, prev=prev)
         if via_redis:
             self._await_echo(publication)
         else:
             if self._awaiting_echo:
                 self._release_all()  # older ones first: locally, the order is always the publish order
-            self.local.deliver(publication)
+            self._deliver(publication)
         if bridge is not None:
             bridge.publish(key, publication.to_wire())
         return publication
@@ -116,13 +129,19 @@ class Broker:
         *,
         headers: HeaderItems = (),
         content_type: str | None = None,
+        seq: int = 0,
+        prev: int = 0,
     ) -> Publication:
-        """Publish to a destination (``/topic/...``) from server code; returns once local delivery is done."""
+        """Publish to a destination (``/topic/...``) from server code; returns once local delivery is done.
+
+        ``seq``/``prev``: this message's number in the destination's sequence and the number of the one
+        before it (0: none), for destinations whose messages must reach everyone in that order.
+        """
         validate_destination(destination)
         data, ctype = encode_body(body, content_type)
         items = headers.items() if isinstance(headers, Mapping) else headers
         extra = [(k, v) for k, v in items if k not in ("content-type", "content-length")]
-        return self.publish_frame(destination, destination, [("content-type", ctype), *extra], data)
+        return self.publish_frame(destination, destination, [("content-type", ctype), *extra], data, seq=seq, prev=prev)
 
     def publish_to_user(
         self,
@@ -149,7 +168,13 @@ class Broker:
             return  # a ``-`` one of ours was delivered locally when it was published
         if not self.local.count(key):
             return
-        self.local.deliver(Publication.from_wire(key, payload))
+        self._deliver(Publication.from_wire(key, payload))
+
+    def _deliver(self, publication: Publication) -> None:
+        if publication.seq:
+            self.sequencer.offer(publication)
+        else:
+            self.local.deliver(publication)
 
     # -- own publications waiting for their echo -------------------------------------------------------------
     def _await_echo(self, publication: Publication) -> None:
@@ -171,7 +196,7 @@ class Broker:
             oldest = next(iter(awaiting))
             publication = awaiting.pop(oldest)
             if self.local.count(publication.key):
-                self.local.deliver(publication)
+                self._deliver(publication)
             if oldest == message_id:
                 return
 
@@ -187,7 +212,7 @@ class Broker:
                 return
 
     def _own_message_id(self, payload: bytes) -> str:
-        return payload[: payload.find(b"\n")].decode("ascii")
+        return payload[: payload.find(b"\n")].split(b" ", 1)[0].decode("ascii")
 
     def _sweep_overdue(self) -> None:
         # Whatever was waiting when this sweep was scheduled has waited at least ECHO_TIMEOUT.
@@ -208,3 +233,4 @@ class Broker:
         if self.bridge is not None:
             await self.bridge.close()
         self._release_all()
+        self.sequencer.close()

@@ -18,14 +18,30 @@ logger = logging.getLogger(__name__)
 
 
 class Publication:
-    """One published message: headers and body encoded once per escaping mode, on first use."""
+    """One published message: headers and body encoded once per escaping mode, on first use.
 
-    __slots__ = ("_headers", "_tails", "body", "key", "message_id")
+    ``seq``/``prev`` (both 0 when unused) place it in a sequence of its key: its own number and the number
+    of the one before it, so every process can deliver the sequence in order (see ``sequencer.py``).
+    """
 
-    def __init__(self, key: str, message_id: str, headers: Headers | None, body: bytes, *, tail12: bytes = b"") -> None:
+    __slots__ = ("_headers", "_tails", "body", "key", "message_id", "prev", "seq")
+
+    def __init__(
+        self,
+        key: str,
+        message_id: str,
+        headers: Headers | None,
+        body: bytes,
+        *,
+        tail12: bytes = b"",
+        seq: int = 0,
+        prev: int = 0,
+    ) -> None:
         self.key = key
         self.message_id = message_id
         self.body = body
+        self.seq = seq
+        self.prev = prev
         self._headers = headers
         self._tails: dict[Escaping, bytes] = {Escaping.V12: tail12} if tail12 else {}
 
@@ -47,16 +63,21 @@ class Publication:
         return self._headers
 
     def to_wire(self) -> bytes:
-        """Serialise for another process: ``message-id LF`` then the STOMP 1.2 tail."""
-        return self.message_id.encode("ascii") + b"\n" + self.tail(Escaping.V12)
+        """Serialise for another process: ``message-id[ seq prev] LF`` then the STOMP 1.2 tail."""
+        head = self.message_id if not self.seq else f"{self.message_id} {self.seq} {self.prev}"
+        return head.encode("ascii") + b"\n" + self.tail(Escaping.V12)
 
     @classmethod
     def from_wire(cls, key: str, payload: bytes) -> Publication:
         """Rebuild a publication another process serialised with ``to_wire``."""
-        message_id, _, tail = payload.partition(b"\n")
+        head, _, tail = payload.partition(b"\n")
         frame_body_start = tail.find(b"\n\n")
         body = tail[frame_body_start + 2 : -1] if frame_body_start >= 0 else b""
-        return cls(key, message_id.decode("ascii"), None, body, tail12=tail)
+        message_id, seq, prev = head, 0, 0
+        if b" " in head:
+            message_id, seq_text, prev_text = head.split(b" ")
+            seq, prev = int(seq_text), int(prev_text)
+        return cls(key, message_id.decode("ascii"), None, body, tail12=tail, seq=seq, prev=prev)
 
 
 class Subscriber(Protocol):

@@ -148,7 +148,7 @@ async def authenticate_jwt(raw: str) -> AuthenticatedLike:
 class BrokerSubscriber:
     """The broker's handle on one subscription of one connection: pre-encoded prefix, routing key."""
 
-    __slots__ = ("auto", "connection", "held", "key", "prefix", "subscription")
+    __slots__ = ("auto", "connection", "floor", "held", "key", "prefix", "subscription")
 
     def __init__(self, connection: StompConnection, subscription: Subscription, key: str, prefix: bytes) -> None:
         self.connection = connection
@@ -158,11 +158,15 @@ class BrokerSubscriber:
         self.auto = subscription.ack is AckMode.AUTO
         # Live messages waiting while a replay is sent (None: deliver at once).
         self.held: list[Publication] | None = None
+        # Sequenced messages up to this number were in the replay: a late live copy is a duplicate.
+        self.floor = 0
 
     def deliver(self, publication: Publication) -> None:
         """Queue a MESSAGE frame for this subscription (or hold it back while a replay is being sent)."""
         if self.held is not None:
             self.held.append(publication)
+            return
+        if publication.seq and publication.seq <= self.floor:
             return
         self.connection.deliver(self, publication)
 
@@ -492,7 +496,6 @@ class StompConnection:
 
     async def _replay(self, context: SubscribeContext, subscriber: BrokerSubscriber, replayers: list) -> None:
         """Send what the replay hooks return, then the live messages held meanwhile (minus duplicates)."""
-        keep: list[Callable[[Publication], bool]] = []
         try:
             for replayer, params in replayers:
                 replay = await replayer(context, **params)
@@ -500,13 +503,11 @@ class StompConnection:
                     continue
                 for body, headers in replay.messages:
                     self.send_to(subscriber, body, headers)
-                if replay.keep_live is not None:
-                    keep.append(replay.keep_live)
+                subscriber.floor = max(subscriber.floor, replay.after_seq)
         finally:
             held, subscriber.held = subscriber.held or [], None
         for publication in held:
-            if all(accept(publication) for accept in keep):
-                self.deliver(subscriber, publication)
+            subscriber.deliver(publication)
 
     def _report_error(self, exc: Rejected, receipt: str | None) -> None:
         """A refused SEND: tell this session on /user/queue/errors; no RECEIPT, the connection stays."""

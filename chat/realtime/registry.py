@@ -28,8 +28,9 @@ Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
 
 - ``@subscription_replay(template)``: returns a ``Replay`` of messages this subscription gets before any
   live one (resume after ``since-id``, a presence snapshot). While it runs, live messages for the
-  subscription are held back; afterwards they are released, without those ``Replay.keep_live`` rejects,
-  so the boundary between replay and live has no gap and no duplicate.
+  subscription are held back; afterwards they are released, and sequenced live messages at or below
+  ``Replay.after_seq`` are dropped then and later, so the boundary between replay and live has no gap
+  and no duplicate (even when a message in the replay is published late, by a slower process).
 - ``@on_subscribe(template)`` / ``@on_unsubscribe(template)``: told when a subscription starts and when it
   ends (UNSUBSCRIBE, DISCONNECT, ERROR or a lost connection alike); presence is built on them.
 """
@@ -44,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chat.broker.local import Publication
     from chat.realtime.connection import StompConnection
 
 logger = logging.getLogger(__name__)
@@ -148,12 +148,12 @@ class SubscribeContext:
 class Replay:
     """Messages one subscription receives before its live ones, each ``(body, headers)``.
 
-    ``keep_live(publication)`` decides, for each live message that arrived meanwhile, whether it still
-    goes out (False for those the replay already covered); None keeps them all.
+    ``after_seq``: the replay covered every message of the destination's sequence up to this number
+    (``Publication.seq``), so live ones at or below it are dropped, whenever they arrive; 0 drops none.
     """
 
     messages: Sequence[tuple[Any, Mapping[str, str]]] = ()
-    keep_live: Callable[[Publication], bool] | None = None
+    after_seq: int = 0
 
 
 AppHandler = Callable[..., Awaitable[None]]

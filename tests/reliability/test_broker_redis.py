@@ -114,3 +114,24 @@ async def test_a_stalled_echo_is_delivered_locally_in_time_and_never_twice(redis
         admin.execute_command("CLIENT", "UNPAUSE")
         admin.close()
         await broker.close()
+
+
+async def test_room_messages_reach_every_process_in_sequence_order_whoever_reaches_redis_first(redis_server):
+    prefix, url = f"t{secrets.token_hex(4)}:", f"redis://127.0.0.1:{redis_server.port}/0"
+    one, two = Broker(redis_url=url, redis_prefix=prefix), Broker(redis_url=url, redis_prefix=prefix)
+    try:
+        here, there = await subscribed(one), Recorder()
+        await two.subscribe(TOPIC, there)
+        one.publish(TOPIC, "9", seq=9, prev=8)
+        await eventually(lambda: b"9" in here.bodies and b"9" in there.bodies, "message 9 everywhere")
+        # Message 11 committed after 10, but its process got it to Redis first.
+        two.publish(TOPIC, "11", seq=11, prev=10)
+        await two.bridge.flush()
+        await asyncio.sleep(0.2)  # its echo is back on both processes by now, and held there
+        assert b"11" not in here.bodies and b"11" not in there.bodies
+        one.publish(TOPIC, "10", seq=10, prev=9)
+        await eventually(lambda: b"11" in here.bodies and b"11" in there.bodies, "10 and 11 everywhere")
+        assert here.bodies[-3:] == there.bodies[-3:] == [b"9", b"10", b"11"]
+    finally:
+        await one.close()
+        await two.close()

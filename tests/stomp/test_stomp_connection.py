@@ -12,7 +12,7 @@ from accounts.tokens import TokenRejected
 from chat.broker import Broker
 from chat.broker.destinations import DestinationPolicy
 from chat.realtime.connection import StompConfig, StompConnection
-from chat.realtime.registry import Denied, DestinationRegistry
+from chat.realtime.registry import Denied, DestinationRegistry, Replay
 from chat.stomp.codec import FrameParser
 from chat.stomp.frames import Frame
 from chat.stomp.session import SessionLimits, State
@@ -392,3 +392,32 @@ async def test_sockjs_adapter_carries_stomp_as_text(broker, registry, monkeypatc
     assert session.closed == (1000, "Normal closure")
     await handler.on_close()
     assert broker.local.count("/topic/s") == 0
+
+
+async def test_a_replay_boundary_drops_live_copies_of_what_it_covered_then_and_later(broker, registry):
+    release = asyncio.Event()
+
+    @registry.replay("/topic/log.{name}")
+    async def replay(ctx, name):
+        await release.wait()  # live messages arrive while the replay is being fetched
+        return Replay(messages=[({"n": 4}, {}), ({"n": 5}, {})], after_seq=5)
+
+    connection, transport = await open_connection(broker, registry)
+    subscribing = asyncio.create_task(
+        connection.data_received(wire("SUBSCRIBE", id="1", destination="/topic/log.a", receipt="sub"))
+    )
+    await transport.wait_for(lambda: broker.local.count("/topic/log.a") == 1, "the subscription to be live")
+    broker.publish("/topic/log.a", {"n": 5}, seq=5, prev=4)  # held meanwhile; the replay has it
+    broker.publish("/topic/log.a", {"n": 6}, seq=6, prev=5)  # held meanwhile; newer than the replay
+    release.set()
+    await asyncio.wait_for(subscribing, WAIT)
+    await transport.wait_for(lambda: "RECEIPT" in transport.commands(), "the receipt")
+    broker.publish("/topic/log.a", {"n": 5}, seq=5, prev=4)  # a copy published late by a slower process
+    broker.publish("/topic/log.a", {"n": 7}, seq=7, prev=6)
+    await transport.wait_for(lambda: b'{"n":7}' in [f.body for f in transport.frames], "message 7")
+    assert [f.body for f in transport.frames if f.command == "MESSAGE"] == [
+        b'{"n":4}',
+        b'{"n":5}',
+        b'{"n":6}',
+        b'{"n":7}',
+    ]
