@@ -17,9 +17,10 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from accounts.channels import HandshakeAuthMiddleware, OriginCheckMiddleware  # noqa: E402
+from accounts.channels import WebSocketHandshake  # noqa: E402
 from chat.realtime.shutdown import install_daphne_shutdown_hook  # noqa: E402
 from chatproject import routing  # noqa: E402
+from chatproject.direct_routing import DirectURLRouter  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
 
 redact_daphne_access_log()
@@ -29,8 +30,8 @@ application = ProtocolTypeRouter(
     {
         "http": URLRouter([*routing.http_urlpatterns, re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]  # Channels routes ASGI apps
         # The SockJS protocol test services accept any origin, like the reference server.
-        "websocket": OriginCheckMiddleware(
-            HandshakeAuthMiddleware(URLRouter(routing.websocket_urlpatterns)), exempt_prefixes=("/sockjs-test/",)
+        "websocket": WebSocketHandshake(
+            DirectURLRouter(routing.websocket_urlpatterns), exempt_prefixes=("/sockjs-test/",)
         ),
     }
 )
