@@ -29,16 +29,16 @@ class DirectURLRouter(URLRouter):
             path = path[len(root_path) :]
         path = path.lstrip("/")
         for route in self.routes:
-            try:
+            try:  # as in URLRouter: a nested router that finds nothing lets the next route try
                 match = route.pattern.match(path)
+                if match:
+                    new_path, args, kwargs = match
+                    kwargs.update(route.default_args)
+                    outer = scope.get("url_route", {})
+                    url_route = {"args": outer.get("args", ()) + args, "kwargs": {**outer.get("kwargs", {}), **kwargs}}
+                    return route.callback(dict(scope, path_remaining=new_path, url_route=url_route), receive, send)
             except Resolver404:
                 continue
-            if match:
-                new_path, args, kwargs = match
-                kwargs.update(route.default_args)
-                outer = scope.get("url_route", {})
-                url_route = {"args": outer.get("args", ()) + args, "kwargs": {**outer.get("kwargs", {}), **kwargs}}
-                return route.callback(dict(scope, path_remaining=new_path, url_route=url_route), receive, send)
         if "path_remaining" in scope:
             raise Resolver404(f"No route found for path {path!r}.")
         raise ValueError(f"No route found for path {path!r}.")

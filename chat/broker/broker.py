@@ -117,7 +117,7 @@ class Broker:
         else:
             if self._awaiting_echo:
                 self._release_all()  # older ones first: locally, the order is always the publish order
-            self._deliver(publication)
+            self.sequencer.offer(publication)
         if bridge is not None:
             bridge.publish(key, publication.to_wire())
         return publication
@@ -168,13 +168,7 @@ class Broker:
             return  # a ``-`` one of ours was delivered locally when it was published
         if not self.local.count(key):
             return
-        self._deliver(Publication.from_wire(key, payload))
-
-    def _deliver(self, publication: Publication) -> None:
-        if publication.seq:
-            self.sequencer.offer(publication)
-        else:
-            self.local.deliver(publication)
+        self.sequencer.offer(Publication.from_wire(key, payload))
 
     # -- own publications waiting for their echo -------------------------------------------------------------
     def _await_echo(self, publication: Publication) -> None:
@@ -196,7 +190,7 @@ class Broker:
             oldest = next(iter(awaiting))
             publication = awaiting.pop(oldest)
             if self.local.count(publication.key):
-                self._deliver(publication)
+                self.sequencer.offer(publication)
             if oldest == message_id:
                 return
 

@@ -63,8 +63,8 @@ class Sequencer:
     def forget(self, key: str) -> None:
         """The last local subscriber of ``key`` left: drop what was held and known."""
         state = self._keys.pop(key, None)
-        if state is not None and state.timer is not None:
-            state.timer.cancel()
+        if state is not None:
+            self._stop_timer(state)
 
     def held(self, key: str) -> int:
         """Publications of ``key`` waiting for a predecessor."""
@@ -89,9 +89,8 @@ class Sequencer:
             if following is None:
                 break
             self._emit(state, following)
-        if not state.held and state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
+        if not state.held:
+            self._stop_timer(state)
 
     def _give_up(self, key: str) -> None:
         state = self._keys.get(key)
@@ -105,6 +104,10 @@ class Sequencer:
         for publication in sorted(state.held.values(), key=lambda p: p.seq):
             self._emit(state, publication)
         state.held.clear()
+        self._stop_timer(state)
+
+    @staticmethod
+    def _stop_timer(state: _Key) -> None:
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
