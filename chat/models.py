@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Room(models.Model):
@@ -20,11 +20,29 @@ class Room(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_rooms"
     )
     created = models.DateTimeField(auto_now_add=True)
+    # A direct room is found by its pair (lower user id first), never by its slug: a slug can be taken by
+    # anyone, the pair key only by the pair. The unique constraint settles two concurrent first messages.
+    direct_low = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    direct_high = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private")
+            models.CheckConstraint(condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private"),
+            models.UniqueConstraint(
+                fields=["direct_low", "direct_high"], condition=Q(kind="direct"), name="one_direct_room_per_pair"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="direct") | Q(direct_low__isnull=True, direct_high__isnull=True),
+                name="only_direct_rooms_have_a_pair",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="direct") | Q(direct_low__lt=F("direct_high")), name="direct_pair_lower_id_first"
+            ),
         ]
 
     def __str__(self) -> str:
