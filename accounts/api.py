@@ -12,11 +12,12 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import services
 from accounts.models import OneTimeCode
+from accounts.responses import NoStoreMixin
 from accounts.serializers import CodeSerializer, RefreshSerializer, RegisterSerializer, UserSerializer
 from accounts.throttles import AuthRateThrottle
 
 
-class RegisterView(APIView):
+class RegisterView(NoStoreMixin, APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
     throttle_classes = [AuthRateThrottle]
@@ -37,11 +38,11 @@ class RegisterView(APIView):
         )
 
 
-class TokenView(TokenObtainPairView):
+class TokenView(NoStoreMixin, TokenObtainPairView):
     throttle_classes = [AuthRateThrottle]
 
 
-class TokenRefreshThrottledView(TokenRefreshView):
+class TokenRefreshThrottledView(NoStoreMixin, TokenRefreshView):
     throttle_classes = [AuthRateThrottle]
 
 
@@ -61,7 +62,7 @@ class LogoutView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class HandoverView(APIView):
+class HandoverView(NoStoreMixin, APIView):
     """Exchange the one-time code a login page handed to global.js for a JWT pair."""
 
     permission_classes = [AllowAny]

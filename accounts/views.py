@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
 from accounts.models import OneTimeCode
+from accounts.responses import HANDOVER_RENDERED, no_store
 from accounts.throttles import AuthRateThrottle
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ def pop_handover_code(request: HttpRequest) -> str | None:
     session = getattr(request, "session", None)
     if session is None:
         return None
-    return session.pop(HANDOVER_SESSION_KEY, None)
+    code = session.pop(HANDOVER_SESSION_KEY, None)
+    if code is not None:
+        setattr(request, HANDOVER_RENDERED, True)  # HandoverNoStoreMiddleware marks the response no-store
+    return code
 
 
 @require_POST
@@ -56,7 +60,7 @@ def handover_renew(request: HttpRequest) -> HttpResponse:
     code = services.one_time_code_issue(
         user=request.user, purpose=OneTimeCode.Purpose.HANDOVER, ttl_seconds=settings.HANDOVER_CODE_TTL
     )
-    return JsonResponse({"code": code})
+    return no_store(JsonResponse({"code": code}))
 
 
 class LoginView(auth_views.LoginView):
