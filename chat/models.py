@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+
+# Slugs that start so belong to direct rooms: no group room may take one, whether asked for or derived.
+RESERVED_SLUG_PREFIX = "dm-"
 
 
 class Room(models.Model):
@@ -51,6 +55,15 @@ class Room(models.Model):
     @property
     def is_direct(self) -> bool:
         return self.kind == self.Kind.DIRECT
+
+    def clean(self) -> None:
+        """Form validation (the admin): the same slug and pair rules the services and constraints keep."""
+        if self.is_direct and (self.direct_low_id is None or self.direct_high_id is None):
+            raise ValidationError("a direct room needs its pair of users; open one with POST /api/dms/<user>/")
+        if not self.is_direct and (self.direct_low_id is not None or self.direct_high_id is not None):
+            raise ValidationError("only a direct room has a pair of users")
+        if not self.is_direct and self.slug.startswith(RESERVED_SLUG_PREFIX):
+            raise ValidationError({"slug": f"slugs starting with {RESERVED_SLUG_PREFIX} are kept for direct rooms"})
 
 
 class Membership(models.Model):

@@ -8,7 +8,7 @@ from django.db.models import Exists, F, Func, IntegerField, OuterRef, Q, QuerySe
 from django.db.models.functions import Coalesce
 
 from chat.exceptions import NotFound
-from chat.models import Membership, Message, Room
+from chat.models import RESERVED_SLUG_PREFIX, Membership, Message, Room
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -78,10 +78,6 @@ def message_previous_id(*, message: Message) -> int:
         Message.objects.filter(room_id=message.room_id, id__lt=message.pk).order_by("-id").values_list("id", flat=True)
     )
     return previous.first() or 0
-
-
-# Slugs that start so belong to direct rooms: no group room may take one, whether asked for or derived.
-RESERVED_SLUG_PREFIX = "dm-"
 
 
 def slug_is_reserved(slug: str) -> bool:

@@ -161,3 +161,22 @@ def test_concurrent_first_dms_share_one_room_by_the_pair_key(trio):
             slug="elsewhere", name="x", kind=Room.Kind.DIRECT, is_private=True,
             direct_low_id=min(alice.pk, bob.pk), direct_high_id=max(alice.pk, bob.pk),
         )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_admin_cannot_give_a_group_room_a_reserved_slug(trio, django_user_model):
+    from django.test import Client
+
+    from tests.conftest import TEST_PASSWORD
+
+    alice, _, _ = trio
+    staff = django_user_model.objects.create_superuser("root", "root@example.test", TEST_PASSWORD)
+    client = Client()
+    client.force_login(staff)
+    answer = client.post(
+        "/admin/chat/room/add/",
+        {"slug": "dm-1-2", "name": "Squat", "kind": "group", "creator": alice.pk,
+         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
+    )  # fmt: skip
+    assert answer.status_code == 200 and b"kept for direct rooms" in answer.content
+    assert not Room.objects.filter(slug="dm-1-2").exists()
