@@ -62,9 +62,10 @@ def test_opening_a_dm_whose_slug_is_squatted_gives_the_pair_their_own_room(trio,
 
 
 @pytest.mark.live
-def test_a_stomp_dm_to_a_squatted_pair_is_stored_in_the_pairs_own_room(daphne_server, trio):
+@pytest.mark.parametrize("is_private", [False, True])
+def test_a_stomp_dm_to_a_squatted_pair_is_stored_in_the_pairs_own_room(daphne_server, trio, is_private):
     alice, bob, mallory = trio
-    squatter = _squat(mallory, direct_room_slug(alice.pk, bob.pk), is_private=False)
+    squatter = _squat(mallory, direct_room_slug(alice.pk, bob.pk), is_private=is_private)
     result = run_client({
         "url": f"{daphne_server.ws_url}/ws", "token": access_token_for(alice),
         "send": [{"destination": f"/app/dm.{bob.username}", "body": {"body": "for bob only"}}],
