@@ -9,6 +9,7 @@ class AccountsConfig(AppConfig):
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_save
 
+        from accounts import checks  # noqa: F401  (registers the deploy check)
         from accounts.usernames import user_saved
 
         # Every way a user is created or renamed (registration, social sign-up, admin, createsuperuser)

@@ -116,3 +116,13 @@ def test_the_back_off_doubles_with_each_failure_up_to_the_cap_and_a_success_clea
     lockout.login_succeeded(username="victim", address="198.51.100.1")
     assert lockout.login_wait(username="victim", address="198.51.100.1") == 0
     assert lockout.login_failed(username="victim", address="198.51.100.1") == 0
+
+
+def test_check_deploy_warns_when_behind_a_proxy_without_a_trusted_proxy_count(settings):
+    from django.core.checks import run_checks
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert "accounts.W001" in {m.id for m in run_checks(include_deployment_checks=True)}
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert "accounts.W001" not in {m.id for m in run_checks(include_deployment_checks=True)}
