@@ -5,8 +5,10 @@ from allauth.socialaccount.models import SocialAccount
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from accounts.models import OneTimeCode
+from accounts.usernames import username_validate
 
 
 @admin.register(OneTimeCode)
@@ -38,8 +40,28 @@ if admin.site.is_registered(User):
     admin.site.unregister(User)
 
 
+class LookAlikeNameMixin:
+    """The admin refuses the same look-alike and mixed-script names as registration does."""
+
+    def clean_username(self):
+        username = super().clean_username() if hasattr(super(), "clean_username") else self.cleaned_data["username"]
+        instance = getattr(self, "instance", None)
+        username_validate(username, exclude_user_id=instance.pk if instance is not None else None)
+        return username
+
+
+class UserCreationAdminForm(LookAlikeNameMixin, AdminUserCreationForm):
+    pass
+
+
+class UserChangeAdminForm(LookAlikeNameMixin, UserChangeForm):
+    pass
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    add_form = UserCreationAdminForm
+    form = UserChangeAdminForm
     inlines = [SocialAccountInline]
     list_display = ("username", "email", "first_name", "last_name", "is_staff", "linked_identities")
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
-from accounts import services
+from accounts import lockout, services
+from accounts.addresses import client_address
 from accounts.models import OneTimeCode
+from accounts.responses import NoStoreMixin
 from accounts.serializers import CodeSerializer, RefreshSerializer, RegisterSerializer, UserSerializer
-from accounts.throttles import AuthRateThrottle
+from accounts.throttles import AccountLockoutThrottle, AuthRateThrottle, login_username
 
 
-class RegisterView(APIView):
+class RegisterView(NoStoreMixin, APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
     throttle_classes = [AuthRateThrottle]
@@ -37,11 +40,25 @@ class RegisterView(APIView):
         )
 
 
-class TokenView(TokenObtainPairView):
-    throttle_classes = [AuthRateThrottle]
+class TokenView(NoStoreMixin, TokenObtainPairView):
+    """A JWT pair for a user name and password; failures count towards the account-and-address back-off."""
+
+    throttle_classes = [AuthRateThrottle, AccountLockoutThrottle]
+
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        username, address = login_username(request), client_address(request)
+        try:
+            response = super().post(request, *args, **kwargs)
+        except AuthenticationFailed:  # a wrong password, an unknown or an inactive account
+            if username:
+                lockout.login_failed(username=username, address=address)
+            raise
+        if username and response.status_code == status.HTTP_200_OK:
+            lockout.login_succeeded(username=username, address=address)
+        return response
 
 
-class TokenRefreshThrottledView(TokenRefreshView):
+class TokenRefreshThrottledView(NoStoreMixin, TokenRefreshView):
     throttle_classes = [AuthRateThrottle]
 
 
@@ -61,7 +78,7 @@ class LogoutView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class HandoverView(APIView):
+class HandoverView(NoStoreMixin, APIView):
     """Exchange the one-time code a login page handed to global.js for a JWT pair."""
 
     permission_classes = [AllowAny]

@@ -1,4 +1,5 @@
-"""A provider that cannot be reached while a social login starts ends on the login page with a message.
+"""A provider that cannot be reached while a social login starts ends on the login page with a message; a page
+that carries a JWT hand-over code is never cached.
 
 The callback view of allauth already turns network errors into an authentication error (handled in
 ``accounts/social.py``); the login view does not: for OpenID Connect it fetches the provider's discovery
@@ -15,6 +16,7 @@ from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from django.http import HttpRequest
 from django.utils.deprecation import MiddlewareMixin
 
+from accounts.responses import HANDOVER_RENDERED, no_store
 from accounts.social import provider_name, social_error_response, unreachable_text
 
 logger = logging.getLogger(__name__)
@@ -37,3 +39,12 @@ class SocialLoginErrorMiddleware(MiddlewareMixin):
             name = "the identity provider"
         logger.warning("social login with %s could not reach the provider: %r", provider_id, exception)
         return social_error_response(request, unreachable_text(name))
+
+
+class HandoverNoStoreMiddleware(MiddlewareMixin):
+    """The page whose <meta> holds a hand-over code (exchanged for JWTs) gets ``Cache-Control: no-store``."""
+
+    def process_response(self, request: HttpRequest, response):
+        if getattr(request, HANDOVER_RENDERED, False):
+            no_store(response)
+        return response

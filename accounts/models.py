@@ -23,3 +23,18 @@ class OneTimeCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} for {self.user}"
+
+
+class UsernameSkeleton(models.Model):
+    """The UTS #39 skeleton of a user's name (accounts/usernames.py); unique, so look-alikes cannot coexist.
+
+    Null only for legacy users whose name already looked like an older user's when this table was filled.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="username_skeleton"
+    )
+    skeleton = models.CharField(max_length=600, unique=True, null=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.skeleton}"

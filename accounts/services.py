@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import OneTimeCode
+from accounts.usernames import LOOKS_TAKEN, username_validate
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -29,12 +30,17 @@ class CodeRejected(Exception):
 
 
 def user_register(*, username: str, password: str, email: str = "") -> User:
-    """Create an active user after Django's password validators; raises ValidationError by field."""
+    """Create an active user after Django's password validators and the look-alike name rules
+    (accounts/usernames.py); raises ValidationError by field."""
     username = username.strip()
     if not username:
         raise ValidationError({"username": ["A username is required."]})
     if UserModel.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": ["That username is taken."]})
+    try:
+        username_validate(username)
+    except ValidationError as exc:
+        raise ValidationError({"username": exc.messages}) from None
     candidate = UserModel(username=username, email=email.strip())
     try:
         validate_password(password, user=candidate)
@@ -42,7 +48,11 @@ def user_register(*, username: str, password: str, email: str = "") -> User:
         raise ValidationError({"password": exc.messages}) from None
     candidate.set_password(password)
     candidate.full_clean(exclude=["password"])
-    candidate.save()
+    try:
+        with transaction.atomic():  # the user row and its name's skeleton (post_save) commit together
+            candidate.save()
+    except IntegrityError:  # a concurrent registration took this name or a look-alike of it
+        raise ValidationError({"username": [LOOKS_TAKEN]}) from None
     return candidate
 
 

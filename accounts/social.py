@@ -12,6 +12,7 @@ import logging
 
 import requests
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.account.internal.userkit import filter_users_by_email
 from allauth.account.models import EmailAddress
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -20,9 +21,13 @@ from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.providers.base.constants import AuthError
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect
+from django.utils.crypto import get_random_string
 
 from accounts import services
+from accounts.usernames import username_problems
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,20 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             logger.info("social login by %s: new account without an e-mail address another account holds",
                         sociallogin.account.provider)  # fmt: skip
 
+    def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form=None):
+        """A new account from a social sign-up: its name never mixes scripts nor looks like another user's.
+
+        allauth offers the provider's name, else one made from the person's name or e-mail address; when
+        that still fails the look-alike rules, the account gets ``user-<random>`` (renamable later).
+        """
+        user = sociallogin.user
+        adapter = get_account_adapter(request)
+        adapter.populate_username(request, user)
+        while username_problems(user.get_username()):
+            user.username = f"user-{get_random_string(8, 'abcdefghijkmnpqrstuvwxyz23456789')}"
+        with transaction.atomic():  # the user and its name's skeleton commit together
+            return super().save_user(request, sociallogin, form)
+
     def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None) -> None:
         """Every failed social login returns to the login page with one sentence saying what happened."""
         name = provider_name(provider)
@@ -108,6 +127,14 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
         """allauth's "Successfully signed in as …" notes would pile up for the next login page: drop them."""
+
+    def clean_username(self, username: str, shallow: bool = False) -> str:
+        """allauth's checks, then the look-alike rules (also for the candidates it generates, ``shallow``)."""
+        username = super().clean_username(username, shallow=shallow)
+        problems = username_problems(username)
+        if problems:
+            raise ValidationError(problems)
+        return username
 
     def respond_user_inactive(self, request: HttpRequest, user):
         return social_error_response(request, "This account is disabled. Ask an administrator.")

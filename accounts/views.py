@@ -19,9 +19,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import lockout, services
+from accounts.addresses import client_address
 from accounts.models import OneTimeCode
-from accounts.throttles import AuthRateThrottle
+from accounts.responses import HANDOVER_RENDERED, no_store
+from accounts.throttles import AuthRateThrottle, login_username
 
 if TYPE_CHECKING:
     pass
@@ -42,7 +44,10 @@ def pop_handover_code(request: HttpRequest) -> str | None:
     session = getattr(request, "session", None)
     if session is None:
         return None
-    return session.pop(HANDOVER_SESSION_KEY, None)
+    code = session.pop(HANDOVER_SESSION_KEY, None)
+    if code is not None:
+        setattr(request, HANDOVER_RENDERED, True)  # HandoverNoStoreMiddleware marks the response no-store
+    return code
 
 
 @require_POST
@@ -56,7 +61,7 @@ def handover_renew(request: HttpRequest) -> HttpResponse:
     code = services.one_time_code_issue(
         user=request.user, purpose=OneTimeCode.Purpose.HANDOVER, ttl_seconds=settings.HANDOVER_CODE_TTL
     )
-    return JsonResponse({"code": code})
+    return no_store(JsonResponse({"code": code}))
 
 
 class LoginView(auth_views.LoginView):
@@ -64,12 +69,33 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = False
 
     def post(self, request, *args, **kwargs):
-        throttle = AuthRateThrottle()
-        if not throttle.allow_request(request, None):
-            form = self.get_form()
-            form.add_error(None, "Too many login attempts from your address: wait a minute and try again.")
-            return self.render_to_response(self.get_context_data(form=form), status=429)
+        if not AuthRateThrottle().allow_request(request, None):
+            return self._refuse("Too many login attempts from your address: wait a minute and try again.")
+        wait = lockout.login_wait(username=login_username(request), address=client_address(request))
+        if wait:
+            return self._refuse(
+                f"Too many failed logins for this account from your address: try again in {wait} seconds.",
+                retry_after=wait,
+            )
         return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        lockout.login_succeeded(username=login_username(self.request), address=client_address(self.request))
+        return super().form_valid(form)
+
+    def form_invalid(self, form):
+        username = login_username(self.request)
+        if username:
+            lockout.login_failed(username=username, address=client_address(self.request))
+        return super().form_invalid(form)
+
+    def _refuse(self, text: str, *, retry_after: int | None = None) -> HttpResponse:
+        form = self.get_form()
+        form.add_error(None, text)
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        if retry_after:
+            response["Retry-After"] = str(retry_after)
+        return response
 
 
 class LogoutView(auth_views.LogoutView):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+
+# Slugs that start so belong to direct rooms: no group room may take one, whether asked for or derived.
+RESERVED_SLUG_PREFIX = "dm-"
 
 
 class Room(models.Model):
@@ -20,11 +24,29 @@ class Room(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_rooms"
     )
     created = models.DateTimeField(auto_now_add=True)
+    # A direct room is found by its pair (lower user id first), never by its slug: a slug can be taken by
+    # anyone, the pair key only by the pair. The unique constraint settles two concurrent first messages.
+    direct_low = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    direct_high = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private")
+            models.CheckConstraint(condition=~Q(kind="direct") | Q(is_private=True), name="direct_rooms_are_private"),
+            models.UniqueConstraint(
+                fields=["direct_low", "direct_high"], condition=Q(kind="direct"), name="one_direct_room_per_pair"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="direct") | Q(direct_low__isnull=True, direct_high__isnull=True),
+                name="only_direct_rooms_have_a_pair",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="direct") | Q(direct_low__lt=F("direct_high")), name="direct_pair_lower_id_first"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -33,6 +55,15 @@ class Room(models.Model):
     @property
     def is_direct(self) -> bool:
         return self.kind == self.Kind.DIRECT
+
+    def clean(self) -> None:
+        """Form validation (the admin): the same slug and pair rules the services and constraints keep."""
+        if self.is_direct and (self.direct_low_id is None or self.direct_high_id is None):
+            raise ValidationError("a direct room needs its pair of users; open one with POST /api/dms/<user>/")
+        if not self.is_direct and (self.direct_low_id is not None or self.direct_high_id is not None):
+            raise ValidationError("only a direct room has a pair of users")
+        if not self.is_direct and self.slug.startswith(RESERVED_SLUG_PREFIX):
+            raise ValidationError({"slug": f"slugs starting with {RESERVED_SLUG_PREFIX} are kept for direct rooms"})
 
 
 class Membership(models.Model):

@@ -8,7 +8,7 @@ from django.db.models import Exists, F, Func, IntegerField, OuterRef, Q, QuerySe
 from django.db.models.functions import Coalesce
 
 from chat.exceptions import NotFound
-from chat.models import Membership, Message, Room
+from chat.models import RESERVED_SLUG_PREFIX, Membership, Message, Room
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -80,7 +80,23 @@ def message_previous_id(*, message: Message) -> int:
     return previous.first() or 0
 
 
-def direct_room_slug(user_a_id: int, user_b_id: int) -> str:
-    """The one slug scheme for direct-message rooms: both user ids, lower first."""
+def slug_is_reserved(slug: str) -> bool:
+    return slug.startswith(RESERVED_SLUG_PREFIX)
+
+
+def direct_pair(user_a_id: int, user_b_id: int) -> tuple[int, int]:
+    """The key of a direct room: both user ids, lower first."""
     low, high = sorted((user_a_id, user_b_id))
-    return f"dm-{low}-{high}"
+    return low, high
+
+
+def direct_room_slug(user_a_id: int, user_b_id: int) -> str:
+    """The one slug scheme for direct-message rooms: both user ids, lower first (a name, never the lookup key)."""
+    low, high = direct_pair(user_a_id, user_b_id)
+    return f"{RESERVED_SLUG_PREFIX}{low}-{high}"
+
+
+def direct_room_get(*, user_a_id: int, user_b_id: int) -> Room | None:
+    """The direct room of two users, found by its kind and its pair of members only (never by its slug)."""
+    low, high = direct_pair(user_a_id, user_b_id)
+    return Room.objects.filter(kind=Room.Kind.DIRECT, direct_low_id=low, direct_high_id=high).first()

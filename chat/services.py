@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
 from chat.exceptions import InvalidInput, NotAllowed, NotFound
 from chat.models import Membership, Message, Room
-from chat.selectors import direct_room_slug, membership_get
+from chat.selectors import direct_pair, direct_room_get, direct_room_slug, membership_get, slug_is_reserved
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -37,28 +38,52 @@ def _on_commit_each(listeners: list[Callable], *args) -> None:
         transaction.on_commit(functools.partial(listener, *args), robust=True)
 
 
-def _unique_slug(base: str) -> str:
-    base = (slugify(base) or "room")[:70]
+# A private room's derived slug ends in this many random characters, so that nobody can learn whether a
+# private room of a given name exists by asking for its slug (issue 16, item 12).
+PRIVATE_SLUG_SUFFIX_LENGTH = 8
+SLUG_UNAVAILABLE = "the slug {slug!r} is not available: choose another, or leave slug out to get one"
+
+
+def _free_slug(base: str) -> str:
     slug, n = base, 2
     while Room.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1
     return slug
 
 
+def _unique_slug(base: str, *, is_private: bool = False) -> str:
+    """A free slug derived from a room name; never a reserved one (``dm-…`` is kept for direct rooms)."""
+    base = slugify(base) or "room"
+    if slug_is_reserved(base):
+        base = f"room-{base}"
+    base = base[:70]
+    if is_private:
+        base = f"{base}-{get_random_string(PRIVATE_SLUG_SUFFIX_LENGTH, 'abcdefghijklmnopqrstuvwxyz0123456789')}"
+    return _free_slug(base)
+
+
 def room_create(*, creator: User, name: str, slug: str | None = None, is_private: bool = False) -> Room:
-    """Create a group room owned by its creator."""
+    """Create a group room owned by its creator.
+
+    A requested slug that is reserved or taken gets one answer, whoever holds it: it does not say whether a
+    room the requester cannot see exists. A derived slug never takes a reserved one.
+    """
     name = name.strip()
     if not name or len(name) > 120:
         raise InvalidInput("a room name must be 1 to 120 characters")
     with transaction.atomic():
         if slug:
-            if slugify(slug) != slug or slug.startswith("dm-"):
-                raise InvalidInput("a slug may hold lower-case letters, digits, - and _ (and not start with dm-)")
-            if Room.objects.filter(slug=slug).exists():
-                raise InvalidInput(f"the slug {slug!r} is taken")
+            if slugify(slug) != slug or len(slug) > 80:
+                raise InvalidInput("a slug may hold lower-case letters, digits, - and _ (up to 80)")
+            if slug_is_reserved(slug) or Room.objects.filter(slug=slug).exists():
+                raise InvalidInput(SLUG_UNAVAILABLE.format(slug=slug))
         else:
-            slug = _unique_slug(name)
-        room = Room.objects.create(slug=slug, name=name, is_private=is_private, creator=creator)
+            slug = _unique_slug(name, is_private=is_private)
+        try:
+            with transaction.atomic():
+                room = Room.objects.create(slug=slug, name=name, is_private=is_private, creator=creator)
+        except IntegrityError:  # a concurrent create took the slug
+            raise InvalidInput(SLUG_UNAVAILABLE.format(slug=slug)) from None
         Membership.objects.create(room=room, user=creator, role=Membership.Role.OWNER)
     return room
 
@@ -182,29 +207,38 @@ def room_mark_read(*, room: Room, user: User, message_id: int) -> Membership:
 
 
 def direct_room_get_or_create(*, user: User, other_username: str) -> tuple[Room, bool]:
-    """The direct-message room of two users, created on first use (idempotent)."""
+    """The direct-message room of two users, created on first use (idempotent).
+
+    Found by its kind and its pair of members only: a group room whose slug looks like a DM slug is never
+    taken for one, and the unique pair key (not the slug) settles two concurrent first messages.
+    """
     other = UserModel.objects.filter(username=other_username, is_active=True).first()
     if other is None:
         raise NotFound(f"no user {other_username!r}")
     if other.pk == user.pk:
         raise InvalidInput("a direct conversation needs another user")
-    slug = direct_room_slug(user.pk, other.pk)
-    room = Room.objects.filter(slug=slug).first()
+    room = direct_room_get(user_a_id=user.pk, user_b_id=other.pk)
     if room is not None:
         return room, False
+    low, high = direct_pair(user.pk, other.pk)
     try:
         with transaction.atomic():
             room = Room.objects.create(
-                slug=slug,
+                slug=_free_slug(direct_room_slug(user.pk, other.pk)),
                 name=f"{user.get_username()} & {other.get_username()}",
                 kind=Room.Kind.DIRECT,
                 is_private=True,
                 creator=user,
+                direct_low_id=low,
+                direct_high_id=high,
             )
             Membership.objects.create(room=room, user=user, role=Membership.Role.MEMBER)
             Membership.objects.create(room=room, user=other, role=Membership.Role.MEMBER)
-    except IntegrityError:
-        return Room.objects.get(slug=slug), False
+    except IntegrityError:  # a concurrent first message created the pair's room
+        room = direct_room_get(user_a_id=user.pk, user_b_id=other.pk)
+        if room is None:
+            raise
+        return room, False
     return room, True
 
 

@@ -135,6 +135,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.SocialLoginErrorMiddleware",
+    "accounts.middleware.HandoverNoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -228,6 +229,17 @@ HANDOVER_CODE_TTL = env_int("HANDOVER_CODE_TTL", 60, minimum=5)
 SSE_TICKET_TTL = env_int("SSE_TICKET_TTL", 60, minimum=5)
 
 AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/min")
+# The client address behind reverse proxies: each proxy appends the address it saw to X-Forwarded-For, so
+# with N trusted proxies the client is the N-th entry from the right; anything further left was written by
+# the client itself. 0 (no proxy): the socket's address. The deploy recipe (nginx in front) uses 1.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Password back-off per account AND client address (so nobody can lock a victim out from elsewhere): after
+# AUTH_LOCKOUT_FREE_FAILURES failures the next try waits AUTH_LOCKOUT_BASE_SECONDS, doubling with each
+# further failure up to AUTH_LOCKOUT_MAX_SECONDS; a success clears it, and failures are forgotten after
+# 4 x AUTH_LOCKOUT_MAX_SECONDS without one.
+AUTH_LOCKOUT_FREE_FAILURES = env_int("AUTH_LOCKOUT_FREE_FAILURES", 5, minimum=1)
+AUTH_LOCKOUT_BASE_SECONDS = env_int("AUTH_LOCKOUT_BASE_SECONDS", 2, minimum=1)
+AUTH_LOCKOUT_MAX_SECONDS = env_int("AUTH_LOCKOUT_MAX_SECONDS", 900, minimum=1)
 
 # --- Social login (django-allauth) ------------------------------------------------------------------------
 # A provider is offered on the login page when its client id is set; with none, the page shows only the
@@ -309,6 +321,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
     "EXCEPTION_HANDLER": "chatproject.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # DRF's own throttles read X-Forwarded-For the same way
 }
 
 # --- Chat limits ----------------------------------------------------------------------------------------

@@ -239,6 +239,7 @@ class Stack:
             "API_ORIGIN": self.api,
             "FRONTEND_ORIGINS": self.frontend,
             "BEHIND_TLS_PROXY": "1",
+            "TRUSTED_PROXY_COUNT": "1",  # nginx in front, as deploy/env.example
             "SECURE_SSL_REDIRECT": "1",
             "SECURE_HSTS_SECONDS": "31536000",
             "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",

@@ -38,11 +38,13 @@ CLIENT_ID = "chat-app"
 CLIENT_SECRET = "chat-app-client-secret-for-tests-only"
 
 # Provider-side users. sam exists only there; alice-id proves alice@example.test; mallory claims
-# carol@example.test without the provider having verified it.
+# carol@example.test without the provider having verified it; the last one's name looks like bob.
 PROVIDER_USERS = [
     {"username": "sam", "email": "sam@example.test", "email_verified": True},
     {"username": "alice-id", "email": "alice@example.test", "email_verified": True},
     {"username": "mallory", "email": "carol@example.test", "email_verified": False},
+    # "bob" spelt with a Cyrillic o (U+043E): a look-alike of the chat user bob, new to the chat server.
+    {"username": "b\u043eb", "email": "imposter@example.test", "email_verified": True},
 ]
 
 

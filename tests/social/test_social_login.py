@@ -101,6 +101,17 @@ def test_an_unverified_email_collision_creates_a_new_account_and_leaves_the_exis
     assert token.status_code == 200
 
 
+def test_a_provider_name_that_looks_like_an_existing_user_is_not_taken(social_site, django_user_model):
+    login = social_login_over_http(social_site, "b\u043eb")  # bob, with a Cyrillic o
+
+    signed_in = me(social_site, login.pair)
+    assert signed_in["username"] not in ("bob", "b\u043eb")
+    from accounts.usernames import username_skeleton
+
+    assert username_skeleton(signed_in["username"]) != username_skeleton("bob")
+    assert django_user_model.objects.filter(username="bob").count() == 1
+
+
 def test_denied_consent_returns_to_the_login_page_with_a_message(social_site, django_user_model):
     users_before = django_user_model.objects.count()
     login = social_login_over_http(social_site, "sam", allow=False)
