@@ -151,11 +151,14 @@ def test_a_stream_ends_when_the_access_token_that_bought_its_ticket_expires_and_
     assert again.ids == [n.pk for n in missed]
 
 
-def test_a_bearer_stream_ends_when_its_token_expires(daphne_factory, sse, make_user):
+def test_a_bearer_stream_ends_when_its_token_expires_and_frees_its_place(daphne_factory, sse, make_user):
     server = daphne_factory()
+    staff = make_user("staff", is_staff=True)
     stream = sse.open(stream_url(server.url), headers={"Authorization": f"Bearer {short_token(make_user('bob'), 2)}"})
     assert stream.status == 200
     assert close_event(stream)["code"] == "token-expired"
+    wait_for(lambda: staff_stats(server, staff)["open_streams"] == 0, timeout=15, what="the stream to be released")
+    assert staff_stats(server, staff)["users"] == 0
 
 
 def test_deactivating_a_user_ends_their_streams_on_every_worker_and_a_dm_is_not_notified(
