@@ -61,7 +61,7 @@ def stream_ticket_issue(*, user: AbstractBaseUser, access_expires: datetime | No
     a page redeems its ticket at once, so only a client hoarding tickets ever meets this.
     """
     unused = OneTimeCode.objects.filter(
-        user=user, purpose=OneTimeCode.Purpose.SSE_TICKET, used__isnull=True, expires__gt=timezone.now()
+        user_id=user.pk, purpose=OneTimeCode.Purpose.SSE_TICKET, used__isnull=True, expires__gt=timezone.now()
     )
     if unused.count() >= settings.SSE_MAX_STREAMS_PER_USER:
         raise TooManyTickets()
