@@ -20,6 +20,8 @@ class OneTimeCode(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     expires = models.DateTimeField(db_index=True)
     used = models.DateTimeField(null=True, blank=True)
+    # When the access token that bought the code expires (SSE tickets): the stream it opens ends then.
+    access_expires = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.purpose} for {self.user}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
@@ -14,9 +14,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import OneTimeCode
+from accounts.signals import refresh_token_revoked
 from accounts.usernames import LOOKS_TAKEN, username_validate
 
 if TYPE_CHECKING:
@@ -63,9 +65,11 @@ def token_pair_for_user(user: User) -> dict[str, str]:
 
 
 def refresh_token_revoke(*, refresh: str) -> None:
-    """Blacklist a refresh token (logout); an already invalid token is not an error."""
+    """Blacklist a refresh token (logout) and send ``refresh_token_revoked``; an invalid token is not an error."""
     with contextlib.suppress(TokenError):
-        RefreshToken(refresh).blacklist()  # type: ignore[arg-type]  # the stubs miss that it takes the encoded token
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # the stubs miss that it takes the encoded token
+        token.blacklist()
+        refresh_token_revoked.send(sender=RefreshToken, user_id=token.get(api_settings.USER_ID_CLAIM))
 
 
 def refresh_tokens_revoke_all(*, user: User) -> int:
@@ -81,19 +85,31 @@ def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def one_time_code_issue(*, user: User, purpose: str, ttl_seconds: int) -> str:
-    """Store a new single-use code for ``user`` and return it (only its hash is kept)."""
+def one_time_code_issue(*, user: User, purpose: str, ttl_seconds: int, not_after: datetime | None = None) -> str:
+    """Store a new single-use code for ``user`` and return it (only its hash is kept).
+
+    ``not_after``: when the credential that bought the code expires; the code never outlives it, and
+    keeps it as ``access_expires`` for whoever redeems it.
+    """
     code = secrets.token_urlsafe(32)
     now = timezone.now()
     OneTimeCode.objects.filter(expires__lt=now - timedelta(hours=1)).delete()  # keep the table small
+    expires = now + timedelta(seconds=ttl_seconds)
+    if not_after is not None:
+        expires = min(expires, not_after)
     OneTimeCode.objects.create(
-        purpose=purpose, code_hash=_hash(code), user=user, expires=now + timedelta(seconds=ttl_seconds)
+        purpose=purpose, code_hash=_hash(code), user=user, expires=expires, access_expires=not_after
     )
     return code
 
 
 def one_time_code_redeem(*, code: str, purpose: str) -> User:
     """Use a code once: the conditional UPDATE makes a second use fail even on another process."""
+    return one_time_code_claim(code=code, purpose=purpose).user
+
+
+def one_time_code_claim(*, code: str, purpose: str) -> OneTimeCode:
+    """``one_time_code_redeem``, returning the code's row (its user, and ``access_expires``)."""
     if not code or len(code) > 200:
         raise CodeRejected()
     now = timezone.now()
@@ -106,4 +122,4 @@ def one_time_code_redeem(*, code: str, purpose: str) -> User:
         entry = OneTimeCode.objects.select_related("user").get(code_hash=_hash(code))
     if not entry.user.is_active:
         raise CodeRejected()
-    return entry.user
+    return entry

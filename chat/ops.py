@@ -3,7 +3,8 @@
 Each worker process runs one listener (started with its first STOMP connection) in the channel-layer
 group ``chat.ops``. The admin's operations page asks the group for reports and collects the answers for
 a moment; deactivating a user or removing a member publishes an order that every worker carries out
-on its own connections at once.
+on its own connections at once. SSE streams start the listener too: deactivation and logout end a user's
+notification streams on every worker.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ def disconnect_user_here(user_id: int, reason: str) -> int:
     return len(closing)
 
 
+def close_streams_here(user_id: int, code: str, reason: str) -> int:
+    """End every notification stream (SSE) of the user in this process; returns how many."""
+    from notifications.stream import close_user_streams
+
+    return close_user_streams(user_id, code=code, detail=reason)
+
+
 def leave_room_here(user_id: int, slug: str) -> int:
     """End the user's subscriptions to the room's topics in this process and tell them why."""
     from chat.realtime.connection import ERRORS_DESTINATION
@@ -118,9 +126,16 @@ async def _handle(layer: Any, message: dict[str, Any]) -> None:
     if kind == "ops.report":
         await layer.send(message["reply"], {"type": "ops.reply", "report": worker_report()})
     elif kind == "ops.disconnect_user":
-        count = disconnect_user_here(message["user_id"], message.get("reason", "the account was deactivated"))
+        reason = message.get("reason", "the account was deactivated")
+        count = disconnect_user_here(message["user_id"], reason)
+        count += close_streams_here(message["user_id"], "account-disabled", reason)
         if count:
             logger.info("closed %d connection(s) of deactivated user %s", count, message["user_id"])
+    elif kind == "ops.close_streams":
+        code = message.get("code", "logged-out")
+        count = close_streams_here(message["user_id"], code, message.get("reason", ""))
+        if count:
+            logger.info("closed %d notification stream(s) of user %s (%s)", count, message["user_id"], code)
     elif kind == "ops.leave_room":
         leave_room_here(message["user_id"], message["slug"])
 
@@ -170,3 +185,10 @@ def order_leave_room(user_id: int, slug: str) -> None:
     from asgiref.sync import async_to_sync
 
     async_to_sync(_broadcast)({"type": "ops.leave_room", "user_id": user_id, "slug": slug})
+
+
+def order_close_streams(user_id: int, *, code: str = "logged-out", reason: str = "you logged out") -> None:
+    """From sync code (logout): every worker ends this user's notification streams."""
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(_broadcast)({"type": "ops.close_streams", "user_id": user_id, "code": code, "reason": reason})

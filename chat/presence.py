@@ -1,25 +1,41 @@
 """Who is online in which room: session counts per (room, user), in this process or shared through Redis.
 
 A user is online in a room while at least one of their sessions subscribes to ``/topic/rooms.<slug>``;
-``enter`` reports the first session of a user, ``leave`` the last, so join/leave events fire once per
-user however many tabs or processes they use. With ``REDIS_URL`` the counts live in one Redis hash per
-room (``HINCRBY`` makes first/last exact across processes); without it, in this process's memory.
+the first session of a user announces ``join`` on the room's presence topic, the last one leaving
+announces ``leave``, once per user however many tabs or processes they use.
 
-Known limit: a process killed with SIGKILL cannot decrement its counts, so its users stay online until
-they reconnect and leave again; graceful shutdown (SIGTERM) closes every connection and decrements.
+Debounce (``CHAT_PRESENCE_DEBOUNCE_MS``): a session's leave is counted only after the window; a join
+of the same user in the same room on this process within it takes the leaving session's place, so a
+quick UNSUBSCRIBE/SUBSCRIBE (or a reconnect) announces nothing, and a real leave arrives late by at most
+the window. Counts include the leaving sessions until then, so a snapshot agrees with the events.
+
+Leases (``CHAT_PRESENCE_LEASE``, Redis only): the room hashes hold the total per user (``HINCRBY``
+makes first/last exact across processes), and each worker also records its own share in a hash of
+its own, next to a key that lives one lease and that the worker renews on a timer (one round trip per
+third of a lease, none per message). On the same timer every worker looks for workers whose key has
+expired (killed, or stopped without cleanup) and takes their shares out of the room totals in one
+Lua script, announcing the users that thereby left. A worker that finds its own key gone (it stalled
+longer than a lease and was reaped) writes its shares back from memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections import Counter, defaultdict
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
+
+Announce = Callable[[str, str, str], None]  # (room, "join" | "leave", user)
 
 
 class PresenceStore(Protocol):
@@ -60,37 +76,211 @@ class MemoryPresence:
         return sorted(self._rooms.get(room, ()))
 
 
+# --- Redis, with per-worker leases -------------------------------------------------------------------------
+
+# KEYS: room hash, worker hash; ARGV: user, field. Returns the user's total. (Only a resync puts a worker
+# in the workers set, so a worker reaped while stalled is not reaped again before it has written back.)
+_ENTER = """
+local total = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return total
+"""
+
+# KEYS: room hash, worker hash; ARGV: user, field. Returns the user's total, -1 when this worker had no
+# session of theirs left (it was reaped meanwhile, which already announced the leave).
+_LEAVE = """
+local mine = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if mine <= 0 then return -1 end
+if mine == 1 then redis.call('HDEL', KEYS[2], ARGV[2]) else redis.call('HINCRBY', KEYS[2], ARGV[2], -1) end
+local total = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if total <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return total
+"""
+
+# KEYS: alive key; ARGV: lease ms. 1 when renewed, 0 when it had expired (this worker may have been reaped).
+_RENEW = "return redis.call('PEXPIRE', KEYS[1], ARGV[1])"
+
+# KEYS: worker hash, alive key, workers set; ARGV: lease ms, worker id, key prefix, then field, count pairs:
+# this worker's shares as it knows them. Sets its hash to exactly these, adjusting the room totals by the
+# difference. Returns the fields whose user went from offline to online (to announce as joins).
+_RESYNC = """
+local prefix = ARGV[3]
+local old = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do old[flat[i]] = tonumber(flat[i + 1]) end
+local joined = {}
+local function apply(field, delta)
+  local sep = string.find(field, ' ', 1, true)
+  local room, user = string.sub(field, 1, sep - 1), string.sub(field, sep + 1)
+  local key = prefix .. room
+  local total = redis.call('HINCRBY', key, user, delta)
+  if total <= 0 then redis.call('HDEL', key, user) end
+  if total > 0 and total - delta <= 0 then table.insert(joined, field) end
+end
+for i = 4, #ARGV, 2 do
+  local field, n = ARGV[i], tonumber(ARGV[i + 1])
+  local delta = n - (old[field] or 0)
+  old[field] = nil
+  if delta ~= 0 then apply(field, delta) end
+  redis.call('HSET', KEYS[1], field, n)
+end
+for field, n in pairs(old) do
+  apply(field, -n)
+  redis.call('HDEL', KEYS[1], field)
+end
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return joined
+"""
+
+# KEYS: workers set; ARGV: prefix of room hashes, prefix of worker hashes, prefix of alive keys.
+# Takes the shares of every worker whose lease expired out of the room totals; returns the fields
+# ("room user") whose user thereby went offline.
+_REAP = """
+local left = {}
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[3] .. worker) == 0 then
+    local flat = redis.call('HGETALL', ARGV[2] .. worker)
+    for i = 1, #flat, 2 do
+      local field, n = flat[i], tonumber(flat[i + 1])
+      local sep = string.find(field, ' ', 1, true)
+      local room, user = string.sub(field, 1, sep - 1), string.sub(field, sep + 1)
+      local total = redis.call('HINCRBY', ARGV[1] .. room, user, -n)
+      if total <= 0 then
+        redis.call('HDEL', ARGV[1] .. room, user)
+        table.insert(left, field)
+      end
+    end
+    redis.call('DEL', ARGV[2] .. worker)
+    redis.call('SREM', KEYS[1], worker)
+  end
+end
+return left
+"""
+
+
+def _field(room: str, user: str) -> str:
+    # Neither a room slug nor a username can hold a space.
+    return f"{room} {user}"
+
+
+def _split(field: bytes | str) -> tuple[str, str]:
+    text = field.decode() if isinstance(field, bytes) else field
+    room, _, user = text.partition(" ")
+    return room, user
+
+
 class RedisPresence:
-    """Several processes: one hash per room, user -> session count.
+    """Several processes: one hash per room (user -> session count), and a lease per worker.
 
     Presence is best effort: while Redis is unreachable (or a pooled connection turns out dead after a
     Redis restart) it reports nothing new instead of failing the SUBSCRIBE it is part of, which would
     end the user's connection with an internal error.
     """
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, *, lease: float, worker: str | None = None) -> None:
         import redis.asyncio as redis
 
         self._redis = redis.from_url(url)
         self._prefix = prefix
+        self.lease = lease
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._mine: Counter[str] = Counter()  # field -> this worker's sessions, the truth its lease carries
+        self._workers_key = f"{prefix}presence-workers"
+        self._worker_key = f"{prefix}presence-worker:{self.worker}"
+        self._alive_key = f"{prefix}presence-alive:{self.worker}"
+        self._scripts = {name: self._redis.register_script(code) for name, code in
+                         (("enter", _ENTER), ("leave", _LEAVE), ("renew", _RENEW), ("resync", _RESYNC),
+                          ("reap", _REAP))}  # fmt: skip
+        self.announce: Announce | None = None  # set by Presence: who is told about reaped users
+        self._lease_task: asyncio.Task[None] | None = None
+        self._registered = False
 
     def _key(self, room: str) -> str:
         return f"{self._prefix}presence:{room}"
 
-    async def enter(self, room: str, user: str) -> bool:
+    @property
+    def _lease_ms(self) -> int:
+        return max(int(self.lease * 1000), 1)
+
+    def start(self) -> None:
+        """Start renewing this worker's lease (and reaping expired ones) on the running loop."""
+        if self._lease_task is None or self._lease_task.done():
+            self._lease_task = asyncio.get_running_loop().create_task(self._keep_lease(), name="presence-lease")
+
+    async def stop(self) -> None:
+        """Stop renewing (tests; a stopped worker's shares expire with its lease)."""
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+            self._lease_task = None
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                if not await self._scripts["renew"](keys=[self._alive_key], args=[self._lease_ms]):
+                    logger.warning("presence: this worker's lease had expired; writing its counts back")
+                    await self._resync()
+                await self.reap()
+            except (RedisError, OSError) as exc:
+                logger.warning("presence: could not renew the lease (%s)", exc)
+
+    async def _resync(self) -> None:
+        pairs: list[Any] = []
+        for field, count in self._mine.items():
+            if count > 0:
+                pairs += [field, count]
         try:
-            return int(await self._redis.hincrby(self._key(room), user, 1)) == 1
+            joined = await self._scripts["resync"](
+                keys=[self._worker_key, self._alive_key, self._workers_key],
+                args=[self._lease_ms, self.worker, f"{self._prefix}presence:", *pairs],
+            )
+        except (RedisError, OSError) as exc:
+            logger.warning("presence: could not register this worker (%s)", exc)
+            return
+        self._registered = True
+        for field in joined:
+            self._tell(*_split(field), "join")
+
+    async def reap(self) -> int:
+        """Take expired workers' sessions out of the counts; returns how many users thereby went offline."""
+        left = await self._scripts["reap"](
+            keys=[self._workers_key],
+            args=[f"{self._prefix}presence:", f"{self._prefix}presence-worker:", f"{self._prefix}presence-alive:"],
+        )
+        for field in left:
+            self._tell(*_split(field), "leave")
+        if left:
+            logger.info("presence: %d user(s) of stopped workers went offline", len(left))
+        return len(left)
+
+    def _tell(self, room: str, user: str, kind: str) -> None:
+        if self.announce is not None:
+            self.announce(room, kind, user)
+
+    async def enter(self, room: str, user: str) -> bool:
+        if not self._registered:
+            await self._resync()  # the lease exists before the first share it covers
+        field = _field(room, user)
+        self._mine[field] += 1
+        try:
+            total = await self._scripts["enter"](keys=[self._key(room), self._worker_key], args=[user, field])
+            return int(total) == 1
         except (RedisError, OSError) as exc:
             logger.warning("presence: Redis unavailable, %s not counted in %s (%s)", user, room, exc)
             return False
 
     async def leave(self, room: str, user: str) -> bool:
-        key = self._key(room)
+        field = _field(room, user)
+        if self._mine[field] <= 1:
+            self._mine.pop(field, None)
+        else:
+            self._mine[field] -= 1
         try:
-            remaining = int(await self._redis.hincrby(key, user, -1))
-            if remaining <= 0:
-                await self._redis.hdel(key, user)
-                return remaining == 0
+            remaining = int(await self._scripts["leave"](keys=[self._key(room), self._worker_key], args=[user, field]))
+            return remaining == 0
         except (RedisError, OSError) as exc:
             logger.warning("presence: Redis unavailable, %s not uncounted in %s (%s)", user, room, exc)
         return False
@@ -104,19 +294,103 @@ class RedisPresence:
         return sorted(n.decode() if isinstance(n, bytes) else n for n, count in counts.items() if int(count) > 0)
 
 
-_stores: dict[asyncio.AbstractEventLoop, PresenceStore] = {}
+# --- Debounce and announcements -------------------------------------------------------------------------------
 
 
-def presence() -> PresenceStore:
-    """The presence store of the running event loop (Redis when REDIS_URL is set)."""
+class Presence:
+    """Counts sessions through a store and announces joins and leaves, leaves debounced by ``debounce`` s."""
+
+    def __init__(self, store: PresenceStore, *, announce: Announce, debounce: float) -> None:
+        self.store = store
+        self.announce = announce
+        self.debounce = debounce
+        self._leaving: dict[tuple[str, str], int] = {}  # sessions whose leave waits out the window
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def enter(self, room: str, user: str) -> None:
+        key = (room, user)
+        waiting = self._leaving.get(key, 0)
+        if waiting:
+            # This session takes the place of one that is leaving: nothing changed for anyone else.
+            if waiting == 1:
+                del self._leaving[key]
+                self._timers.pop(key).cancel()
+            else:
+                self._leaving[key] = waiting - 1
+            return
+        if await self.store.enter(room, user):
+            self.announce(room, "join", user)
+
+    async def leave(self, room: str, user: str) -> None:
+        if self.debounce <= 0:
+            await self._leave_now(room, user, 1)
+            return
+        key = (room, user)
+        self._leaving[key] = self._leaving.get(key, 0) + 1
+        if key not in self._timers:
+            self._timers[key] = asyncio.get_running_loop().call_later(self.debounce, self._due, key)
+
+    async def online(self, room: str) -> list[str]:
+        return await self.store.online(room)
+
+    def _due(self, key: tuple[str, str]) -> None:
+        self._timers.pop(key, None)
+        count = self._leaving.pop(key, 0)
+        if count:
+            task = asyncio.get_running_loop().create_task(self._leave_now(*key, count))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _leave_now(self, room: str, user: str, count: int) -> None:
+        for _ in range(count):
+            if await self.store.leave(room, user):
+                self.announce(room, "leave", user)
+
+    async def flush(self) -> None:
+        """Count every waiting leave now (graceful shutdown), and wait for those already under way."""
+        for key in list(self._timers):
+            self._timers[key].cancel()
+            self._due(key)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+
+def _announce(room: str, kind: str, user: str) -> None:
+    from chat import broker
+    from chat.destinations import presence_topic
+
+    broker.publish(presence_topic(room), {"type": kind, "user": user})
+
+
+_presences: dict[asyncio.AbstractEventLoop, Presence] = {}
+
+
+def presence() -> Presence:
+    """The presence of the running event loop (Redis when REDIS_URL is set)."""
     loop = asyncio.get_running_loop()
-    store = _stores.get(loop)
-    if store is None:
-        for stale in [known for known in _stores if known.is_closed()]:
-            del _stores[stale]
+    found = _presences.get(loop)
+    if found is None:
+        for stale in [known for known in _presences if known.is_closed()]:
+            del _presences[stale]
+        store: PresenceStore
         if settings.REDIS_URL:
-            store = RedisPresence(settings.REDIS_URL, settings.STOMP_REDIS_PREFIX)
+            redis_store = RedisPresence(
+                settings.REDIS_URL, settings.STOMP_REDIS_PREFIX, lease=settings.CHAT_PRESENCE_LEASE
+            )
+            redis_store.announce = _announce
+            redis_store.start()
+            store = redis_store
         else:
             store = MemoryPresence()
-        _stores[loop] = store
-    return store
+        found = _presences[loop] = Presence(
+            store, announce=_announce, debounce=settings.CHAT_PRESENCE_DEBOUNCE_MS / 1000
+        )
+    return found
+
+
+async def presence_flush() -> None:
+    """Graceful shutdown: count the waiting leaves of this loop's presence now."""
+    found = _presences.get(asyncio.get_running_loop())
+    if found is not None:
+        await found.flush()

@@ -11,8 +11,8 @@
   replayed and the first carries ``resume-gap: <oldest replayed id>`` so the client fetches the rest
   from the REST history.
 - Presence: the first session of a user subscribing to a room topic publishes ``join`` on the presence
-  topic, their last one leaving publishes ``leave``; subscribing to the presence topic starts with a
-  ``snapshot``.
+  topic, their last one leaving publishes ``leave`` (debounced: a quick leave and re-join sends
+  nothing); subscribing to the presence topic starts with a ``snapshot``.
 - ``SEND /app/rooms.<slug>.typing``: ``{"typing": true|false}``, relayed to the typing topic, not stored.
 - ``SEND /app/dm.<username>``: a direct message (the pair's private room is created on first use).
 """
@@ -34,7 +34,6 @@ from chat.destinations import (
     ROOM_TOPIC,
     TYPING_SEND,
     TYPING_TOPIC,
-    presence_topic,
     typing_topic,
 )
 from chat.exceptions import ChatError, NotFound
@@ -189,13 +188,11 @@ async def presence_snapshot(ctx: SubscribeContext, slug: str) -> Replay:
 
 @on_subscribe(ROOM_TOPIC)
 async def user_entered(ctx: SubscribeContext, slug: str) -> None:
-    name = ctx.user.get_username()
-    if await presence().enter(slug, name):
-        broker.publish(presence_topic(slug), {"type": "join", "user": name})
+    """Count the session; the user's first one announces ``join`` (chat/presence.py)."""
+    await presence().enter(slug, ctx.user.get_username())
 
 
 @on_unsubscribe(ROOM_TOPIC)
 async def user_left(connection: Any, destination: str, slug: str) -> None:
-    name = connection.user.get_username()
-    if await presence().leave(slug, name):
-        broker.publish(presence_topic(slug), {"type": "leave", "user": name})
+    """Uncount the session after the debounce window; the user's last one announces ``leave``."""
+    await presence().leave(slug, connection.user.get_username())

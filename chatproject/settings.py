@@ -391,6 +391,15 @@ SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000, minimum=100)
 # meanwhile are held (up to the limit, beyond which the replay simply runs another pass).
 SSE_REPLAY_BATCH = env_int("SSE_REPLAY_BATCH", 500, minimum=1)
 SSE_REPLAY_BUFFER_LIMIT = env_int("SSE_REPLAY_BUFFER_LIMIT", 1000, minimum=1)
+# Open streams per user in each worker process (beyond it a JSON 429); a user may also hold at most this
+# many unused stream tickets at once.
+SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 20, minimum=1)
+# Presence (chat/presence.py): a leave is announced this late, and a join of the same user in the same
+# room within it cancels it, so quick unsubscribe/subscribe pairs send nothing (0: no debounce). With Redis,
+# each worker's presence counts are leased for CHAT_PRESENCE_LEASE seconds and renewed while it lives, so
+# the counts of a worker that died expire after at most that long.
+CHAT_PRESENCE_DEBOUNCE_MS = env_int("CHAT_PRESENCE_DEBOUNCE_MS", 1000)
+CHAT_PRESENCE_LEASE = env_float("CHAT_PRESENCE_LEASE", 30.0, minimum=1.0)
 # Notifications travel on their own channel layer alias. With Redis it is channels_redis' pub/sub layer:
 # one PUBLISH per notification pushed to every process, no per-process queue to overflow, and a
 # disconnect never interrupts a blocking pop shared by the process's other streams (the core layer's

@@ -197,9 +197,9 @@ def notifications_for_message(*, message: Message) -> list[Notification]:
     recipients: dict[int, str] = {}
     if room.is_direct:
         # The other member is told about every message; a mention in a DM would only repeat that.
-        for user_id in (
-            Membership.objects.filter(room=room).exclude(user_id=message.author_id).values_list("user_id", flat=True)
-        ):
+        # Never an inactive user: a deactivated account must not be told anything.
+        others = Membership.objects.filter(room=room, user__is_active=True).exclude(user_id=message.author_id)
+        for user_id in others.values_list("user_id", flat=True):
             recipients[user_id] = Notification.Kind.DIRECT_MESSAGE
     else:
         names = [name.lower() for name in mentioned_names(message.body)]
@@ -224,6 +224,8 @@ def notification_for_member_added(*, membership: Membership, actor: AbstractBase
     """Tell a user they were added to a private room by someone else."""
     room = membership.room
     if not room.is_private or room.is_direct or (actor is not None and actor.pk == membership.user_id):
+        return None
+    if not membership.user.is_active:
         return None
     payload = {"room": room.slug, "room_name": room.name, "by": actor.get_username() if actor else None}
     return notification_create(recipient=membership.user, kind=Notification.Kind.ROOM_INVITE, payload=payload)

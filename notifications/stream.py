@@ -11,6 +11,13 @@ encoded as JSON. Resume without gap or duplicate (Last-Event-ID header or ``?las
 4. send the held events that the replay did not already contain, then write live events directly
    (a live copy of a notification the replay already sent, still in flight, is recognised and dropped).
 
+Limits and revocation: at most ``SSE_MAX_STREAMS_PER_USER`` open streams per user in each worker process
+(beyond it a JSON 429, checked right after authentication, before anything is joined); a stream ends
+with an ``event: close`` (JSON ``{"code", "detail"}``) when the access token that bought its ticket (or
+the Bearer token, or the session) expires, and at once when its user is deactivated or logs out (the
+orders reach every worker through chat/ops.py). The page then reconnects with a fresh ticket and
+``last_event_id``, so nothing is lost.
+
 Django middleware does not run for Channels consumers, so CORS and the origin check are done here with
 the project's one origin matcher; every error is a JSON body (never ``text/plain``, never a redirect).
 """
@@ -22,7 +29,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,14 +39,16 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.layers import BaseChannelLayer
 from django.conf import settings
+from django.utils import timezone
 
 from accounts.channels import scope_header
 from accounts.tokens import TokenRejected, authenticate_access_token, parse_bearer
+from chat import ops
 from chatproject.origins import normalize_origin, origin_matcher
 from notifications import selectors
 from notifications.publishing import EVENT_TYPE, StreamEvent, channel_layer, group_name
 from notifications.sse import Event, encode_comment, encode_event, encode_retry
-from notifications.tickets import StreamUnauthorized, stream_user_resolve
+from notifications.tickets import StreamUnauthorized, stream_identity_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +66,37 @@ HEARTBEAT_MAX_TICK = 1.0  # seconds between the heart-beat task's looks at the s
 HEARTBEAT_SLICE = 100  # heart-beat writes between yields to the event loop
 # Seconds after going live during which a live copy of a replayed notification is still recognised.
 DEDUPLICATION_WINDOW = 60.0
+CLOSE_EVENT = "close"  # the event that says why the server ends a stream (never carries an id)
 
 
 class StreamRegistry:
-    """Per-process counts of open streams and their tasks: what the stats endpoint and tests observe."""
+    """Per-process open streams, by user too: the per-user cap, revocation and the stats endpoint use it."""
 
     def __init__(self) -> None:
         self.streams: set[NotificationStreamConsumer] = set()
+        self.by_user: defaultdict[int, set[NotificationStreamConsumer]] = defaultdict(set)
+
+    def claim(self, stream: NotificationStreamConsumer, user_id: int) -> bool:
+        """Count ``stream`` as one of the user's; False (nothing counted) when the user is at the cap."""
+        mine = self.by_user[user_id]
+        if len(mine) >= settings.SSE_MAX_STREAMS_PER_USER:
+            if not mine:
+                del self.by_user[user_id]
+            return False
+        mine.add(stream)
+        return True
+
+    def release(self, stream: NotificationStreamConsumer) -> None:
+        self.streams.discard(stream)
+        if stream.user_id is not None:
+            mine = self.by_user.get(stream.user_id)
+            if mine is not None:
+                mine.discard(stream)
+                if not mine:
+                    del self.by_user[stream.user_id]
+
+    def of_user(self, user_id: int) -> list[NotificationStreamConsumer]:
+        return list(self.by_user.get(user_id, ()))
 
     def snapshot(self) -> dict[str, int]:
         return {
@@ -72,7 +105,84 @@ class StreamRegistry:
             "grouped_streams": sum(1 for s in self.streams if s.group is not None),
             "heartbeat_streams": len(heartbeats.streams),
             "asyncio_tasks": len(asyncio.all_tasks()),
+            "users": len(self.by_user),
+            "barriers_sent": confirmations.barriers_sent,
         }
+
+
+class GroupConfirmations:
+    """Which user groups this process is known to be subscribed to, confirmed once per subscription.
+
+    A Redis pub/sub SUBSCRIBE is not acknowledged to the caller, so the first stream of a user in this
+    process sends a barrier through the group and waits for it to come back. Every later stream of that
+    user joins a subscription that has been active since that barrier returned (the layer keeps it while
+    any of the user's streams here is in the group), so it needs no barrier of its own. One barrier per
+    subscription, not per stream: a barrier reaches every stream of the group in this process, and one
+    per stream made the cost grow with the square of a user's streams.
+    """
+
+    def __init__(self) -> None:
+        self.members: defaultdict[str, set[NotificationStreamConsumer]] = defaultdict(set)
+        self.confirmed: set[str] = set()
+        self.pending: dict[str, tuple[str, asyncio.Future[None], asyncio.Task[None]]] = {}
+        self.barriers_sent = 0
+
+    def joining(self, group: str, stream: NotificationStreamConsumer) -> None:
+        """Call right before ``group_add``, with no await in between."""
+        self.members[group].add(stream)
+
+    def leaving(self, group: str, stream: NotificationStreamConsumer) -> None:
+        """Call right before ``group_discard``, with no await in between: the last one out unconfirms."""
+        members = self.members.get(group)
+        if members is not None:
+            members.discard(stream)
+            if not members:
+                del self.members[group]
+                self.confirmed.discard(group)
+                pending = self.pending.pop(group, None)
+                if pending is not None:
+                    pending[2].cancel()
+
+    async def wait_confirmed(self, layer: BaseChannelLayer, group: str) -> None:
+        """Return once the group's subscription in this process is known to be active."""
+        if group in self.confirmed:
+            return
+        pending = self.pending.get(group)
+        if pending is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            token = uuid.uuid4().hex
+            task = asyncio.get_running_loop().create_task(self._confirm(layer, group, token, future))
+            pending = self.pending[group] = (token, future, task)
+        await asyncio.shield(pending[1])
+
+    def barrier_returned(self, group: str | None, token: object) -> None:
+        pending = self.pending.get(group) if group is not None else None
+        if pending is not None and token == pending[0]:
+            del self.pending[group]  # type: ignore[arg-type]
+            self.confirmed.add(group)  # type: ignore[arg-type]
+            if not pending[1].done():
+                pending[1].set_result(None)
+
+    async def _confirm(self, layer: BaseChannelLayer, group: str, token: str, future: asyncio.Future[None]) -> None:
+        try:
+            for attempt in range(1, BARRIER_ATTEMPTS + 1):
+                self.barriers_sent += 1
+                await layer.group_send(group, {"type": BARRIER_TYPE, "token": token})
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), timeout=BARRIER_WAIT * attempt)
+                    return
+                except TimeoutError:
+                    logger.info("stream group subscription not confirmed yet (attempt %d)", attempt)
+            raise RuntimeError(f"the channel layer did not confirm the subscription to {group}")
+        except asyncio.CancelledError:
+            if not future.done():
+                future.cancel()
+            raise
+        except Exception as exc:
+            if self.pending.get(group, (None,))[0] == token:
+                del self.pending[group]
+            if not future.done():
+                future.set_exception(exc)
 
 
 class Heartbeats:
@@ -117,7 +227,17 @@ class Heartbeats:
 
 
 registry = StreamRegistry()
+_closing: set[asyncio.Task[None]] = set()  # close events being written (a reference until they are)
 heartbeats = Heartbeats()
+confirmations = GroupConfirmations()
+
+
+def close_user_streams(user_id: int, *, code: str, detail: str) -> int:
+    """End every stream of the user in this process (deactivation, logout); returns how many."""
+    streams = registry.of_user(user_id)
+    for stream in streams:
+        stream.revoke(code, detail)
+    return len(streams)
 
 
 def sse_frame(event: StreamEvent) -> bytes:
@@ -200,8 +320,8 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
         self.layer_channel: str | None = None
         self.group: str | None = None
         self.replay: Replay | None = None
-        self.barrier: asyncio.Future[None] | None = None
-        self.barrier_token = ""
+        self.user_id: int | None = None
+        self.expiry_timer: asyncio.TimerHandle | None = None
         self.live = False
         self.recently_replayed: set[int] | None = None
         self.forget_timer: asyncio.TimerHandle | None = None
@@ -241,8 +361,9 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
         """The client went away (or the response ended): free the tasks and the group at once."""
         try:
             heartbeats.discard(self)
-            if self.forget_timer is not None:
-                self.forget_timer.cancel()
+            for timer in (self.forget_timer, self.expiry_timer):
+                if timer is not None:
+                    timer.cancel()
             tasks = [t for t in (self.task, self.receiver) if t is not None and not t.done()]
             for task in tasks:
                 task.cancel()
@@ -254,7 +375,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         logger.debug("stream task ended with %r", task.exception())
         finally:
-            registry.streams.discard(self)
+            registry.release(self)
         raise StopConsumer()
 
     async def receive_events(self) -> None:
@@ -267,7 +388,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
                 if kind == EVENT_TYPE:
                     await self.notification_event(message)
                 elif kind == BARRIER_TYPE:
-                    self.barrier_returned(message.get("token"))
+                    confirmations.barrier_returned(self.group, message.get("token"))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -276,9 +397,39 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
             logger.warning("notification stream lost its channel layer; closing it", exc_info=True)
             await self.write(b"", more=False)
 
-    def barrier_returned(self, token: object) -> None:
-        if self.barrier is not None and token == self.barrier_token and not self.barrier.done():
-            self.barrier.set_result(None)
+    def revoke(self, code: str, detail: str) -> None:
+        """End this stream now with an ``event: close`` saying why (token expired, logged out, deactivated)."""
+        if self.finished:
+            return
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
+            self.expiry_timer = None
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # still connecting: nothing more may be replayed or sent
+        heartbeats.discard(self)
+        task = asyncio.get_running_loop().create_task(self._send_close(code, detail))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def _send_close(self, code: str, detail: str) -> None:
+        try:
+            if not self.started:
+                await self.respond_json(401, {"detail": detail, "code": code})
+                return
+            data = json.dumps({"code": code, "detail": detail})
+            await self.write(encode_event(Event(data=data, event=CLOSE_EVENT)), more=False)
+        except Exception:
+            logger.debug("could not end a revoked notification stream", exc_info=True)
+
+    def schedule_expiry(self, expires_at: Any) -> None:
+        """Close the stream when the credential that opened it runs out (None: it does not)."""
+        if expires_at is None:
+            return
+        remaining = max((expires_at - timezone.now()).total_seconds(), 0.0)
+        self.expiry_timer = asyncio.get_running_loop().call_later(
+            remaining, self.revoke, "token-expired",
+            "the access token that opened this stream has expired: reconnect with a new ticket and last_event_id",
+        )  # fmt: skip
 
     async def notification_event(self, message: dict[str, Any]) -> None:
         """A live notification for this stream's user."""
@@ -315,13 +466,25 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
             return
         bearer = parse_bearer(scope_header(self.scope, b"authorization"))
         try:
-            user = await database_sync_to_async(stream_user_resolve)(
+            identity = await database_sync_to_async(stream_identity_resolve)(
                 ticket=ticket, bearer=bearer, session_key=session_key(self.scope)
             )
         except StreamUnauthorized as exc:
             await self.respond_json(401, {"detail": exc.detail, "code": exc.code},
                                     headers=[(b"www-authenticate", b'Bearer realm="notifications"')])  # fmt: skip
             return
+        user = identity.user
+        # No await between the cap check and the claim: two streams cannot both take the last place.
+        if not registry.claim(self, user.pk):
+            limit = settings.SSE_MAX_STREAMS_PER_USER
+            logger.info("refused a notification stream of user %s: %d open in this worker", user.pk, limit)
+            await self.respond_json(429, {"detail": f"too many notification streams: at most {limit} per user are open "
+                                          "at once; close another tab or stream first", "code": "too-many-streams",
+                                          "limit": limit})  # fmt: skip
+            return
+        self.user_id = user.pk
+        ops.ensure_listener()  # deactivation and logout orders reach this worker's streams
+        self.schedule_expiry(identity.expires_at)
 
         # 1. Join first: from here on every committed notification reaches notification_event().
         layer = channel_layer()
@@ -332,34 +495,14 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
         self.replay = Replay(limit=settings.SSE_REPLAY_BUFFER_LIMIT)
         self.receiver = asyncio.get_running_loop().create_task(self.receive_events())
         self.group = group_name(user.pk)
+        confirmations.joining(self.group, self)
         await layer.group_add(self.group, self.layer_channel)
-        await self.confirm_subscription(layer)
+        await confirmations.wait_confirmed(layer, self.group)
         await self.start()
         await self.write(encode_retry(settings.SSE_RETRY_MS))
         # 2-3. Replay what the client missed, in batches; 4. then what arrived meanwhile, then live.
         await self.replay_and_go_live(user_id=user.pk, after=last_id)
         heartbeats.add(self)
-
-    async def confirm_subscription(self, layer: BaseChannelLayer) -> None:
-        """Wait until a message sent to the group after joining comes back to this stream.
-
-        A Redis pub/sub SUBSCRIBE is not acknowledged to the caller; a notification committed after the
-        replay's query must find the subscription active, so the replay starts only after this barrier.
-        """
-        assert self.group is not None
-        self.barrier = asyncio.get_running_loop().create_future()
-        self.barrier_token = uuid.uuid4().hex
-        try:
-            for attempt in range(1, BARRIER_ATTEMPTS + 1):
-                await layer.group_send(self.group, {"type": BARRIER_TYPE, "token": self.barrier_token})
-                try:
-                    await asyncio.wait_for(asyncio.shield(self.barrier), timeout=BARRIER_WAIT * attempt)
-                    return
-                except TimeoutError:
-                    logger.info("stream group subscription not confirmed yet (attempt %d)", attempt)
-            raise RuntimeError(f"the channel layer did not confirm the subscription to {self.group}")
-        finally:
-            self.barrier = None
 
     async def replay_and_go_live(self, *, user_id: int, after: int | None) -> None:
         replay = self.replay
@@ -408,6 +551,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
     async def leave_group(self) -> None:
         if self.group is not None and self.layer is not None and self.layer_channel is not None:
             group, self.group = self.group, None
+            confirmations.leaving(group, self)
             try:
                 await self.layer.group_discard(group, self.layer_channel)
             except Exception:

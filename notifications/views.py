@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -13,7 +15,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from notifications import selectors, services
 from notifications.models import Notification
 from notifications.publishing import notification_fields
-from notifications.tickets import stream_ticket_issue
+from notifications.tickets import TooManyTickets, stream_ticket_issue
 
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
@@ -50,7 +52,18 @@ class StreamTicketView(APIView):
     authentication_classes = [JWTAuthentication]
 
     def post(self, request: Request) -> Response:
-        ticket = stream_ticket_issue(user=request.user)
+        # request.auth is the validated access token: the stream this ticket opens ends when it expires.
+        access_expires = datetime.fromtimestamp(int(request.auth["exp"]), tz=UTC)
+        try:
+            ticket = stream_ticket_issue(user=request.user, access_expires=access_expires)
+        except TooManyTickets:
+            limit = settings.SSE_MAX_STREAMS_PER_USER
+            return Response(
+                {"detail": f"too many unused stream tickets: at most {limit} at once; open a stream with one first",
+                 "code": "too-many-tickets", "limit": limit},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Cache-Control": "no-store"},
+            )  # fmt: skip
         return Response(
             {"ticket": ticket, "expires_in": settings.SSE_TICKET_TTL, "stream": STREAM_PATH},
             status=status.HTTP_201_CREATED,

@@ -12,6 +12,7 @@ process down itself and makes Twisted wait for that (bounded by ``STOMP_SHUTDOWN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -44,6 +45,11 @@ async def shutdown_connections(grace: float) -> int:
     hooks = [task for task in _background if not task.done()]
     if hooks:
         await asyncio.wait(hooks, timeout=grace)
+    from chat.presence import presence_flush  # leaves waiting out the debounce window are counted now
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            await presence_flush()
     return len(connections)
 
 

@@ -140,6 +140,13 @@
     for (const kind of KINDS) source.addEventListener(kind, onEvent);
     source.addEventListener("message", onEvent);
     source.addEventListener("open", () => bell.setAttribute("data-stream", "open"));
+    // The server ends a stream whose access token expired (or after a logout or deactivation) with an
+    // "event: close" saying why: reconnect at once. A page that is still signed in gets a fresh ticket
+    // (api() refreshes the token first) and resumes after last_event_id, so nothing is lost; a signed-out
+    // one gets no ticket, and global.js takes it to the login page.
+    source.addEventListener("close", () => {
+      failures = 0;
+    });
     source.addEventListener("error", () => {
       // The browser would retry with the same, already used ticket: close, and reconnect with a new
       // ticket and last_event_id instead, so nothing is missed and nothing is repeated.
