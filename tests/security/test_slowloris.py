@@ -67,7 +67,8 @@ def trickle_until_closed(sockets: list[socket.socket], byte: bytes, honest: call
 
 @pytest.fixture
 def recipe_daphne(daphne_factory):
-    # deploy/systemd/chat-daphne@.service: daphne -b 127.0.0.1 -p PORT --proxy-headers chatproject.asgi:application
+    # As deploy/systemd/chat-daphne@.service starts it: daphne_factory's daphne command plus --proxy-headers.
+    # The deadline needs no flag: chatproject/asgi.py installs it whatever the entry point.
     return daphne_factory(extra_args=["--proxy-headers"], HTTP_RECEIVE_TIMEOUT="2")
 
 
