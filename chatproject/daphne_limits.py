@@ -59,10 +59,16 @@ def install_daphne_receive_deadline(seconds: float) -> None:
     def check_timeouts(self: Any) -> None:
         if receive_overdue(self, time.time(), seconds):
             transport = getattr(getattr(self, "channel", None), "transport", None)
-            if transport is not None:
-                logger.warning("HTTP request not received within %g s (slow client); answering 408", seconds)
-                transport.write(_timeout_response(seconds))
-                transport.loseConnection()
+            if transport is None:
+                return
+            if getattr(self, "_receive_deadline_passed", False):
+                # Answered at the last check and still here (it does not read either): drop it.
+                transport.abortConnection()
+                return
+            self._receive_deadline_passed = True
+            logger.warning("HTTP request not received within %g s (slow client); answering 408", seconds)
+            transport.write(_timeout_response(seconds))
+            transport.loseConnection()
             return
         original(self)
 
