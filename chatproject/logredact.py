@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import re
 
+from sockjs.protocol import redact_session_path
+
 MASK = "[redacted]"
 _PATTERNS = (
     # A JWT: three base64url parts, the first one a JSON header ("{"..." encodes as "eyJ").
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
     (re.compile(r"(?i)\b(bearer\s+)[^\s'\",;]+"), r"\1" + MASK),
-    (re.compile(r"(?i)([?&](?:ticket|token|access|refresh|code|passcode|access_token)=)[^&\s'\"]+"), r"\1" + MASK),
+    (re.compile(r"(?i)([?&](?:ticket|token|access|refresh|code|passcode|access_token|key)=)[^&\s'\"]+"), r"\1" + MASK),
     (re.compile(r"(?i)\b(passcode[:=]\s*)[^\s'\",;\\]+"), r"\1" + MASK),
 )
 
@@ -25,7 +27,7 @@ def redact(text: str) -> str:
     """``text`` with every credential-looking part replaced by ``[redacted]``."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return redact_session_path(text)  # a SockJS session id in a URL is as good as a credential
 
 
 class RedactSecrets(logging.Filter):

@@ -383,6 +383,12 @@ SOCKJS_COOKIE_NEEDED = env_bool("SOCKJS_COOKIE_NEEDED", False)
 SOCKJS_WEBSOCKET_ENABLED = env_bool("SOCKJS_WEBSOCKET_ENABLED", True)
 SOCKJS_CLIENT_URL = env_str("SOCKJS_CLIENT_URL", "")  # empty: the locally served sockjs.min.js
 SOCKJS_SESSION_QUEUE_LIMIT = env_int("SOCKJS_SESSION_QUEUE_LIMIT", 10_000, minimum=16)
+# Issue 16 (items 4, 11): a session's later requests must come from the opener's address; a request body
+# must arrive within SOCKJS_BODY_TIMEOUT seconds (servers that stream bodies, i.e. uvicorn) and, under
+# daphne, a whole request (head and body) within HTTP_RECEIVE_TIMEOUT seconds of its first line.
+SOCKJS_BIND_PEER = env_bool("SOCKJS_BIND_PEER", True)
+SOCKJS_BODY_TIMEOUT = env_float("SOCKJS_BODY_TIMEOUT", 5.0, minimum=0.1)
+HTTP_RECEIVE_TIMEOUT = env_float("HTTP_RECEIVE_TIMEOUT", 20.0, minimum=1.0)
 
 # --- Notifications (notifications/) ------------------------------------------------------------------------
 SSE_HEARTBEAT_INTERVAL = env_float("SSE_HEARTBEAT_INTERVAL", 15.0, minimum=0.05)

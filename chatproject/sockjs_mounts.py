@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 from chat.realtime.sockjs import StompSockJSHandler
 from chatproject.origins import origin_matcher
@@ -26,6 +27,10 @@ def endpoint_options() -> dict[str, Any]:
         "response_limit": settings.SOCKJS_RESPONSE_LIMIT,
         "client_url": settings.SOCKJS_CLIENT_URL or f"{settings.STATIC_URL}vendor/sockjs.min.js",
         "queue_limit": settings.SOCKJS_SESSION_QUEUE_LIMIT,
+        "body_timeout": settings.SOCKJS_BODY_TIMEOUT,
+        "bind_peer": settings.SOCKJS_BIND_PEER,
+        # Every process must recognise every other's session keys: derived from SECRET_KEY.
+        "session_key_secret": salted_hmac("sockjs.session-key", "", algorithm="sha256").digest(),
     }
 
 
@@ -43,6 +48,7 @@ if settings.SOCKJS_TEST_SERVICES:
         disconnect_delay=_options["disconnect_delay"],
         client_url=_options["client_url"],
         queue_limit=_options["queue_limit"],
+        body_timeout=_options["body_timeout"],
     ):
         http_urlpatterns += _endpoint.http_urlpatterns
         websocket_urlpatterns += _endpoint.websocket_urlpatterns

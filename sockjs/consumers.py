@@ -27,6 +27,7 @@ from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from sockjs import protocol
+from sockjs.binding import KEY_PARAM, Binding, Client, Refusal
 from sockjs.session import Attach, Session
 
 if TYPE_CHECKING:
@@ -94,6 +95,35 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
         self.body_size = 0
         self.finished = False
         self.task: asyncio.Task[None] | None = None
+        self.body_timer: asyncio.TimerHandle | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # A body trickled in a byte at a time would hold this consumer (and its connection) for as long
+        # as the client likes. Servers that stream the body to the application (uvicorn) let us time it
+        # out here; daphne hands over whole bodies only (its own deadline is chatproject/daphne_limits.py).
+        self.body_timer = asyncio.get_running_loop().call_later(self.endpoint.body_timeout, self._body_timed_out)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop_body_timer()
+
+    def _stop_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self.body_timer = None
+        logger.warning(
+            "SockJS request to %s: body not complete after %.1f s (slow client); answering 408",
+            protocol.redact_session_path(self.scope.get("path", "")),
+            self.endpoint.body_timeout,
+        )
+        detail = f"the request body did not arrive within {self.endpoint.body_timeout:g} seconds"
+        body = json.dumps({"detail": detail}).encode("utf-8")
+        self.task = asyncio.get_running_loop().create_task(
+            self.respond(408, body, content_type=APPLICATION_JSON, headers=[(b"connection", b"close")])
+        )
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Skip AsyncConsumer's per-message close_old_connections thread hop: nothing here touches
@@ -104,12 +134,15 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
         await handler(message)
 
     async def http_request(self, message: dict[str, Any]) -> None:
+        if self.task is not None:
+            return  # answered already (408 above): the rest of a late body changes nothing
         chunk = message.get("body", b"")
         self.body_size += len(chunk)
         if self.body_size <= self.endpoint.max_request_body:
             self.body.append(chunk)
         if message.get("more_body"):
             return
+        self._stop_body_timer()
         if self.body_size > self.endpoint.max_request_body:
             await self.respond(413, b"Request body too large.", content_type=TEXT_PLAIN)
             return
@@ -121,7 +154,8 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("SockJS %s failed on %s", type(self).__name__, self.scope.get("path"))
+            path = protocol.redact_session_path(self.scope.get("path", ""))
+            logger.exception("SockJS %s failed on %s", type(self).__name__, path)
             if not self.finished:
                 with contextlib.suppress(Exception):
                     await self.respond(500, b"Internal error.", content_type=TEXT_PLAIN)
@@ -178,7 +212,8 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
 
     async def forbidden_origin(self) -> None:
         origin = header(self.scope, b"origin")
-        logger.warning("refused SockJS request to %s from origin %r", self.scope.get("path"), origin)
+        path = protocol.redact_session_path(self.scope.get("path", ""))
+        logger.warning("refused SockJS request to %s from origin %r", path, origin)
         body = json.dumps({"detail": f"origin {origin!r} is not allowed to use this endpoint"})
         # No CORS headers: the browser must not hand this answer to the foreign page.
         self.cors = False
@@ -188,6 +223,17 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
         # No body and no content type, as the protocol's conformance suite checks.
         self.cors = False
         await self.respond(405, headers=[(b"allow", allowed.encode("ascii"))])
+
+    async def not_bound(self, refusal: Refusal) -> None:
+        """403 for a request that may not use the session it names (see sockjs.binding)."""
+        logger.warning(
+            "refused SockJS request to %s: %s",
+            protocol.redact_session_path(self.scope.get("path", "")),
+            refusal.name.lower().replace("_", " "),
+        )
+        detail = refusal.value.format(prefix="/" + self.endpoint.prefix)
+        body = json.dumps({"detail": detail}).encode("utf-8")
+        await self.respond(403, body, content_type=APPLICATION_JSON, headers=self.no_cache())
 
     async def not_found(self) -> None:
         self.cors = False
@@ -251,6 +297,24 @@ class InfoConsumer(_HttpConsumer):
             await self.preflight("OPTIONS, GET")
             return
         data = protocol.info(websocket=self.endpoint.websocket_enabled, cookie_needed=self.endpoint.cookie_needed)
+        await self.respond(200, data, content_type=APPLICATION_JSON, headers=self.no_cache())
+
+
+class KeyConsumer(_HttpConsumer):
+    """``POST /<prefix>/key``: a new session key (see sockjs.binding); public, never cached."""
+
+    async def handle(self, body: bytes) -> None:
+        method = self.scope["method"]
+        if method not in ("POST", "OPTIONS"):
+            await self.method_not_allowed("OPTIONS, POST")
+            return
+        if not self.origin_allowed():
+            await self.forbidden_origin()
+            return
+        if method == "OPTIONS":
+            await self.preflight("OPTIONS, POST")
+            return
+        data = json.dumps({"key": self.endpoint.keys.issue(), "param": KEY_PARAM}).encode("ascii")
         await self.respond(200, data, content_type=APPLICATION_JSON, headers=self.no_cache())
 
 
@@ -371,6 +435,10 @@ class TransportConsumer(_HttpConsumer):
         if session is None:
             await self.respond(404, b"Session not found.", content_type=TEXT_PLAIN, headers=headers)
             return
+        refusal = session.binding.refusal(Client.from_scope(self.scope)) if session.binding else None
+        if refusal is not None:
+            await self.not_bound(refusal)
+            return
         # Shielded: a client that gives up on its xhr_send must not cancel the handler halfway
         # through a message (a STOMP SEND being stored, say).
         await asyncio.shield(session.deliver(messages))
@@ -380,6 +448,32 @@ class TransportConsumer(_HttpConsumer):
         else:
             # text/plain although empty: Firefox otherwise parses the answer as XML and complains.
             await self.respond(204, content_type=TEXT_PLAIN, headers=headers)
+
+    async def bound_session(self, session_id: str, spec: Receiving) -> Session | None:
+        """The session this receiving request may use (created if new), or None once refused with 403.
+
+        Every receiving request passes the binding, also the one that follows an aborted poll: an
+        aborted receiver ends its session, so that request opens a new one under the same id.
+        """
+        client = Client.from_scope(self.scope)
+        session = self.endpoint.sessions.get(session_id)
+        if session is not None:
+            refusal = session.binding.refusal(client) if session.binding else None
+            if refusal is not None:
+                await self.not_bound(refusal)
+                return None
+            return session
+        if client.key is not None and not self.endpoint.keys.issued(client.key):
+            await self.not_bound(Refusal.FOREIGN_KEY)
+            return None
+        return self.endpoint.sessions.create(
+            session_id,
+            transport=spec.name,
+            scope=self.scope,
+            disconnect_delay=self.endpoint.disconnect_delay,
+            binding=Binding(client, bind_peer=self.endpoint.bind_peer),
+            **self.endpoint.session_options(),
+        )
 
     async def stream_frames(self, session_id: str, spec: Receiving) -> None:
         """A receiving transport: prelude, then frames pulled from the session until the response ends."""
@@ -401,6 +495,9 @@ class TransportConsumer(_HttpConsumer):
             wrap = protocol.wrap_xhr
             prelude = protocol.XHR_STREAMING_PRELUDE if spec.streaming else ""
 
+        session = await self.bound_session(session_id, spec)
+        if session is None:
+            return
         headers = self.no_cache() + self.session_cookie()
         if spec.name == "jsonp-polling":
             headers.append((b"x-content-type-options", b"nosniff"))
@@ -408,16 +505,6 @@ class TransportConsumer(_HttpConsumer):
         # The first body message makes daphne send the headers, even with an empty prelude.
         await self.write(prelude.encode("utf-8"), more=True)
 
-        sessions = self.endpoint.sessions
-        session = sessions.get(session_id)
-        if session is None:
-            session = sessions.create(
-                session_id,
-                transport=spec.name,
-                scope=self.scope,
-                disconnect_delay=self.endpoint.disconnect_delay,
-                **self.endpoint.session_options(),
-            )
         if session.attach(self) is Attach.REFUSED:
             frame = protocol.close_frame(*protocol.ANOTHER_CONNECTION)
             await self.write(wrap(frame).encode("utf-8"), more=False)
@@ -466,7 +553,9 @@ class _WebsocketConsumer(_EndpointConsumerMixin, AsyncWebsocketConsumer):
             return
         if not self.origin_allowed():
             logger.warning(
-                "refused SockJS WebSocket to %s from origin %r", self.scope.get("path"), header(self.scope, b"origin")
+                "refused SockJS WebSocket to %s from origin %r",
+                protocol.redact_session_path(self.scope.get("path", "")),
+                header(self.scope, b"origin"),
             )
             await self.close()
             return
@@ -570,6 +659,7 @@ __all__ = [
     "GreetingConsumer",
     "IframeConsumer",
     "InfoConsumer",
+    "KeyConsumer",
     "NotFoundConsumer",
     "RawWebsocketConsumer",
     "SockJSWebsocketConsumer",

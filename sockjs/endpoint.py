@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from django.urls import re_path
 
 from sockjs import protocol
+from sockjs.binding import KeyIssuer
 from sockjs.session import HandlerFactory, SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ DEFAULT_DISCONNECT_DELAY = 5.0
 DEFAULT_RESPONSE_LIMIT = 128 * 1024
 DEFAULT_QUEUE_LIMIT = 10_000
 DEFAULT_MAX_REQUEST_BODY = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 5.0
 DEFAULT_CLIENT_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
 
 # The protocol accepts any server and session id except empty ones and ones with dots or slashes.
@@ -74,12 +77,15 @@ class SockJSEndpoint:
         raw_websocket: bool = True,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         max_request_body: int = DEFAULT_MAX_REQUEST_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        session_key_secret: bytes | None = None,
+        bind_peer: bool = True,
     ) -> None:
         self.prefix = prefix.strip("/")
         if not self.prefix:
             raise ValueError("a SockJS prefix cannot be empty: the endpoint owns every path under it")
-        if heartbeat_interval <= 0 or disconnect_delay <= 0:
-            raise ValueError("heartbeat_interval and disconnect_delay must be positive")
+        if heartbeat_interval <= 0 or disconnect_delay <= 0 or body_timeout <= 0:
+            raise ValueError("heartbeat_interval, disconnect_delay and body_timeout must be positive")
         self.handler_factory = handler_factory
         self.allowed_origin = allowed_origin
         self.websocket_enabled = websocket_enabled
@@ -90,6 +96,11 @@ class SockJSEndpoint:
         self.raw_websocket = raw_websocket
         self.queue_limit = queue_limit
         self.max_request_body = max_request_body
+        self.body_timeout = body_timeout
+        self.bind_peer = bind_peer
+        # Without a shared secret each process recognises only its own keys: fine for one process, but
+        # behind a balancer the key request and the session may reach different processes.
+        self.keys = KeyIssuer(session_key_secret or secrets.token_bytes(32))
         self.iframe = protocol.IframePage.build(client_url)
         self.sessions = SessionRegistry()
 
@@ -110,6 +121,7 @@ class SockJSEndpoint:
         return [
             re_path(rf"^{p}/?$", consumers.GreetingConsumer.as_asgi(endpoint=self)),
             re_path(rf"^{p}/info$", consumers.InfoConsumer.as_asgi(endpoint=self)),
+            re_path(rf"^{p}/key$", consumers.KeyConsumer.as_asgi(endpoint=self)),
             re_path(rf"^{p}/iframe[0-9a-z_.-]*\.html$", consumers.IframeConsumer.as_asgi(endpoint=self)),
             re_path(rf"^{p}/websocket$", consumers.WebsocketOverHttpConsumer.as_asgi(endpoint=self, raw=True)),
             re_path(

@@ -56,6 +56,12 @@ _CALLBACK = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Inside an HTML <script> a "</script>" or "<!--" in a message would end or confuse the script
 # block; escaping these three characters in the JavaScript string literal is transparent to the client.
 _HTML_UNSAFE = re.compile("[<>&]")
+# /<prefix>/<server>/<session>/<transport>: the session segment is what an intruder would need. A segment
+# starting with "[" is already masked (masking twice would change the fingerprint).
+_SESSION_PATH = re.compile(
+    r"/([^/?#\s.]+)/([^/?#\s.\[][^/?#\s.]*)(/(?:xhr|xhr_send|xhr_streaming|eventsource|htmlfile|jsonp|jsonp_send|websocket))(?=[?#\s\"']|$)"
+)
+REDACTED_TAG = "redacted"
 
 
 class PayloadError(ValueError):
@@ -84,6 +90,21 @@ def message_frame(messages: Iterable[str]) -> str:
 def close_frame(code: int, reason: str) -> str:
     """The ``c[code,"reason"]`` frame."""
     return f"{CLOSE_PREFIX}[{int(code)},{quote(reason)}]"
+
+
+def session_fingerprint(session_id: str) -> str:
+    """A short, one-way tag of a session id: log lines of one session stay correlated, the id stays secret."""
+    return hashlib.sha256(session_id.encode("utf-8", errors="replace")).hexdigest()[:12]
+
+
+def redact_session_path(text: str) -> str:
+    """``text`` with the session id of every SockJS session URL in it masked (for logs).
+
+    ``/ws/123/<id>/xhr`` becomes ``/ws/123/[redacted:<fingerprint>]/xhr``.
+    """
+    return _SESSION_PATH.sub(
+        lambda m: f"/{m.group(1)}/[{REDACTED_TAG}:{session_fingerprint(m.group(2))}]{m.group(3)}", text
+    )
 
 
 def is_close_frame(frame: str) -> bool:

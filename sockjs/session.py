@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from sockjs import protocol
+from sockjs.binding import Binding
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +76,16 @@ class Session:
         queue_limit: int,
         disconnect_delay: float | None,
         on_closed: Callable[[Session], None] | None = None,
+        binding: Binding | None = None,
     ) -> None:
         self.transport = transport
         self.scope = scope
+        # Who may use this session's URLs (HTTP transports; a WebSocket session is its socket).
+        self.binding = binding
         self.state = State.NEW
         self._open_sent = False
         self._queue: list[str] = []
+        self._queued_bytes = 0
         self._queue_limit = queue_limit
         self._disconnect_delay = disconnect_delay
         self._on_closed = on_closed
@@ -118,10 +123,11 @@ class Session:
             )
             # The queued messages would arrive after the client is already hopelessly behind; drop
             # them so the close frame reaches it at once and the memory is freed now.
-            self._queue.clear()
+            self._clear_queue()
             self._begin_close(*protocol.SLOW_CONSUMER)
             return False
         self._queue.extend(batch)
+        self._queued_bytes += sum(_utf8_length(text) for text in batch)
         self._wakeup.set()
         return True
 
@@ -138,6 +144,11 @@ class Session:
         self._receiver = receiver
         self._cancel_reaper()
         return Attach.ATTACHED
+
+    @property
+    def receiver(self) -> object | None:
+        """The request (or WebSocket consumer) currently taking this session's frames, if any."""
+        return self._receiver
 
     def detach(self, receiver: object, *, aborted: bool) -> None:
         """The receiver ended. A client that dropped the connection (``aborted``) ends the session now;
@@ -164,8 +175,7 @@ class Session:
         except TimeoutError:
             return protocol.HEARTBEAT_FRAME
         if self._queue:
-            batch, self._queue = self._queue, []
-            return protocol.message_frame(batch)
+            return protocol.message_frame(self._take_queue())
         assert self._close_frame is not None
         return self._close_frame
 
@@ -176,8 +186,7 @@ class Session:
             self.state = State.OPEN
         await self._wait_for_output()
         if self._queue:
-            batch, self._queue = self._queue, []
-            return batch
+            return self._take_queue()
         return None
 
     async def deliver(self, messages: Iterable[str]) -> None:
@@ -210,7 +219,21 @@ class Session:
         """How many messages wait for a receiver (for tests and diagnostics)."""
         return len(self._queue)
 
+    @property
+    def queued_bytes(self) -> int:
+        """UTF-8 bytes of the messages no receiver has taken yet (what a client that stops polling costs)."""
+        return self._queued_bytes
+
     # --- Internals -----------------------------------------------------------------------------------
+
+    def _take_queue(self) -> list[str]:
+        batch, self._queue = self._queue, []
+        self._queued_bytes = 0
+        return batch
+
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
 
     async def _wait_for_output(self) -> None:
         while not self._queue and self._close_frame is None:
@@ -238,7 +261,7 @@ class Session:
         if self._close_frame is None:
             self.close_code = protocol.CONNECTION_INTERRUPTED[0]
             self._close_frame = protocol.close_frame(*protocol.CONNECTION_INTERRUPTED)
-        self._queue.clear()
+        self._clear_queue()
         self._wakeup.set()
         self._notify_closed()
         if self._on_closed is not None:
@@ -286,6 +309,10 @@ class Session:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", errors="replace"))
 
 
 class SessionRegistry:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sockjs.endpoint import DEFAULT_CLIENT_URL, SockJSEndpoint, any_origin
+from sockjs.endpoint import DEFAULT_BODY_TIMEOUT, DEFAULT_CLIENT_URL, SockJSEndpoint, any_origin
 from sockjs.session import Session
 
 TEST_RESPONSE_LIMIT = 4096
@@ -46,6 +46,7 @@ def test_endpoints(
     disconnect_delay: float = 5.0,
     client_url: str = DEFAULT_CLIENT_URL,
     queue_limit: int = 10_000,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> list[SockJSEndpoint]:
     """The four services under ``/<prefix>/``."""
     prefix = prefix.strip("/")
@@ -56,6 +57,7 @@ def test_endpoints(
         "response_limit": TEST_RESPONSE_LIMIT,
         "client_url": client_url,
         "queue_limit": queue_limit,
+        "body_timeout": body_timeout,
     }
     return [
         SockJSEndpoint(f"{prefix}/echo", EchoHandler, **common),

@@ -5,17 +5,23 @@ Mount it at /ws (in ``chatproject/sockjs_mounts.py``)::
     SockJSEndpoint("ws", StompSockJSHandler, allowed_origin=origin_matcher().allows, raw_websocket=False, ...)
 
 SockJS carries text only, so bodies that are not UTF-8 (possible when a raw WebSocket client publishes
-binary data) reach SockJS subscribers with U+FFFD replacements; the session's own queue limit is the
-slow-consumer bound here, since writes to a SockJS session only append to its queue.
+binary data) reach SockJS subscribers with U+FFFD replacements. Writes to a SockJS session only append
+to its queue, so a client that stops polling (or reading its stream) would grow that queue without
+limit: ``SockJSTransport.pending_bytes`` reports it, plus what the server's socket still holds for the
+session's current receiver, and the StompConnection ends the session past its bound (``ERROR slow
+consumer``; the session's own message-count limit stays as a second net).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from chat.realtime.connection import StompConnection
 
 SOCKJS_CLOSE_REASON = "Normal closure"
+# The server's write-buffer figure for a scope (chatproject/daphne_server.py provides it under daphne).
+WRITE_BUFFER_EXTENSION = "chat.write_buffer"
 
 
 class SockJSTransport:
@@ -33,6 +39,19 @@ class SockJSTransport:
     async def close(self, code: int) -> None:
         """Close the SockJS session (``c[1000,"Normal closure"]``)."""
         await self._session.close(code, SOCKJS_CLOSE_REASON)
+
+    def pending_bytes(self) -> int:
+        """Bytes given to ``send`` that the client has not taken: the session's queue (no poll has fetched
+        it, no stream has written it) plus the server's socket buffer of the receiver now attached."""
+        total = getattr(self._session, "queued_bytes", 0)
+        receiver = getattr(self._session, "receiver", None)
+        scope = getattr(receiver, "scope", None) or {}
+        extension = scope.get("extensions", {}).get(WRITE_BUFFER_EXTENSION)
+        if extension is not None:
+            # A closed transport cannot tell; the session's own figure still stands.
+            with contextlib.suppress(Exception):
+                total += int(extension["pending_bytes"]())
+        return total
 
 
 class StompSockJSHandler:

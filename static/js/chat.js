@@ -273,14 +273,34 @@
   // the browser could, so the upgrade is spelled out here (check --deploy reports that misconfiguration).
   const sockjsUrl = `${window.location.protocol === "https:" ? Chat.API_ORIGIN.replace(/^http:/, "https:") : Chat.API_ORIGIN}/ws`;
 
+  // Each SockJS connection is bound to this page by a key the server issues (POST /ws/key) and the
+  // page appends to the URL; sockjs-client keeps that query on every request of the session, and the
+  // server answers 403 to a request for the session without it (or from another address or origin).
+  // A header is impossible (sockjs-client sets none) and a cookie from the API origin would be a
+  // blocked third-party cookie. 32-character session ids (160 random bits) instead of sockjs-client's 8.
+  let sessionKey = null;
+  async function newSessionKey() {
+    try {
+      const response = await fetch(`${sockjsUrl}/key`, { method: "POST", credentials: "omit" });
+      if (response.ok) return (await response.json()).key || null;
+    } catch (e) {
+      // The API is unreachable: SockJS will fail the same way and the client retries.
+    }
+    return null;
+  }
+  function sockjsSessionUrl() {
+    return sessionKey ? `${sockjsUrl}?key=${encodeURIComponent(sessionKey)}` : sockjsUrl;
+  }
+
   const client = new window.StompJs.Client({
-    webSocketFactory: () => new window.SockJS(sockjsUrl, null, { transports: forcedTransports() }),
+    webSocketFactory: () => new window.SockJS(sockjsSessionUrl(), null, { transports: forcedTransports(), sessionId: 32 }),
     reconnectDelay: 2000,
     heartbeatIncoming: 10000,
     heartbeatOutgoing: 10000,
     debug: () => {},
     beforeConnect: async () => {
-      const token = await Chat.accessToken();
+      const [token, key] = await Promise.all([Chat.accessToken(), newSessionKey()]);
+      sessionKey = key;
       client.connectHeaders = token ? { Authorization: `Bearer ${token}` } : {};
     },
     onConnect: () => {

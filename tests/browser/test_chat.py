@@ -5,6 +5,9 @@ The conftest fails each test on any console error, failed request or CSP violati
 
 from __future__ import annotations
 
+import re
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from tests.browser.conftest import WAIT_MS, log_in, save_screenshot
@@ -87,6 +90,12 @@ def test_chat_works_over_forced_sockjs_fallbacks(transport, chat_users, daphne_f
     open_room(bob, split, query=query)
     assert alice.locator("[data-connection]").get_attribute("data-transport") == transport
     assert alice_log.websockets == [], "no WebSocket was tried"
+    # Issue 16 item 4: every session request carries the server-issued key and a 32-character id.
+    session_urls = [url for url in alice_log.requests if re.search(r"/ws/[^/?]+/[^/?]+/xhr", url)]
+    assert session_urls
+    for url in session_urls:
+        session_id = urlsplit(url).path.split("/")[3]
+        assert len(session_id) == 32 and len(parse_qs(urlsplit(url).query)["key"][0]) == 43, url
 
     chat_both_ways(split, alice, bob)
     save_screenshot(alice, f"room-{transport}")

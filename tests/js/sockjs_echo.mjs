@@ -1,12 +1,14 @@
 // Echo over one forced sockjs-client transport, from a foreign Origin; prints one JSON line with the outcome.
 //
-// Usage: node tests/js/sockjs_echo.mjs <sockjs base url> <transport> <origin> [message count]
+// Usage: node tests/js/sockjs_echo.mjs <sockjs base url> <transport> <origin> [message count] [keyed]
+// "keyed" connects as the frontend does: a session key from POST <base>/key in the URL's query and
+// 32-character session ids (sockjs.binding).
 // sockjs-client in Node sends no Origin of its own, so one is added to every HTTP request (XHR,
 // EventSource) and to the WebSocket handshake, as a browser on <origin> would send it.
 import http from 'node:http';
 import SockJS from 'sockjs-client';
 
-const [base, transport, origin, countArg] = process.argv.slice(2);
+const [base, transport, origin, countArg, mode] = process.argv.slice(2);
 const count = Number(countArg || 20);
 const originalRequest = http.request;
 http.request = function requestWithOrigin(options, callback) {
@@ -32,10 +34,17 @@ function finish(error) {
 }
 
 const watchdog = setTimeout(() => finish(`timed out after ${received.length} echoes`), 30000);
-const sock = new SockJS(base, null, {
+let url = base;
+if (mode === 'keyed') {
+  const response = await fetch(`${base}/key`, { method: 'POST', headers: { Origin: origin } });
+  const { key } = await response.json();
+  url = `${base}?key=${encodeURIComponent(key)}`;
+}
+const sock = new SockJS(url, null, {
   transports: [transport],
   transportOptions: { websocket: { headers: { Origin: origin } } },
   timeout: 10000,
+  sessionId: mode === 'keyed' ? 32 : 8,
 });
 sock.onopen = () => {
   result.transport = sock.transport;

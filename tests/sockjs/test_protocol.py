@@ -200,3 +200,16 @@ def test_info_reports_capabilities_and_fresh_entropy():
     assert second["websocket"] is False and second["cookie_needed"] is True
     assert first["origins"] == ["*:*"]
     assert 0 <= first["entropy"] < 2**32
+
+
+def test_session_ids_in_urls_are_masked_with_a_stable_one_way_tag():
+    line = '127.0.0.1:1 - - [x] "POST /ws/123/0123456789abcdef0123456789abcdef/xhr_send?key=k" 204 -'
+    masked = protocol.redact_session_path(line)
+    tag = protocol.session_fingerprint("0123456789abcdef0123456789abcdef")
+    assert masked == f'127.0.0.1:1 - - [x] "POST /ws/123/[redacted:{tag}]/xhr_send?key=k" 204 -'
+    assert protocol.redact_session_path(masked) == masked  # masking twice changes nothing
+    assert protocol.redact_session_path("WSCONNECT /sockjs-test/echo/1/abc/websocket").endswith(
+        f"/1/[redacted:{protocol.session_fingerprint('abc')}]/websocket"
+    )
+    for untouched in ("GET /ws/info?t=1", "GET /ws/iframe.html", "GET /api/rooms/general/messages/"):
+        assert protocol.redact_session_path(untouched) == untouched

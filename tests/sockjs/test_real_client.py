@@ -19,12 +19,12 @@ FOREIGN_ORIGIN = "http://frontend.example:8080"  # in the test server's FRONTEND
 NODE_TRANSPORTS = ["websocket", "xhr-streaming", "xhr-polling", "eventsource"]
 
 
-def run_echo(base: str, transport: str, origin: str) -> tuple[subprocess.CompletedProcess, dict]:
+def run_echo(base: str, transport: str, origin: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed (make test installs nodejs and the npm packages)")
     done = subprocess.run(
-        [node, str(SCRIPT), base, transport, origin, "20"],
+        [node, str(SCRIPT), base, transport, origin, "20", *extra],
         cwd=REPO, env={**os.environ, "NODE_ENV": "production"}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -40,6 +40,15 @@ def test_sockjs_client_echoes_over_each_transport_from_a_foreign_origin(project_
     assert result["received"] == 20
     assert result["inOrder"] is True
     assert result["closeCode"] == 1000
+
+
+@pytest.mark.parametrize("transport", NODE_TRANSPORTS)
+def test_sockjs_client_with_a_server_issued_key_and_32_character_ids_echoes(project_sockjs_server, transport):
+    # What static/js/chat.js does: POST /key, the key in the URL's query, sessionId: 32.
+    done, result = run_echo(f"{project_sockjs_server.top}/echo", transport, FOREIGN_ORIGIN, "keyed")
+    assert result["error"] is None, (result, done.stderr, project_sockjs_server.log()[-2000:])
+    assert result["transport"] == transport
+    assert (result["received"], result["inOrder"], result["closeCode"]) == (20, True, 1000)
 
 
 @pytest.mark.parametrize("transport", NODE_TRANSPORTS)
