@@ -22,6 +22,20 @@ def forwarded_client(*, remote_addr: str, forwarded_for: str | None, trusted_pro
     return hops[-min(trusted_proxies, len(hops))]
 
 
+def scope_client_address(scope: dict) -> str | None:
+    """The client address of an ASGI scope (SockJS session binding), by the same rule as ``client_address``."""
+    client = scope.get("client")
+    forwarded = next((value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"), None)
+    return (
+        forwarded_client(
+            remote_addr=str(client[0]) if client else "",
+            forwarded_for=forwarded.decode("latin-1") if forwarded is not None else None,
+            trusted_proxies=settings.TRUSTED_PROXY_COUNT,
+        )
+        or None
+    )
+
+
 def client_address(request) -> str:
     """The client address of a Django or DRF request (see the module docstring)."""
     meta = request.META

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
+from accounts.addresses import scope_client_address
 from chat.realtime.sockjs import StompSockJSHandler
 from chatproject.origins import origin_matcher
 from sockjs.endpoint import SockJSEndpoint
@@ -29,6 +30,8 @@ def endpoint_options() -> dict[str, Any]:
         "queue_limit": settings.SOCKJS_SESSION_QUEUE_LIMIT,
         "body_timeout": settings.SOCKJS_BODY_TIMEOUT,
         "bind_peer": settings.SOCKJS_BIND_PEER,
+        # Behind nginx, the address TRUSTED_PROXY_COUNT hops back, as every throttle reads it.
+        "peer_address": scope_client_address,
         # Every process must recognise every other's session keys: derived from SECRET_KEY.
         "session_key_secret": salted_hmac("sockjs.session-key", "", algorithm="sha256").digest(),
     }

@@ -27,6 +27,7 @@ import enum
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -44,6 +45,9 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+PeerAddress = Callable[[dict[str, Any]], str | None]
+
+
 @dataclass(frozen=True)
 class Client:
     """What one request says about who sent it."""
@@ -53,15 +57,21 @@ class Client:
     origin: str | None
 
     @classmethod
-    def from_scope(cls, scope: dict[str, Any]) -> Client:
+    def from_scope(cls, scope: dict[str, Any], peer_address: PeerAddress | None = None) -> Client:
+        """``peer_address`` finds the client's address behind proxies; by default the socket peer."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         keys = query.get(KEY_PARAM)
-        client = scope.get("client")
         return cls(
             key=keys[0] if keys else None,
-            peer=str(client[0]) if client else None,
+            peer=(peer_address or socket_peer)(scope),
             origin=_header(scope, b"origin"),
         )
+
+
+def socket_peer(scope: dict[str, Any]) -> str | None:
+    """The address of whoever opened the connection (a proxy's, behind one: pass a ``peer_address``)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 class KeyIssuer:

@@ -435,7 +435,8 @@ class TransportConsumer(_HttpConsumer):
         if session is None:
             await self.respond(404, b"Session not found.", content_type=TEXT_PLAIN, headers=headers)
             return
-        refusal = session.binding.refusal(Client.from_scope(self.scope)) if session.binding else None
+        client = Client.from_scope(self.scope, self.endpoint.peer_address)
+        refusal = session.binding.refusal(client) if session.binding else None
         if refusal is not None:
             await self.not_bound(refusal)
             return
@@ -455,7 +456,7 @@ class TransportConsumer(_HttpConsumer):
         Every receiving request passes the binding, also the one that follows an aborted poll: an
         aborted receiver ends its session, so that request opens a new one under the same id.
         """
-        client = Client.from_scope(self.scope)
+        client = Client.from_scope(self.scope, self.endpoint.peer_address)
         session = self.endpoint.sessions.get(session_id)
         if session is not None:
             refusal = session.binding.refusal(client) if session.binding else None

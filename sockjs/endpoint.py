@@ -27,7 +27,7 @@ from typing import Any
 from django.urls import re_path
 
 from sockjs import protocol
-from sockjs.binding import KeyIssuer
+from sockjs.binding import KeyIssuer, PeerAddress
 from sockjs.session import HandlerFactory, SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class SockJSEndpoint:
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         session_key_secret: bytes | None = None,
         bind_peer: bool = True,
+        peer_address: PeerAddress | None = None,
     ) -> None:
         self.prefix = prefix.strip("/")
         if not self.prefix:
@@ -98,6 +99,8 @@ class SockJSEndpoint:
         self.max_request_body = max_request_body
         self.body_timeout = body_timeout
         self.bind_peer = bind_peer
+        # Behind a proxy the socket peer is the proxy: the project passes its trusted-hops rule here.
+        self.peer_address = peer_address
         # Without a shared secret each process recognises only its own keys: fine for one process, but
         # behind a balancer the key request and the session may reach different processes.
         self.keys = KeyIssuer(session_key_secret or secrets.token_bytes(32))

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from sockjs.protocol import redact_session_path
 from tests.browser.conftest import WAIT_MS, Site
 from tests.browser.conftest import browser_page as browser_page
 from tests.browser.conftest import playwright_browser as playwright_browser
@@ -40,7 +41,7 @@ def worker_pid(name: str) -> int:
 def worker_of(websocket_url: str, *, timeout: float = WAIT_MS / 1000) -> str:
     """Which daphne worker accepted this WebSocket: its path (SockJS's /ws/<server>/<session>/websocket is
     unique) appears in that worker's access log as WSCONNECT once the handshake is accepted."""
-    line = f"WSCONNECT {urlsplit(websocket_url).path}"
+    line = f"WSCONNECT {redact_session_path(urlsplit(websocket_url).path)}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for worker in stack_state()["workers"]:

@@ -126,3 +126,24 @@ def test_check_deploy_warns_when_behind_a_proxy_without_a_trusted_proxy_count(se
     assert "accounts.W001" in {m.id for m in run_checks(include_deployment_checks=True)}
     settings.TRUSTED_PROXY_COUNT = 1
     assert "accounts.W001" not in {m.id for m in run_checks(include_deployment_checks=True)}
+
+
+def test_a_sockjs_session_binds_the_address_the_trusted_proxy_saw_not_the_clients_claim(settings):
+    """Behind nginx, a SockJS session is bound to the address nginx appended: an intruder who claims the
+    victim's address in X-Forwarded-For is still another peer (daphne's --proxy-headers puts the claim,
+    the header's first entry, into the scope's client)."""
+    from accounts.addresses import scope_client_address
+    from sockjs.binding import Binding, Client
+
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    def scope(claimed: str, seen_by_nginx: str) -> dict:
+        header = f"{claimed}, {seen_by_nginx}".encode()
+        return {"client": (claimed, 40000), "headers": [(b"x-forwarded-for", header)], "query_string": b""}
+
+    opener = Client.from_scope(scope("203.0.113.7", "203.0.113.7"), scope_client_address)
+    intruder = Client.from_scope(scope("203.0.113.7", "198.51.100.9"), scope_client_address)
+    assert (opener.peer, intruder.peer) == ("203.0.113.7", "198.51.100.9")
+    binding = Binding(opener, bind_peer=True)
+    assert binding.refusal(opener) is None
+    assert binding.refusal(intruder) is not None
