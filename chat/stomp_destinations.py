@@ -1,10 +1,13 @@
 """Chat over STOMP: where a room SEND is persisted and a room SUBSCRIBE is authorised, resumed and counted.
 
 - ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id"}`` (``content-type: application/json``) or plain
-  text with an optional ``client-id`` header. Stored first; the broadcast to ``/topic/rooms.<slug>``
-  happens on commit (chat/publishing.py) and the RECEIPT only after the handler returned, so a RECEIPT
-  always means "in the database". A mistake of the user (empty, too long, not a member) is refused
-  without closing the connection: no RECEIPT, and an error on ``/user/queue/errors``.
+  text with an optional ``client-id`` header. Validated first, then stored by the process's chat writer
+  in a batch (chat/writer); the broadcast to ``/topic/rooms.<slug>`` follows the batch's commit and the
+  RECEIPT follows the broadcast, so a RECEIPT always means "in the database". A mistake of the user
+  (empty, too long, not a member), a full writer queue (``server-busy``) or a failed batch
+  (``write-failed``) is refused without closing the connection: no RECEIPT, and an error on
+  ``/user/queue/errors``. Inside a STOMP transaction every such SEND is validated at COMMIT, then all
+  are stored in one batch, or none (the COMMIT is then refused the same way, with no RECEIPT).
 - ``SUBSCRIBE /topic/rooms.<slug>`` (and its ``.presence`` and ``.typing`` topics): members only; a
   public room is joined on subscribe. ``since-id: <id>`` replays every stored message after that id,
   then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX`` messages only the newest are
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -42,16 +46,19 @@ from chat.models import Room
 from chat.presence import presence
 from chat.realtime import (
     Denied,
+    Prepared,
     Rejected,
     Replay,
     SendContext,
     SubscribeContext,
     app_destination,
+    app_prepare,
     on_subscribe,
     on_unsubscribe,
     subscription_guard,
     subscription_replay,
 )
+from chat.writer import MessageWrite, get_writer
 
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
 
@@ -74,36 +81,68 @@ def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None]:
     return text, ctx.header("client-id")
 
 
-@database_sync_to_async
-def _store_room_message(slug: str, user: Any, body: Any, client_id: Any) -> None:
+def _room_message_prepare(slug: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
     room = selectors.room_visible_get(slug=slug, user=user)
-    services.message_create(room=room, author=user, body=body, client_id=client_id)
+    return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
 
 
-@database_sync_to_async
-def _store_direct_message(username: str, user: Any, body: Any, client_id: Any) -> None:
+def _direct_message_prepare(username: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
+    services.message_validate(body=body, client_id=client_id)  # bad input creates no conversation
     room, _ = services.direct_room_get_or_create(user=user, other_username=username)
-    services.message_create(room=room, author=user, body=body, client_id=client_id)
+    return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
+
+
+async def _commit(writes: Sequence[MessageWrite]) -> None:
+    """Store the writes of one SEND or one STOMP transaction, all or none (the RECEIPT follows the commit)."""
+    try:
+        await get_writer().submit(writes)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code) from None
+
+
+@app_prepare(ROOM_SEND)
+async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
+    """Validate a chat SEND (body, client_id, room visibility) before it joins a write batch."""
+    body, client_id = parse_chat_body(ctx)
+    try:
+        # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
+        write = await database_sync_to_async(_room_message_prepare, thread_sensitive=False)(
+            slug, ctx.user, body, client_id
+        )
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    return Prepared(write, _commit)
+
+
+@app_prepare(DM_SEND)
+async def prepare_direct_message(ctx: SendContext, username: str) -> Prepared:
+    """Validate a direct message (and create the pair's room on first use) before it joins a batch."""
+    body, client_id = parse_chat_body(ctx)
+    try:
+        write = await database_sync_to_async(_direct_message_prepare)(username, ctx.user, body, client_id)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    return Prepared(write, _commit)
+
+
+async def _send(ctx: SendContext, prepared: Prepared) -> None:
+    try:
+        await prepared.commit([prepared.item])
+    except Rejected as exc:
+        client_id = prepared.item.client_id
+        raise Rejected(exc.detail, code=exc.code, destination=ctx.destination, client_id=client_id) from None
 
 
 @app_destination(ROOM_SEND)
 async def send_to_room(ctx: SendContext, slug: str) -> None:
-    """Persist a chat message; the broadcast follows the commit, the RECEIPT follows this handler."""
-    body, client_id = parse_chat_body(ctx)
-    try:
-        await _store_room_message(slug, ctx.user, body, client_id)
-    except ChatError as exc:
-        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    """Store a chat message through the writer; the broadcast follows the commit, the RECEIPT follows both."""
+    await _send(ctx, await prepare_room_message(ctx, slug))
 
 
 @app_destination(DM_SEND)
 async def send_direct_message(ctx: SendContext, username: str) -> None:
     """A direct message to ``username``, in the private room of the two users."""
-    body, client_id = parse_chat_body(ctx)
-    try:
-        await _store_direct_message(username, ctx.user, body, client_id)
-    except ChatError as exc:
-        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    await _send(ctx, await prepare_direct_message(ctx, username))
 
 
 @database_sync_to_async

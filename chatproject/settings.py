@@ -316,6 +316,11 @@ CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000, minimum=1)
 CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 200, minimum=1)
 # The most messages a SUBSCRIBE with since-id replays; beyond, the client completes from REST history.
 CHAT_RESUME_MAX = env_int("CHAT_RESUME_MAX", 500, minimum=1)
+# The chat writer (chat/writer): SENDs arriving within the window (ms) are stored in one transaction, at
+# most BATCH_MAX messages per batch; past QUEUE_LIMIT waiting messages a SEND is refused (server-busy).
+CHAT_WRITE_WINDOW_MS = env_float("CHAT_WRITE_WINDOW_MS", 3.0)
+CHAT_WRITE_BATCH_MAX = env_int("CHAT_WRITE_BATCH_MAX", 500, minimum=1)
+CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
 
 # --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
 STOMP_SERVER_NAME = "chatproject/1.0"

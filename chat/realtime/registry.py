@@ -156,9 +156,23 @@ class Replay:
     after_seq: int = 0
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A SEND inside a STOMP transaction, validated and ready to commit with the others (all or none).
+
+    ``@app_prepare`` hooks return one (or raise ``Rejected``/``Denied``: then nothing of the transaction
+    is committed); on COMMIT the connection hands every ``item`` with the same ``commit`` to one call of
+    it, which stores them all or none (raising ``Rejected`` for none).
+    """
+
+    item: Any
+    commit: Callable[[Sequence[Any]], Awaitable[None]]
+
+
 AppHandler = Callable[..., Awaitable[None]]
 Guard = Callable[..., Awaitable[bool | None]]
 Replayer = Callable[..., Awaitable[Replay | None]]
+Preparer = Callable[..., Awaitable[Prepared]]
 #: ``on_subscribe`` hooks get ``(SubscribeContext, **params)``; ``on_unsubscribe`` hooks get
 #: ``(connection, destination, **params)``.
 Watcher = Callable[..., Awaitable[None]]
@@ -189,6 +203,7 @@ class DestinationRegistry:
 
     def __init__(self) -> None:
         self._handlers: list[_Route] = []
+        self._preparers: list[_Route] = []
         self._guards: list[_Route] = []
         self._replayers: list[_Route] = []
         self._subscribed: list[_Route] = []
@@ -197,6 +212,11 @@ class DestinationRegistry:
     def register_app(self, template: str | re.Pattern[str], handler: AppHandler) -> None:
         """Route SENDs matching ``template`` to ``handler(ctx, **params)``; the first matching route wins."""
         self._handlers.append(_Route(compile_template(template), handler))
+
+    def register_prepare(self, template: str | re.Pattern[str], preparer: Preparer) -> None:
+        """In a STOMP transaction, SENDs matching ``template`` are prepared by ``preparer(ctx, **params)`` and
+        committed together on COMMIT instead of being handled one by one."""
+        self._preparers.append(_Route(compile_template(template), preparer))
 
     def register_guard(self, template: str | re.Pattern[str], guard: Guard) -> None:
         """Consult ``guard(ctx, **params)`` before any SUBSCRIBE matching ``template``."""
@@ -222,6 +242,10 @@ class DestinationRegistry:
             return handler
 
         return decorate
+
+    def prepare(self, template: str | re.Pattern[str]) -> Callable[[Preparer], Preparer]:
+        """Decorator form of ``register_prepare``."""
+        return self._decorator(self.register_prepare, template)
 
     def guard(self, template: str | re.Pattern[str]) -> Callable[[Guard], Guard]:
         """Decorator form of ``register_guard``."""
@@ -260,6 +284,11 @@ class DestinationRegistry:
                 return route.function, match.groupdict()
         return None
 
+    def resolve_prepare(self, destination: str) -> tuple[Preparer, dict[str, str]] | None:
+        """The prepare hook and keyword arguments for a SEND destination inside a transaction, or None."""
+        found = self._matching(self._preparers, destination)
+        return found[0] if found else None
+
     def guards_for(self, destination: str) -> list[tuple[Guard, dict[str, str]]]:
         """Every guard whose template matches ``destination``, with its keyword arguments."""
         return self._matching(self._guards, destination)
@@ -287,13 +316,14 @@ class DestinationRegistry:
 
     def unregister(self, function: Callable[..., Any]) -> None:
         """Remove a handler or guard (tests)."""
-        for name in ("_handlers", "_guards", "_replayers", "_subscribed", "_unsubscribed"):
+        for name in ("_handlers", "_preparers", "_guards", "_replayers", "_subscribed", "_unsubscribed"):
             setattr(self, name, [r for r in getattr(self, name) if r.function is not function])
 
 
 #: The process-wide registry the STOMP connections consult.
 destinations = DestinationRegistry()
 app_destination = destinations.app
+app_prepare = destinations.prepare
 subscription_guard = destinations.guard
 subscription_replay = destinations.replay
 on_subscribe = destinations.subscribed
