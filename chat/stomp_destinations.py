@@ -42,7 +42,7 @@ from chat.destinations import (
     typing_topic,
 )
 from chat.exceptions import ChatError, NotFound
-from chat.models import Room
+from chat.models import Message, Room
 from chat.presence import presence
 from chat.realtime import (
     Denied,
@@ -183,6 +183,24 @@ async def members_only(ctx: SubscribeContext, slug: str) -> None:
 
 for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):
     subscription_guard(_template)(members_only)
+
+
+def _newest_id(slug: str) -> int:
+    return Message.objects.filter(room__slug=slug).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+@subscription_guard(ROOM_TOPIC)
+async def sequence_known(ctx: SubscribeContext, slug: str) -> None:
+    """Before a process first subscribes to a room, tell its sequencer where the room's ids stand.
+
+    Otherwise the first message this process hears becomes its baseline, and a message with a lower id
+    published a moment later by another process would be delivered after it, out of order.
+    """
+    sequencer = ctx.connection.broker.sequencer
+    if not sequencer.knows(ctx.destination):
+        newest = await database_sync_to_async(_newest_id, thread_sensitive=False)(slug)
+        if not sequencer.knows(ctx.destination):
+            sequencer.seed(ctx.destination, newest)
 
 
 @database_sync_to_async

@@ -1,0 +1,198 @@
+"""The batched write path with real daphne processes sharing Redis and the database (SQLite, or PostgreSQL
+through ``live_database``): many senders, order and resume, repeats, STOMP transactions, failing batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from chat import services
+from chat.models import Message, Room
+from tests.conftest import access_token_for
+from tests.reliability.live_stomp import LiveStomp
+
+pytestmark = pytest.mark.live
+ERRORS = "/user/queue/errors"
+ROOMS = ("alpha", "beta", "gamma")
+
+
+def topic(slug: str) -> str:
+    return f"/topic/rooms.{slug}"
+
+
+def client(server, user, *, rooms: tuple[str, ...] = (), errors: bool = True, since: int | None = None) -> LiveStomp:
+    stomp = LiveStomp.connect(f"{server.ws_url}/ws", access_token_for(user))
+    subscriptions = [(f"r-{slug}", topic(slug)) for slug in rooms] + ([("errors", ERRORS)] if errors else [])
+    for sub_id, destination in subscriptions:
+        headers = {"since-id": str(since)} if since is not None and destination != ERRORS else {}
+        stomp.send("SUBSCRIBE", id=sub_id, destination=destination, receipt=f"sub-{sub_id}", **headers)
+        stomp.receipt(f"sub-{sub_id}")
+    return stomp
+
+
+def ids_on(stomp: LiveStomp, slug: str) -> list[int]:
+    return [json.loads(f.body)["id"] for f in stomp.messages(topic(slug))]
+
+
+def errors_of(stomp: LiveStomp) -> list[dict]:
+    return [json.loads(f.body) for f in stomp.messages(ERRORS)]
+
+
+def room_ids(slug: str) -> list[int]:
+    return list(Message.objects.filter(room__slug=slug).order_by("id").values_list("id", flat=True))
+
+
+@pytest.fixture
+def crowd(make_user):
+    users = [make_user(f"user{i}") for i in range(6)]
+    for slug in ROOMS:
+        room = services.room_create(creator=users[0], name=slug.title(), slug=slug)
+        for user in users[1:]:
+            services.room_join(room=room, user=user)
+    return users
+
+
+@pytest.fixture
+def servers(daphne_factory, redis_server) -> Callable[..., tuple]:
+    def start(**env: str):
+        url = f"redis://127.0.0.1:{redis_server.port}/0"
+        return daphne_factory(REDIS_URL=url, **env), daphne_factory(REDIS_URL=url, **env)
+
+    return start
+
+
+def test_many_senders_on_two_processes_every_receipt_stored_each_room_once_in_id_order_and_resume_exact(servers, crowd):
+    one, two = servers()
+    watchers = [client(server, crowd[0], rooms=ROOMS) for server in (one, two)]
+    senders = [client((one, two)[i % 2], user) for i, user in enumerate(crowd)]
+    per_sender = 30
+    for n in range(per_sender):  # pipelined: every sender's frames are in flight at once
+        for i, sender in enumerate(senders):
+            slug = ROOMS[(n + i) % len(ROOMS)]
+            sender.send_json(f"/app/rooms.{slug}", {"body": f"{i}:{n}", "client_id": f"c{i}-{n}"}, receipt=f"c{n}")
+    for sender in senders:
+        for n in range(per_sender):
+            sender.receipt(f"c{n}", timeout=60)
+        assert not errors_of(sender)
+
+    rows = list(Message.objects.values_list("author__username", "client_id"))
+    assert len(rows) == len(set(rows)) == per_sender * len(senders)  # every RECEIPTed message stored once
+    for slug in ROOMS:
+        expected = room_ids(slug)
+        for watcher in watchers:  # each subscriber, on either process, sees each room's messages once, in order
+            watcher.until(lambda _f, w=watcher, s=slug, e=expected: len(ids_on(w, s)) >= len(e), f"{slug}", 30)
+            assert ids_on(watcher, slug) == expected
+    # since-id resume from any point: exactly the messages after it, in order.
+    expected = room_ids("beta")
+    for since in (0, expected[0], expected[len(expected) // 2], expected[-1]):
+        resumed = client(two, crowd[3], rooms=("beta",), errors=False, since=since)
+        wanted = [i for i in expected if i > since]
+        if wanted:
+            resumed.until(lambda _f, r=resumed, w=wanted: len(ids_on(r, "beta")) >= len(w), f"resume {since}", 20)
+        assert ids_on(resumed, "beta") == wanted
+        resumed.close()
+    for stomp in (*watchers, *senders):
+        stomp.close()
+
+
+def test_a_client_id_repeated_within_a_batch_and_in_a_later_batch_is_stored_once_under_one_id(servers, crowd):
+    one, _two = servers(CHAT_WRITE_WINDOW_MS="300")  # a long window: the three resends share one batch
+    alice = client(one, crowd[0], rooms=("alpha",))
+    for n in range(3):
+        alice.send_json("/app/rooms.alpha", {"body": f"hello {n}", "client_id": "same"}, receipt=f"r{n}")
+    for n in range(3):
+        alice.receipt(f"r{n}")
+    alice.send_json("/app/rooms.alpha", {"body": "hello later", "client_id": "same"}, receipt="later")
+    alice.receipt("later")
+    (stored,) = Message.objects.filter(client_id="same")
+    assert stored.body == "hello 0"
+    alice.until(lambda _f: len(ids_on(alice, "alpha")) >= 4, "four announcements")
+    assert set(ids_on(alice, "alpha")) == {stored.pk}  # re-announced under its one id (clients dedupe by id)
+    assert not errors_of(alice)
+    alice.close()
+
+
+def test_a_stomp_transaction_with_an_invalid_send_stores_nothing_and_a_valid_one_stores_all(daphne_server, crowd):
+    alice = client(daphne_server, crowd[0], rooms=("alpha",))
+    alice.send("BEGIN", transaction="t1")
+    for body in ("first", "", "third"):
+        alice.send("SEND", json.dumps({"body": body}), destination="/app/rooms.alpha", transaction="t1",
+                   **{"content-type": "application/json"})  # fmt: skip
+    alice.send("COMMIT", transaction="t1", receipt="commit-1")
+    error = alice.until(lambda f: f.get("destination") == ERRORS, "the COMMIT's error")
+    assert json.loads(error.body)["receipt"] == "commit-1" and json.loads(error.body)["code"] == "invalid"
+    alice.send("BEGIN", transaction="t2")
+    for body in ("one", "two", "three"):
+        alice.send("SEND", json.dumps({"body": body}), destination="/app/rooms.alpha", transaction="t2",
+                   **{"content-type": "application/json"})  # fmt: skip
+    alice.send("COMMIT", transaction="t2", receipt="commit-2")
+    alice.receipt("commit-2")  # the connection stayed usable
+    assert "commit-1" not in alice.receipts()
+    assert list(Message.objects.order_by("id").values_list("body", flat=True)) == ["one", "two", "three"]
+    alice.close()
+
+
+@pytest.fixture
+def poison_trigger(live_db):
+    """A real constraint a row of a batch can break: the database refuses bodies containing 'poison'."""
+    sql = {
+        "sqlite": [
+            "CREATE TRIGGER no_poison BEFORE INSERT ON chat_message WHEN NEW.body LIKE '%poison%' "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned message'); END"
+        ],
+        "postgresql": [
+            "CREATE FUNCTION no_poison() RETURNS trigger AS $$ BEGIN IF NEW.body LIKE '%poison%' THEN "
+            "RAISE EXCEPTION 'poisoned message' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER no_poison BEFORE INSERT ON chat_message FOR EACH ROW EXECUTE FUNCTION no_poison()",
+        ],
+    }[connection.vendor]
+    with connection.cursor() as cursor:
+        for statement in sql:
+            cursor.execute(statement)
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER IF EXISTS no_poison" + (" ON chat_message" if connection.vendor != "sqlite" else "")
+        )
+        if connection.vendor != "sqlite":
+            cursor.execute("DROP FUNCTION IF EXISTS no_poison()")
+
+
+def test_a_row_the_database_refuses_is_answered_alone_and_the_rest_of_its_batch_is_stored(
+    servers, crowd, poison_trigger
+):
+    one, _two = servers(CHAT_WRITE_WINDOW_MS="300")
+    alice = client(one, crowd[0], rooms=("alpha",))
+    for body in ("fine 1", "poison", "fine 2"):
+        alice.send_json("/app/rooms.alpha", {"body": body, "client_id": body}, receipt=body)
+    alice.receipt("fine 1")
+    alice.receipt("fine 2")
+    error = alice.until(lambda f: f.get("destination") == ERRORS, "the refused row's error")
+    assert json.loads(error.body) == {**json.loads(error.body), "receipt": "poison", "client_id": "poison",
+                                      "code": "invalid"}  # fmt: skip
+    assert "poison" not in alice.receipts()
+    alice.send_json("/app/rooms.alpha", {"body": "fine 3"}, receipt="fine 3")
+    alice.receipt("fine 3")  # later batches succeed, on the same connection
+    assert list(Message.objects.order_by("id").values_list("body", flat=True)) == ["fine 1", "fine 2", "fine 3"]
+    alice.until(lambda _f: len(ids_on(alice, "alpha")) >= 3, "three broadcasts")
+    assert ids_on(alice, "alpha") == room_ids("alpha")
+    alice.close()
+
+
+def test_a_direct_message_goes_through_the_writer_to_the_other_members_queue(daphne_server, crowd):
+    alice, bob = crowd[0], crowd[1]
+    receiver = client(daphne_server, bob, errors=False)
+    receiver.send("SUBSCRIBE", id="dm", destination="/user/queue/dm", receipt="sub-dm")
+    receiver.receipt("sub-dm")
+    sender = client(daphne_server, alice)
+    sender.send_json(f"/app/dm.{bob.username}", {"body": "psst", "client_id": "dm-1"}, receipt="dm-1")
+    sender.receipt("dm-1")
+    frame = receiver.until(lambda f: f.get("destination") == "/user/queue/dm", "the DM")
+    room = Room.objects.get(kind=Room.Kind.DIRECT)
+    assert json.loads(frame.body) == {**json.loads(frame.body), "body": "psst", "room": room.slug, "author": "user0"}
+    for stomp in (receiver, sender):
+        stomp.close()
