@@ -8,8 +8,8 @@ An app registers both in its ``stomp_destinations`` module, imported once on the
 
     @app_destination("/app/rooms.{slug}")
     async def send_to_room(ctx: SendContext, slug: str) -> None:
-        message = await database_sync_to_async(services.message_create)(room=..., author=ctx.user, body=ctx.text)
-        # services publish to /topic/rooms.<slug> on commit
+        write = await database_sync_to_async(prepare)(slug, ctx.user, ctx.text)  # validate first
+        await get_writer().submit([write])  # stored in a batch, published after its commit
 
     @subscription_guard("/topic/rooms.{slug}")
     async def members_only(ctx: SubscribeContext, slug: str) -> None:
@@ -23,6 +23,10 @@ means success (the RECEIPT, if asked for, goes out after it returns). Raising ``
 with its message, detail and code and closes the connection, as STOMP requires after an ERROR; any
 other exception is logged and sent as ``message:internal error``. Every guard matching a destination
 must pass (return None or True); a guard returning False denies with a generic message.
+
+Inside a STOMP transaction, a SEND whose destination has an ``@app_prepare(template)`` hook is not handled
+on its own: at COMMIT every such SEND is prepared (validated) first, then all are committed together by
+one call of their ``Prepared.commit`` (all stored or none); a refusal of any refuses the COMMIT.
 
 Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
 
