@@ -59,6 +59,7 @@ from chat.realtime import (
     subscription_replay,
 )
 from chat.writer import MessageWrite, get_writer
+from chat.writer.rooms import public_rooms
 
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
 
@@ -105,10 +106,16 @@ async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
     """Validate a chat SEND (body, client_id, room visibility) before it joins a write batch."""
     body, client_id = parse_chat_body(ctx)
     try:
-        # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
-        write = await database_sync_to_async(_room_message_prepare, thread_sensitive=False)(
-            slug, ctx.user, body, client_id
-        )
+        room = public_rooms.get(slug)
+        if room is not None:  # a public room seen in the last seconds: nothing to read (the batch re-checks)
+            write = services.message_prepare(room=room, author=ctx.user, body=body, client_id=client_id)
+        else:
+            # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
+            write = await database_sync_to_async(_room_message_prepare, thread_sensitive=False)(
+                slug, ctx.user, body, client_id
+            )
+            if not write.room.is_private:
+                public_rooms.put(write.room)
     except ChatError as exc:
         raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
     return Prepared(write, _commit)
