@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import Callable
 
+import httpx
 import pytest
 from django.db import connection
 
@@ -229,4 +230,21 @@ def test_sigkill_of_a_worker_in_the_middle_of_a_burst_loses_nothing_that_got_a_r
     for slug in ROOMS:
         got = ids_on(watcher, slug)
         assert got == sorted(set(got)) and set(got) <= set(room_ids(slug))
+    watcher.close()
+
+
+@pytest.mark.parametrize("server_kind", ["daphne", "uvicorn"])
+def test_a_rest_post_goes_through_the_writer_and_is_announced_before_its_response(daphne_factory, crowd, server_kind):
+    server = daphne_factory(server=server_kind)
+    watcher = client(server, crowd[1], rooms=("alpha",), errors=False)
+    headers = {"Authorization": f"Bearer {access_token_for(crowd[0])}"}
+    url = f"{server.url}/api/rooms/alpha/messages/"
+    first = httpx.post(url, json={"body": "via REST", "client_id": "rest-1"}, headers=headers, timeout=10)
+    again = httpx.post(url, json={"body": "via REST (resent)", "client_id": "rest-1"}, headers=headers, timeout=10)
+    empty = httpx.post(url, json={"body": "  "}, headers=headers, timeout=10)
+    assert (first.status_code, again.status_code, empty.status_code) == (201, 200, 400)
+    assert first.json()["id"] == again.json()["id"] and again.json()["body"] == "via REST"
+    assert list(Message.objects.values_list("body", flat=True)) == ["via REST"]
+    watcher.until(lambda _f: len(ids_on(watcher, "alpha")) >= 2, "the message and its re-announcement")
+    assert set(ids_on(watcher, "alpha")) == {first.json()["id"]}
     watcher.close()
