@@ -146,7 +146,18 @@ class ChatWriter:
                     except TimeoutError:
                         pass
                 batch = self._take()
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except BaseException as exc:
+                    # Cancelled (the loop is closing) or a bug: the batch may or may not have committed, but
+                    # no caller may be left waiting. A retry with the same client_id stores nothing twice.
+                    error = WriteFailed("the server could not confirm this message: resend it with its client_id")
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+                    logger.exception("the chat writer failed answering a batch")
         finally:
             self._task = None
             if self._queue:  # cancelled with work left (loop closing): nobody will answer these

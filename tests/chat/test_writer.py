@@ -231,3 +231,17 @@ async def test_mentions_in_a_batch_are_written_once_in_its_transaction_and_a_pri
         assert not Membership.objects.filter(room=s, user=c).exists()
 
     await database_sync_to_async(check)()
+
+
+async def test_no_caller_is_left_waiting_when_publishing_or_answering_a_batch_fails(chat):
+    def failing_publish(events):
+        raise RuntimeError("the broker fell over")
+
+    writer = make_writer(publish=failing_publish)
+    async with asyncio.timeout(BOUND):
+        events = await writer.submit([write(chat["general"], chat["alice"], "stored anyway")])
+    assert isinstance(events[0], MessageStored)  # stored: subscribers get it on their next resume
+    broken = make_writer(store=lambda units: [])  # a store that answers no unit (a bug)
+    async with asyncio.timeout(BOUND):
+        with pytest.raises(WriteFailed):
+            await broken.submit([write(chat["general"], chat["alice"], "unconfirmed")])
