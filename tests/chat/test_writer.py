@@ -47,9 +47,10 @@ def store(units):
 
 
 def make_writer(published: list | None = None, **kwargs) -> ChatWriter:
-    options = {"window": 0.005, "batch_max": 100, "queue_limit": 1000, "store": store}
+    options = {"window": 0.005, "batch_max": 100, "queue_limit": 1000, "store": store,
+               "publish": published.extend if published is not None else lambda events: None}  # fmt: skip
     options.update(kwargs)
-    return ChatWriter(publish=(published.extend if published is not None else lambda events: None), **options)
+    return ChatWriter(**options)
 
 
 def write(room, author, body: str, client_id: str | None = None) -> MessageWrite:
