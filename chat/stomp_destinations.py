@@ -64,6 +64,11 @@ from chat.writer.rooms import public_rooms
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
 
 
+def read_only(function: Any) -> Any:
+    """A database read that need not queue on the process's one thread-sensitive database thread."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 # --- Sending --------------------------------------------------------------------------------------------
 
 
@@ -82,6 +87,7 @@ def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None]:
     return text, ctx.header("client-id")
 
 
+@read_only
 def _room_message_prepare(slug: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
     room = selectors.room_visible_get(slug=slug, user=user)
     return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
@@ -111,9 +117,7 @@ async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
             write = services.message_prepare(room=room, author=ctx.user, body=body, client_id=client_id)
         else:
             # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
-            write = await database_sync_to_async(_room_message_prepare, thread_sensitive=False)(
-                slug, ctx.user, body, client_id
-            )
+            write = await _room_message_prepare(slug, ctx.user, body, client_id)
             if not write.room.is_private:
                 public_rooms.put(write.room)
     except ChatError as exc:
@@ -152,7 +156,7 @@ async def send_direct_message(ctx: SendContext, username: str) -> None:
     await _send(ctx, await prepare_direct_message(ctx, username))
 
 
-@database_sync_to_async
+@read_only
 def _is_member(slug: str, user: Any) -> bool:
     room = Room.objects.filter(slug=slug).first()
     return room is not None and selectors.user_is_member(room=room, user=user)
@@ -192,6 +196,7 @@ for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):
     subscription_guard(_template)(members_only)
 
 
+@read_only
 def _newest_id(slug: str) -> int:
     return Message.objects.filter(room__slug=slug).order_by("-id").values_list("id", flat=True).first() or 0
 
@@ -205,12 +210,12 @@ async def sequence_known(ctx: SubscribeContext, slug: str) -> None:
     """
     sequencer = ctx.connection.broker.sequencer
     if not sequencer.knows(ctx.destination):
-        newest = await database_sync_to_async(_newest_id, thread_sensitive=False)(slug)
+        newest = await _newest_id(slug)
         if not sequencer.knows(ctx.destination):
             sequencer.seed(ctx.destination, newest)
 
 
-@database_sync_to_async
+@read_only
 def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
     """The newest ``limit`` messages after ``since`` (oldest first), whether more were left out, and the id
     the replay reaches: its last message, or with none the newest stored id not above ``since`` (never
