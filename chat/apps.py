@@ -6,7 +6,6 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        from chat import enforcement, publishing
+        from chat import enforcement
 
-        publishing.register()
         enforcement.register()

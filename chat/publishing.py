@@ -1,45 +1,62 @@
-"""After-commit listeners that announce stored chat data over STOMP (room topics, DM queues).
+"""Announcing what the chat writer committed: room topics, DM queues, notification streams.
 
-Registered in ChatConfig.ready(); the services call them only after their transaction committed, so
-a subscriber never sees a message that is not in the database.
+Called on the event loop by ``chat.writer`` after a batch's transaction committed and before its
+callers are answered, so a subscriber never sees a message that is not in the database, and a
+RECEIPT never precedes the broadcast it stands for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from chat import broker
-from chat.api.serializers import message_json
 from chat.destinations import DM_QUEUE, room_topic
-from chat.models import Membership, Message
-from chat.selectors import message_previous_id
+from chat.writer.events import MessageRepeated, MessageStored, NotificationsCreated, WriteEvent
 
 logger = logging.getLogger(__name__)
 
-
-def broadcast_message(message: Message) -> None:
-    """Every subscriber of the room's topic, on every process, in id order (each process publishes its own
-    messages after its commit, so without the sequence two processes could reach Redis the other way round)."""
-    previous = message_previous_id(message=message)
-    broker.publish_sync(room_topic(message.room.slug), message_json(message), seq=message.pk, prev=previous)
+_background: set[asyncio.Task[Any]] = set()
 
 
-def notify_direct_message(message: Message) -> None:
-    """A new direct message also reaches the other member's sessions on /user/queue/dm."""
-    if not message.room.is_direct:
-        return
-    payload = message_json(message)
-    for user_id in (
-        Membership.objects.filter(room=message.room).exclude(user=message.author).values_list("user_id", flat=True)
-    ):
-        broker.publish_sync(DM_QUEUE, payload, user_id=user_id)
+def write_events_publish(events: Sequence[WriteEvent]) -> None:
+    """Publish a committed batch (on the event loop's thread).
+
+    Room messages carry their id as ``seq`` and the room's previous id as ``prev``: every process
+    delivers them in id order (chat/broker/sequencer.py). A repeated client_id is re-announced with its
+    original id (subscribers dedupe by id): it repairs a broadcast lost when a worker died between
+    commit and publish. Notifications go to the streams in a background task: they are stored, and a
+    stream that misses one replays it, so the RECEIPTs of the batch do not wait for Redis round trips.
+    """
+    streams: list = []
+    for event in events:
+        if isinstance(event, MessageStored | MessageRepeated):
+            broker.publish(room_topic(event.room_slug), event.message, seq=event.seq, prev=event.prev)
+            if isinstance(event, MessageStored):
+                for user_id in event.direct_recipient_ids:  # the other member's sessions, on /user/queue/dm
+                    broker.publish_to_user(user_id, DM_QUEUE, event.message)
+        elif isinstance(event, NotificationsCreated):
+            streams.extend(event.events)
+    if streams:
+        from notifications.publishing import events_publish_async
+
+        task = asyncio.get_running_loop().create_task(events_publish_async(streams))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
 
-def register() -> None:
-    from chat import services
-
-    for listener in (broadcast_message, notify_direct_message):
-        if listener not in services.message_created_listeners:
-            services.message_created_listeners.append(listener)
-    if broadcast_message not in services.message_repeated_listeners:
-        services.message_repeated_listeners.append(broadcast_message)
+async def write_events_published(events: Sequence[WriteEvent]) -> None:
+    """Publish from a loop that is about to end (a sync caller's temporary loop): wait for Redis too."""
+    write_events_publish(events)
+    pending = list(_background)
+    if pending:
+        await asyncio.wait(pending, timeout=5.0)
+    bridge = broker.get_broker().bridge
+    if bridge is not None:
+        try:
+            async with asyncio.timeout(5.0):
+                await bridge.flush()
+        except TimeoutError:
+            logger.warning("Redis did not take a published chat message within 5 s; it may be lost")

@@ -16,6 +16,7 @@ from django.utils.text import slugify
 from chat.exceptions import InvalidInput, NotAllowed, NotFound
 from chat.models import Membership, Message, Room
 from chat.selectors import direct_pair, direct_room_get, direct_room_slug, membership_get, slug_is_reserved
+from chat.writer.events import MessageWrite, NotificationsCreated, WriteEvent
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -23,12 +24,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 UserModel = get_user_model()
 
-# Listeners called after a commit, so that nothing is announced that is not stored. The realtime layer
-# (STOMP broadcast) and notifications register here; services stay free of transport imports.
-message_created_listeners: list[Callable[[Message], None]] = []
-# Called when a retry repeats a stored client_id: re-announce it (same id; subscribers dedupe by id),
-# because a worker may have died between the commit and the broadcast. Not for notifications.
-message_repeated_listeners: list[Callable[[Message], None]] = []
+# Listeners called after a commit, so that nothing is announced that is not stored; services stay free of
+# transport imports. Messages have none: the chat writer (chat/writer) returns what it stored as events
+# and publishes them itself (chat/publishing.py).
 member_added_listeners: list[Callable[[Membership, User | None], None]] = []
 member_removed_listeners: list[Callable[[Room, User], None]] = []
 
@@ -160,38 +158,48 @@ def message_validate(*, body: str, client_id: str | None) -> tuple[str, str | No
     return body, client_id
 
 
-def message_create(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[Message, bool]:
-    """Store a message (once per client_id) and announce it after commit; returns (message, created).
+def message_prepare(*, room: Room, author: User, body: str, client_id: str | None = None) -> MessageWrite:
+    """Validate a message before it joins a write batch (bad input never reaches a batch); stores nothing.
 
-    The author must be a member; a public room is joined on first message. A repeated client_id stores
-    nothing and notifies nobody again; it only re-announces the stored message with its id (subscribers
-    dedupe by id), which repairs a broadcast lost when a worker died between commit and publish.
+    The author must be a member of a private room; a public room is joined by the batch that stores the
+    author's first message there. The batch checks membership again under its room lock.
     """
     body, client_id = message_validate(body=body, client_id=client_id)
-    if membership_get(room=room, user=author) is None:
-        if room.is_private:
-            raise NotFound(f"no room {room.slug!r} that you can see")
-        room_join(room=room, user=author)
-    if client_id is not None:
-        existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
-        if existing is not None:
-            _on_commit_each(message_repeated_listeners, existing)
-            return existing, False
-    try:
-        with transaction.atomic():
-            # Lock the room row first: messages of one room then take their ids and commit in the same
-            # order, so "every message after id N" (since-id resume, ?after=) cannot miss a slower
-            # transaction that commits a lower id later (PostgreSQL; SQLite serialises writers anyway).
-            Room.objects.select_for_update().filter(pk=room.pk).values_list("pk", flat=True).first()
-            message = Message.objects.create(room=room, author=author, body=body, client_id=client_id)
-            _on_commit_each(message_created_listeners, message)
-    except IntegrityError:
-        if client_id is None:
-            raise
-        existing = Message.objects.get(room=room, author=author, client_id=client_id)
-        _on_commit_each(message_repeated_listeners, existing)
-        return existing, False
-    return message, True
+    if room.is_private and membership_get(room=room, user=author) is None:
+        raise NotFound(f"no room {room.slug!r} that you can see")
+    return MessageWrite(room=room, author=author, body=body, client_id=client_id)
+
+
+def message_create(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[Message, bool]:
+    """Store one message through the writer's batch code, for code without a server loop (shell, tests).
+
+    Returns (message, created). Same rules as a SEND: stored once per client_id (a repeat stores nothing
+    and only re-announces the stored message under its id), mentions notified in the same transaction,
+    everything announced after the commit. Live code submits to ``chat.writer.get_writer()`` instead,
+    which batches and publishes on the event loop.
+    """
+    from chat.writer.store import messages_store
+
+    write = message_prepare(room=room, author=author, body=body, client_id=client_id)
+    (result,) = messages_store(units=[[write]])
+    if result.error is not None:
+        raise result.error
+    _publish_on_commit(result.events)
+    first = result.events[0]
+    return Message.objects.select_related("room", "author").get(pk=first.seq), first.created
+
+
+def _publish_on_commit(events: tuple[WriteEvent, ...]) -> None:
+    from asgiref.sync import async_to_sync
+
+    from chat.publishing import write_events_published
+    from notifications.services import stream_events_publish_on_commit
+
+    chat_events = [e for e in events if not isinstance(e, NotificationsCreated)]
+    transaction.on_commit(lambda: async_to_sync(write_events_published)(chat_events), robust=True)
+    for event in events:
+        if isinstance(event, NotificationsCreated):
+            stream_events_publish_on_commit(event.events)
 
 
 def room_mark_read(*, room: Room, user: User, message_id: int) -> Membership:

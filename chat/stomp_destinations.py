@@ -1,10 +1,13 @@
 """Chat over STOMP: where a room SEND is persisted and a room SUBSCRIBE is authorised, resumed and counted.
 
 - ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id"}`` (``content-type: application/json``) or plain
-  text with an optional ``client-id`` header. Stored first; the broadcast to ``/topic/rooms.<slug>``
-  happens on commit (chat/publishing.py) and the RECEIPT only after the handler returned, so a RECEIPT
-  always means "in the database". A mistake of the user (empty, too long, not a member) is refused
-  without closing the connection: no RECEIPT, and an error on ``/user/queue/errors``.
+  text with an optional ``client-id`` header. Validated first, then stored by the process's chat writer
+  in a batch (chat/writer); the broadcast to ``/topic/rooms.<slug>`` follows the batch's commit and the
+  RECEIPT follows the broadcast, so a RECEIPT always means "in the database". A mistake of the user
+  (empty, too long, not a member), a full writer queue (``server-busy``) or a failed batch
+  (``write-failed``) is refused without closing the connection: no RECEIPT, and an error on
+  ``/user/queue/errors``. Inside a STOMP transaction every such SEND is validated at COMMIT, then all
+  are stored in one batch, or none (the COMMIT is then refused the same way, with no RECEIPT).
 - ``SUBSCRIBE /topic/rooms.<slug>`` (and its ``.presence`` and ``.typing`` topics): members only; a
   public room is joined on subscribe. ``since-id: <id>`` replays every stored message after that id,
   then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX`` messages only the newest are
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -37,22 +41,31 @@ from chat.destinations import (
     typing_topic,
 )
 from chat.exceptions import ChatError, NotFound
-from chat.models import Room
+from chat.models import Message, Room
 from chat.presence import presence
 from chat.realtime import (
     Denied,
+    Prepared,
     Rejected,
     Replay,
     SendContext,
     SubscribeContext,
     app_destination,
+    app_prepare,
     on_subscribe,
     on_unsubscribe,
     subscription_guard,
     subscription_replay,
 )
+from chat.writer import MessageWrite, get_writer
+from chat.writer.rooms import public_rooms
 
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
+
+
+def read_only(function: Any) -> Any:
+    """A database read that need not queue on the process's one thread-sensitive database thread."""
+    return database_sync_to_async(function, thread_sensitive=False)
 
 
 # --- Sending --------------------------------------------------------------------------------------------
@@ -73,39 +86,76 @@ def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None]:
     return text, ctx.header("client-id")
 
 
-@database_sync_to_async
-def _store_room_message(slug: str, user: Any, body: Any, client_id: Any) -> None:
+@read_only
+def _room_message_prepare(slug: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
     room = selectors.room_visible_get(slug=slug, user=user)
-    services.message_create(room=room, author=user, body=body, client_id=client_id)
+    return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
 
 
-@database_sync_to_async
-def _store_direct_message(username: str, user: Any, body: Any, client_id: Any) -> None:
+def _direct_message_prepare(username: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
+    services.message_validate(body=body, client_id=client_id)  # bad input creates no conversation
     room, _ = services.direct_room_get_or_create(user=user, other_username=username)
-    services.message_create(room=room, author=user, body=body, client_id=client_id)
+    return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
+
+
+async def _commit(writes: Sequence[MessageWrite]) -> None:
+    """Store the writes of one SEND or one STOMP transaction, all or none (the RECEIPT follows the commit)."""
+    try:
+        await get_writer().submit(writes)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code) from None
+
+
+@app_prepare(ROOM_SEND)
+async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
+    """Validate a chat SEND (body, client_id, room visibility) before it joins a write batch."""
+    body, client_id = parse_chat_body(ctx)
+    try:
+        room = public_rooms.get(slug)
+        if room is not None:  # a public room seen in the last seconds: nothing to read (the batch re-checks)
+            write = services.message_prepare(room=room, author=ctx.user, body=body, client_id=client_id)
+        else:
+            # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
+            write = await _room_message_prepare(slug, ctx.user, body, client_id)
+            if not write.room.is_private:
+                public_rooms.put(write.room)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    return Prepared(write, _commit)
+
+
+@app_prepare(DM_SEND)
+async def prepare_direct_message(ctx: SendContext, username: str) -> Prepared:
+    """Validate a direct message (and create the pair's room on first use) before it joins a batch."""
+    body, client_id = parse_chat_body(ctx)
+    try:
+        write = await database_sync_to_async(_direct_message_prepare)(username, ctx.user, body, client_id)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    return Prepared(write, _commit)
+
+
+async def _send(ctx: SendContext, prepared: Prepared) -> None:
+    try:
+        await prepared.commit([prepared.item])
+    except Rejected as exc:
+        client_id = prepared.item.client_id
+        raise Rejected(exc.detail, code=exc.code, destination=ctx.destination, client_id=client_id) from None
 
 
 @app_destination(ROOM_SEND)
 async def send_to_room(ctx: SendContext, slug: str) -> None:
-    """Persist a chat message; the broadcast follows the commit, the RECEIPT follows this handler."""
-    body, client_id = parse_chat_body(ctx)
-    try:
-        await _store_room_message(slug, ctx.user, body, client_id)
-    except ChatError as exc:
-        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    """Store a chat message through the writer; the broadcast follows the commit, the RECEIPT follows both."""
+    await _send(ctx, await prepare_room_message(ctx, slug))
 
 
 @app_destination(DM_SEND)
 async def send_direct_message(ctx: SendContext, username: str) -> None:
     """A direct message to ``username``, in the private room of the two users."""
-    body, client_id = parse_chat_body(ctx)
-    try:
-        await _store_direct_message(username, ctx.user, body, client_id)
-    except ChatError as exc:
-        raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
+    await _send(ctx, await prepare_direct_message(ctx, username))
 
 
-@database_sync_to_async
+@read_only
 def _is_member(slug: str, user: Any) -> bool:
     room = Room.objects.filter(slug=slug).first()
     return room is not None and selectors.user_is_member(room=room, user=user)
@@ -145,7 +195,26 @@ for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):
     subscription_guard(_template)(members_only)
 
 
-@database_sync_to_async
+@read_only
+def _newest_id(slug: str) -> int:
+    return Message.objects.filter(room__slug=slug).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+@subscription_guard(ROOM_TOPIC)
+async def sequence_known(ctx: SubscribeContext, slug: str) -> None:
+    """Before a process first subscribes to a room, tell its sequencer where the room's ids stand.
+
+    Otherwise the first message this process hears becomes its baseline, and a message with a lower id
+    published a moment later by another process would be delivered after it, out of order.
+    """
+    sequencer = ctx.connection.broker.sequencer
+    if not sequencer.knows(ctx.destination):
+        newest = await _newest_id(slug)
+        if not sequencer.knows(ctx.destination):
+            sequencer.seed(ctx.destination, newest)
+
+
+@read_only
 def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
     """The newest ``limit`` messages after ``since`` (oldest first), whether more were left out, and the id
     the replay reaches: its last message, or with none the newest stored id not above ``since`` (never

@@ -179,6 +179,25 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not memory) so that the daphne processes of live tests share it; one per test run (pid), so
     # that concurrent runs in one checkout never write to the same file.
     _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
+if _default_db["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # psycopg's pool, one per process: a checkout costs no TCP and password handshake, and a request that finds
+    # every connection busy for DB_POOL_TIMEOUT seconds fails (PoolTimeout, a 503 on the API) instead of waiting
+    # without end. The pool keeps the connections, so Django's own persistence (CONN_MAX_AGE) must stay 0.
+    if _default_db["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured(
+            f"DB_CONN_MAX_AGE={_default_db['CONN_MAX_AGE']} with DB_POOL on: the pool already keeps connections; "
+            "set DB_CONN_MAX_AGE=0, or DB_POOL=0 to use persistent connections without a pool"
+        )
+    _pool_min = env_int("DB_POOL_MIN_SIZE", 2, minimum=0)
+    _pool_max = env_int("DB_POOL_MAX_SIZE", 10, minimum=1)
+    if _pool_max < _pool_min:
+        raise ImproperlyConfigured(f"DB_POOL_MAX_SIZE={_pool_max} is below DB_POOL_MIN_SIZE={_pool_min}")
+    _default_db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": _pool_min,
+        "max_size": _pool_max,
+        "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+        "name": "chat",
+    }
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -329,6 +348,11 @@ CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000, minimum=1)
 CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 200, minimum=1)
 # The most messages a SUBSCRIBE with since-id replays; beyond, the client completes from REST history.
 CHAT_RESUME_MAX = env_int("CHAT_RESUME_MAX", 500, minimum=1)
+# The chat writer (chat/writer): SENDs arriving within the window (ms) are stored in one transaction, at
+# most BATCH_MAX messages per batch; past QUEUE_LIMIT waiting messages a SEND is refused (server-busy).
+CHAT_WRITE_WINDOW_MS = env_float("CHAT_WRITE_WINDOW_MS", 3.0)
+CHAT_WRITE_BATCH_MAX = env_int("CHAT_WRITE_BATCH_MAX", 500, minimum=1)
+CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
 
 # --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
 STOMP_SERVER_NAME = "chatproject/1.0"

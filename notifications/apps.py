@@ -1,4 +1,4 @@
-"""App config: registers the chat listeners that turn messages and memberships into notifications."""
+"""App config: registers the chat listener that turns memberships into notifications."""
 
 from django.apps import AppConfig
 
@@ -11,9 +11,8 @@ class NotificationsConfig(AppConfig):
         from chat import services as chat_services
         from notifications import services
 
-        # Called after the chat write committed; the lists are plain lists, so guard against a second
-        # ready() (test runners may call it again) registering twice.
-        if services.on_message_created not in chat_services.message_created_listeners:
-            chat_services.message_created_listeners.append(services.on_message_created)
+        # Called after the membership committed; the list is a plain list, so guard against a second
+        # ready() (test runners may call it again) registering twice. Notifications caused by messages are
+        # written by the chat writer in the messages' own transaction (notifications_for_messages).
         if services.on_member_added not in chat_services.member_added_listeners:
             chat_services.member_added_listeners.append(services.on_member_added)

@@ -1,4 +1,4 @@
-"""Notification writes: create (one or in bulk), mark read, and the chat listeners that create them.
+"""Notification writes: create (one or in bulk), mark read, the rows chat messages cause, and the listeners.
 
 Every creation commits first and publishes on commit (``transaction.on_commit``), so a stream never
 shows a notification that is not stored, and Last-Event-ID replay can always find what was sent.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -188,36 +188,77 @@ def _message_payload(message: Message) -> dict[str, Any]:
     }
 
 
-def notifications_for_message(*, message: Message) -> list[Notification]:
-    """Mentions (users who can see the room, never the author) and the direct-message notification."""
-    from chat.models import Membership
+def notifications_for_messages(
+    *, messages: Sequence[Message], direct_members: dict[int, list[int]]
+) -> list[Notification]:
+    """Store the notifications new messages cause, in the caller's transaction (the chat writer's batch).
 
-    room = message.room
-    payload = _message_payload(message)
-    recipients: dict[int, str] = {}
-    if room.is_direct:
-        # The other member is told about every message; a mention in a DM would only repeat that.
-        # Never an inactive user: a deactivated account must not be told anything.
-        others = Membership.objects.filter(room=room, user__is_active=True).exclude(user_id=message.author_id)
-        for user_id in others.values_list("user_id", flat=True):
-            recipients[user_id] = Notification.Kind.DIRECT_MESSAGE
-    else:
-        names = [name.lower() for name in mentioned_names(message.body)]
-        if names:
-            users = User.objects.annotate(name_lower=Lower("username")).filter(name_lower__in=names, is_active=True)
-            users = users.exclude(pk=message.author_id)
-            if room.is_private:
-                users = users.filter(memberships__room=room)
-            for user_id in users.values_list("pk", flat=True):
-                recipients[user_id] = Notification.Kind.MENTION
-    if not recipients:
-        return []
-    with transaction.atomic():
-        created = Notification.objects.bulk_create(
-            [Notification(recipient_id=uid, kind=kind, payload=payload) for uid, kind in recipients.items()]
+    Mentions reach active users who can see the room, never the author; in a direct-message room the
+    other member is told about every message instead (a mention would only repeat that).
+    ``direct_members``: the member ids of each direct room among the messages. Nothing is published here:
+    the caller publishes the returned rows after its commit (``stream_events``).
+    """
+    wanted: list[tuple[Message, list[str]]] = []
+    all_names: set[str] = set()
+    for message in messages:
+        if not message.room.is_direct:
+            names = [name.lower() for name in mentioned_names(message.body)]
+            if names:
+                wanted.append((message, names))
+                all_names.update(names)
+    by_name: dict[str, int] = {}
+    if all_names:
+        users = User.objects.annotate(name_lower=Lower("username")).filter(name_lower__in=all_names, is_active=True)
+        by_name = dict(users.values_list("name_lower", "pk"))
+    private_members: set[tuple[int, int]] = set()
+    private_rooms = {m.room_id for m, _ in wanted if m.room.is_private}
+    if private_rooms and by_name:
+        from chat.models import Membership
+
+        private_members = set(
+            Membership.objects.filter(room_id__in=private_rooms, user_id__in=by_name.values()).values_list(
+                "room_id", "user_id"
+            )
         )
-        _publish_on_commit(created)
+    direct_active: set[int] = set()
+    direct_ids = {uid for ids in direct_members.values() for uid in ids}
+    if direct_ids:
+        direct_active = set(User.objects.filter(pk__in=direct_ids, is_active=True).values_list("pk", flat=True))
+    rows: list[Notification] = []
+    mentions = {m.pk: names for m, names in wanted}
+    for message in messages:
+        payload = _message_payload(message)
+        if message.room.is_direct:
+            recipients = {uid: Notification.Kind.DIRECT_MESSAGE for uid in direct_members.get(message.room_id, ())
+                          if uid != message.author_id and uid in direct_active}  # fmt: skip
+        else:
+            recipients = {}
+            for name in mentions.get(message.pk, ()):
+                uid = by_name.get(name)
+                if uid is None or uid == message.author_id:
+                    continue
+                if message.room.is_private and (message.room_id, uid) not in private_members:
+                    continue
+                recipients[uid] = Notification.Kind.MENTION
+        rows.extend(Notification(recipient_id=uid, kind=kind, payload=payload) for uid, kind in recipients.items())
+    if not rows:
+        return []
+    _lock_recipients(sorted({n.recipient_id for n in rows}))
+    created = Notification.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)
+    if created[0].pk is None:  # a backend that cannot return ids from bulk INSERT
+        raise NotificationError("this database cannot return ids from a bulk insert")
     return created
+
+
+def stream_events(notifications: Sequence[Notification]) -> tuple[StreamEvent, ...]:
+    """What the streams are sent for stored notifications (after their commit)."""
+    return tuple(_event(n) for n in notifications)
+
+
+def stream_events_publish_on_commit(events: Sequence[StreamEvent]) -> None:
+    """For code without an event loop (a management command): publish once the transaction commits."""
+    if events:
+        transaction.on_commit(lambda: events_publish(events), robust=True)
 
 
 def notification_for_member_added(*, membership: Membership, actor: AbstractBaseUser | None) -> Notification | None:
@@ -229,11 +270,6 @@ def notification_for_member_added(*, membership: Membership, actor: AbstractBase
         return None
     payload = {"room": room.slug, "room_name": room.name, "by": actor.get_username() if actor else None}
     return notification_create(recipient=membership.user, kind=Notification.Kind.ROOM_INVITE, payload=payload)
-
-
-def on_message_created(message: Message) -> None:
-    """chat.services.message_created_listeners hook (called after the message committed)."""
-    notifications_for_message(message=message)
 
 
 def on_member_added(membership: Membership, actor: AbstractBaseUser | None) -> None:

@@ -60,6 +60,15 @@ class Sequencer:
         self._emit(state, publication)
         self._drain(state)
 
+    def knows(self, key: str) -> bool:
+        """Whether the sequence of ``key`` is being followed here."""
+        return key in self._keys
+
+    def seed(self, key: str, last: int) -> None:
+        """Start following ``key`` from ``last`` (its newest sequence number now), unless already followed."""
+        if key not in self._keys:
+            self._keys[key] = _Key(last)
+
     def forget(self, key: str) -> None:
         """The last local subscriber of ``key`` left: drop what was held and known."""
         state = self._keys.pop(key, None)

@@ -380,8 +380,7 @@ class StompConnection:
         elif isinstance(event, TransactionCommitted):
             if event.sends:
                 self._send_gate.admit([send.body for send in event.sends], self._loop.time())
-            for send in event.sends:
-                await self._route_send(send)
+            await self._commit_transaction(event.sends)
             self._core.receipt(event.receipt)
         elif isinstance(event, ConnectRequested):
             await self._connect(event)
@@ -466,6 +465,28 @@ class StompConnection:
                     self._inflight = None
             return
         self.broker.publish_frame(destination, destination, send.headers, send.body)
+
+    async def _commit_transaction(self, sends: tuple[SendRequested, ...]) -> None:
+        """COMMIT: every SEND with a prepare hook is validated first, then they are committed as one unit
+        (all stored or none; a refusal of any refuses the COMMIT); the others are then routed in order."""
+        prepared: dict[Any, list[Any]] = {}
+        others: list[SendRequested] = []
+        for send in sends:
+            destination = self._checked(send.destination, SEND)
+            found = self._registry.resolve_prepare(destination) if destination.startswith(APP_PREFIX) else None
+            if found is None:
+                if destination.startswith(APP_PREFIX) and self._registry.resolve_app(destination) is None:
+                    raise Denied("unknown destination", f"no application handler for {destination}", code="not-found")
+                others.append(send)
+                continue
+            preparer, params = found
+            context = SendContext(self, destination, send.headers, send.body, None)
+            item = await preparer(context, **params)
+            prepared.setdefault(item.commit, []).append(item.item)
+        for commit, items in prepared.items():
+            await asyncio.shield(commit(items))  # a write in progress finishes even when the server stops
+        for send in others:
+            await self._route_send(send)
 
     async def _subscribe(self, event: SubscribeRequested) -> None:
         destination = self._checked(event.destination, SUBSCRIBE)

@@ -8,8 +8,8 @@ An app registers both in its ``stomp_destinations`` module, imported once on the
 
     @app_destination("/app/rooms.{slug}")
     async def send_to_room(ctx: SendContext, slug: str) -> None:
-        message = await database_sync_to_async(services.message_create)(room=..., author=ctx.user, body=ctx.text)
-        # services publish to /topic/rooms.<slug> on commit
+        write = await database_sync_to_async(prepare)(slug, ctx.user, ctx.text)  # validate first
+        await get_writer().submit([write])  # stored in a batch, published after its commit
 
     @subscription_guard("/topic/rooms.{slug}")
     async def members_only(ctx: SubscribeContext, slug: str) -> None:
@@ -23,6 +23,10 @@ means success (the RECEIPT, if asked for, goes out after it returns). Raising ``
 with its message, detail and code and closes the connection, as STOMP requires after an ERROR; any
 other exception is logged and sent as ``message:internal error``. Every guard matching a destination
 must pass (return None or True); a guard returning False denies with a generic message.
+
+Inside a STOMP transaction, a SEND whose destination has an ``@app_prepare(template)`` hook is not handled
+on its own: at COMMIT every such SEND is prepared (validated) first, then all are committed together by
+one call of their ``Prepared.commit`` (all stored or none); a refusal of any refuses the COMMIT.
 
 Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
 
@@ -156,9 +160,23 @@ class Replay:
     after_seq: int = 0
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A SEND inside a STOMP transaction, validated and ready to commit with the others (all or none).
+
+    ``@app_prepare`` hooks return one (or raise ``Rejected``/``Denied``: then nothing of the transaction
+    is committed); on COMMIT the connection hands every ``item`` with the same ``commit`` to one call of
+    it, which stores them all or none (raising ``Rejected`` for none).
+    """
+
+    item: Any
+    commit: Callable[[Sequence[Any]], Awaitable[None]]
+
+
 AppHandler = Callable[..., Awaitable[None]]
 Guard = Callable[..., Awaitable[bool | None]]
 Replayer = Callable[..., Awaitable[Replay | None]]
+Preparer = Callable[..., Awaitable[Prepared]]
 #: ``on_subscribe`` hooks get ``(SubscribeContext, **params)``; ``on_unsubscribe`` hooks get
 #: ``(connection, destination, **params)``.
 Watcher = Callable[..., Awaitable[None]]
@@ -189,6 +207,7 @@ class DestinationRegistry:
 
     def __init__(self) -> None:
         self._handlers: list[_Route] = []
+        self._preparers: list[_Route] = []
         self._guards: list[_Route] = []
         self._replayers: list[_Route] = []
         self._subscribed: list[_Route] = []
@@ -197,6 +216,11 @@ class DestinationRegistry:
     def register_app(self, template: str | re.Pattern[str], handler: AppHandler) -> None:
         """Route SENDs matching ``template`` to ``handler(ctx, **params)``; the first matching route wins."""
         self._handlers.append(_Route(compile_template(template), handler))
+
+    def register_prepare(self, template: str | re.Pattern[str], preparer: Preparer) -> None:
+        """In a STOMP transaction, SENDs matching ``template`` are prepared by ``preparer(ctx, **params)`` and
+        committed together on COMMIT instead of being handled one by one."""
+        self._preparers.append(_Route(compile_template(template), preparer))
 
     def register_guard(self, template: str | re.Pattern[str], guard: Guard) -> None:
         """Consult ``guard(ctx, **params)`` before any SUBSCRIBE matching ``template``."""
@@ -222,6 +246,10 @@ class DestinationRegistry:
             return handler
 
         return decorate
+
+    def prepare(self, template: str | re.Pattern[str]) -> Callable[[Preparer], Preparer]:
+        """Decorator form of ``register_prepare``."""
+        return self._decorator(self.register_prepare, template)
 
     def guard(self, template: str | re.Pattern[str]) -> Callable[[Guard], Guard]:
         """Decorator form of ``register_guard``."""
@@ -260,6 +288,11 @@ class DestinationRegistry:
                 return route.function, match.groupdict()
         return None
 
+    def resolve_prepare(self, destination: str) -> tuple[Preparer, dict[str, str]] | None:
+        """The prepare hook and keyword arguments for a SEND destination inside a transaction, or None."""
+        found = self._matching(self._preparers, destination)
+        return found[0] if found else None
+
     def guards_for(self, destination: str) -> list[tuple[Guard, dict[str, str]]]:
         """Every guard whose template matches ``destination``, with its keyword arguments."""
         return self._matching(self._guards, destination)
@@ -287,13 +320,14 @@ class DestinationRegistry:
 
     def unregister(self, function: Callable[..., Any]) -> None:
         """Remove a handler or guard (tests)."""
-        for name in ("_handlers", "_guards", "_replayers", "_subscribed", "_unsubscribed"):
+        for name in ("_handlers", "_preparers", "_guards", "_replayers", "_subscribed", "_unsubscribed"):
             setattr(self, name, [r for r in getattr(self, name) if r.function is not function])
 
 
 #: The process-wide registry the STOMP connections consult.
 destinations = DestinationRegistry()
 app_destination = destinations.app
+app_prepare = destinations.prepare
 subscription_guard = destinations.guard
 subscription_replay = destinations.replay
 on_subscribe = destinations.subscribed

@@ -1,0 +1,197 @@
+"""One batch of chat messages stored in one transaction (sync: runs in the writer's thread).
+
+The rooms of the batch are locked first, in pk order (two writers in two processes then never
+deadlock, and a room's messages take their ids and commit in the same order, so ``since-id`` resume and
+the sequencer's ``prev`` stay exact). Under those locks: private-room membership is checked, authors
+of public rooms join them, repeated client_ids (in the database or earlier in the batch) are found, the
+new rows go in with one multi-row INSERT, and the notifications they cause are written in the same
+transaction. What happened comes back as typed events, one list per unit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import DataError, IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
+
+from chat.api.serializers import message_json
+from chat.exceptions import ChatError, InvalidInput, NotFound
+from chat.models import Membership, Message, Room
+from chat.writer.events import MessageRepeated, MessageStored, MessageWrite, NotificationsCreated, WriteEvent
+
+logger = logging.getLogger(__name__)
+
+#: Failures of single rows (a constraint): only their unit is refused, the rest of the batch is redone.
+ROW_ERRORS = (IntegrityError, DataError)
+
+Unit = Sequence[MessageWrite]  # stored all or none: one SEND, or a whole STOMP transaction
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a unit of the batch became: its events (in the unit's order), or the error that refused it."""
+
+    events: tuple[WriteEvent, ...] = ()
+    error: ChatError | None = None
+
+
+def messages_store(*, units: Sequence[Unit]) -> list[UnitResult]:
+    """Store every unit in one transaction; returns one result per unit, in order.
+
+    A unit whose row breaks a constraint is refused alone (the batch is redone with a savepoint per
+    unit); any other database error propagates and nothing of the batch is stored.
+    """
+    try:
+        with transaction.atomic():
+            rooms = _lock_rooms(units)
+            return _store_units(units, rooms)
+    except ROW_ERRORS as exc:
+        if len(units) == 1:
+            return [UnitResult(error=_row_error(exc))]
+        logger.warning("a chat write batch of %d units hit %s; storing unit by unit", len(units), type(exc).__name__)
+    results: list[UnitResult] = []
+    with transaction.atomic():
+        rooms = _lock_rooms(units)
+        for unit in units:
+            try:
+                with transaction.atomic():
+                    results.extend(_store_units([unit], rooms))
+            except ROW_ERRORS as exc:
+                results.append(UnitResult(error=_row_error(exc)))
+    return results
+
+
+def _row_error(exc: Exception) -> ChatError:
+    logger.info("a chat message was refused by the database: %s", exc)
+    return InvalidInput("the database refused this message (a constraint failed); it was not stored")
+
+
+def _lock_rooms(units: Sequence[Unit]) -> dict[int, Room]:
+    """Lock the batch's rooms in pk order (FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE BEGIN locks all)."""
+    ids = sorted({write.room.pk for unit in units for write in unit})
+    return {room.pk: room for room in Room.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+
+
+def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResult]:
+    """Store the units (all inside the caller's transaction, rooms locked); raises ROW_ERRORS on a constraint."""
+    errors: dict[int, ChatError] = {}
+    pairs = {(w.room.pk, w.author.pk) for unit in units for w in unit}
+    members = set(
+        Membership.objects.filter(room_id__in={r for r, _ in pairs}, user_id__in={a for _, a in pairs}).values_list(
+            "room_id", "user_id"
+        )
+    )
+    joins: dict[tuple[int, int], Membership] = {}
+    for index, unit in enumerate(units):
+        for write in unit:
+            room = rooms.get(write.room.pk)
+            if room is None or (room.is_private and (room.pk, write.author.pk) not in members):
+                errors[index] = NotFound(f"no room {write.room.slug!r} that you can see")
+                break
+            if (room.pk, write.author.pk) not in members:  # a public room is joined by its first message
+                joins[(room.pk, write.author.pk)] = Membership(room_id=room.pk, user_id=write.author.pk)
+    live = [(index, unit) for index, unit in enumerate(units) if index not in errors]
+    if joins:
+        needed = {key for index, unit in live for key in ((w.room.pk, w.author.pk) for w in unit)}
+        Membership.objects.bulk_create([m for key, m in joins.items() if key in needed], ignore_conflicts=True)
+
+    existing = _stored_client_ids([w for _, unit in live for w in unit], rooms)
+    new: list[Message] = []
+    plan: list[tuple[int, MessageWrite, Message, bool]] = []  # (unit index, write, message, created)
+    in_batch: dict[tuple[int, int, str], Message] = {}
+    for index, unit in live:
+        for write in unit:
+            key = (write.room.pk, write.author.pk, write.client_id) if write.client_id else None
+            message = existing.get(key) if key else None
+            if message is None and key:
+                message = in_batch.get(key)
+            if message is not None:
+                plan.append((index, write, message, False))
+                continue
+            room = rooms[write.room.pk]
+            message = Message(room=room, author=write.author, body=write.body, client_id=write.client_id)
+            if key:
+                in_batch[key] = message
+            new.append(message)
+            plan.append((index, write, message, True))
+
+    last_ids = _last_ids({m.room_id for m in new})
+    if new:
+        Message.objects.bulk_create(new)
+        if new[0].pk is None:
+            raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
+    prev_of: dict[int, int] = {}
+    for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
+        prev_of[message.pk] = last_ids.get(message.room_id) or 0
+        last_ids[message.room_id] = message.pk
+    for message in existing.values():
+        prev_of[message.pk] = _previous_id(message)
+
+    direct_members = _direct_members({m.room_id for m in new if m.room.is_direct})
+    from notifications.services import notifications_for_messages, stream_events
+
+    notifications = notifications_for_messages(messages=new, direct_members=direct_members)
+    by_message: dict[int, list] = {}
+    for notification in notifications:
+        by_message.setdefault(notification.payload["message_id"], []).append(notification)
+
+    events: dict[int, list[WriteEvent]] = {index: [] for index, _ in live}
+    for index, _write, message, created in plan:
+        payload = message_json(message)
+        slug = message.room.slug
+        if created:
+            others = tuple(uid for uid in direct_members.get(message.room_id, ()) if uid != message.author_id)
+            events[index].append(MessageStored(payload, slug, message.pk, prev_of[message.pk], others))
+            caused = by_message.pop(message.pk, None)
+            if caused:
+                events[index].append(NotificationsCreated(stream_events(caused)))
+        else:
+            events[index].append(MessageRepeated(payload, slug, message.pk, prev_of.get(message.pk, 0)))
+    return [
+        UnitResult(error=errors[index]) if index in errors else UnitResult(events=tuple(events[index]))
+        for index in range(len(units))
+    ]
+
+
+def _stored_client_ids(writes: Sequence[MessageWrite], rooms: dict[int, Room]) -> dict[tuple[int, int, str], Message]:
+    """The stored messages whose (room, author, client_id) one of ``writes`` repeats."""
+    keyed = [w for w in writes if w.client_id]
+    if not keyed:
+        return {}
+    authors = {w.author.pk: w.author for w in keyed}
+    wanted = {(w.room.pk, w.author.pk, w.client_id) for w in keyed}
+    rows = Message.objects.filter(
+        room_id__in={k[0] for k in wanted}, author_id__in=authors.keys(), client_id__in={k[2] for k in wanted}
+    ).only("id", "room_id", "author_id", "body", "created", "client_id")
+    found: dict[tuple[int, int, str], Message] = {}
+    for message in rows:
+        key = (message.room_id, message.author_id, message.client_id)
+        if key in wanted:
+            message.room = rooms[message.room_id]
+            message.author = authors[message.author_id]
+            found[key] = message  # type: ignore[index]
+    return found
+
+
+def _last_ids(room_ids: set[int]) -> dict[int, int]:
+    """Each room's newest message id before this batch (read after the room locks were taken)."""
+    if not room_ids:
+        return {}
+    newest = Message.objects.filter(room_id=OuterRef("pk")).order_by("-id").values("id")[:1]
+    return dict(Room.objects.filter(pk__in=room_ids).annotate(last=Subquery(newest)).values_list("pk", "last"))
+
+
+def _previous_id(message: Message) -> int:
+    previous = Message.objects.filter(room_id=message.room_id, id__lt=message.pk).order_by("-id")
+    return previous.values_list("id", flat=True).first() or 0
+
+
+def _direct_members(room_ids: set[int]) -> dict[int, list[int]]:
+    members: dict[int, list[int]] = {}
+    if room_ids:
+        for room_id, user_id in Membership.objects.filter(room_id__in=room_ids).values_list("room_id", "user_id"):
+            members.setdefault(room_id, []).append(user_id)
+    return members

@@ -1,0 +1,236 @@
+"""The per-process (per event loop) chat writer: a bounded queue, a collection window, one batch at a time.
+
+Callers ``await writer.submit(unit)`` with the validated messages of one SEND (or of one whole STOMP
+transaction). The writer's task waits until the oldest waiting unit is ``window`` seconds old or
+``batch_max`` messages wait, whichever comes first, stores up to ``batch_max`` messages in ONE
+transaction in its worker thread, publishes what committed (``publish``, on the event loop), and only
+then answers each caller. Past ``queue_limit`` waiting messages a submit is refused at once
+(``WriterBusy``): never a wait without end. A database failure fails every unit of the batch
+(``WriteFailed``) and nothing of it is stored; the next batch starts afresh.
+
+The worker thread is one per process, shared by every loop's writer: it is the process's one database
+writer for chat messages (SQLite keeps a single writer; on PostgreSQL one thread keeps one connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from chat.exceptions import ChatError
+from chat.writer.events import MessageWrite, WriteEvent, WriteFailed, WriterBusy
+from chat.writer.store import UnitResult, messages_store
+
+logger = logging.getLogger(__name__)
+
+Store = Callable[[Sequence[Sequence[MessageWrite]]], list[UnitResult]]
+Publish = Callable[[Sequence[WriteEvent]], None]
+
+
+@dataclass
+class _Pending:
+    unit: tuple[MessageWrite, ...]
+    future: asyncio.Future[tuple[WriteEvent, ...]]
+    arrived: float
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.unit)
+
+
+def _default_store(units: Sequence[Sequence[MessageWrite]]) -> list[UnitResult]:
+    """Run one batch in the writer thread, on a database connection kept open between batches.
+
+    Whatever ``CONN_MAX_AGE`` says: the one writer thread reconnecting per batch would pay a handshake on
+    PostgreSQL, and on SQLite closing the last connection checkpoints the WAL (tens of ms). A connection
+    that failed is still dropped (``close_old_connections``), so the next batch starts on a fresh one.
+    """
+    from django.db import close_old_connections, connection
+
+    close_old_connections()
+    try:
+        return messages_store(units=units)
+    finally:
+        if connection.connection is not None:
+            connection.close_at = None  # never obsolete by age
+        close_old_connections()
+
+
+def _default_publish(events: Sequence[WriteEvent]) -> None:
+    from chat.publishing import write_events_publish
+
+    write_events_publish(events)
+
+
+class ChatWriter:
+    """Group commit for chat messages on one event loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        window: float,
+        batch_max: int,
+        queue_limit: int,
+        store: Store = _default_store,
+        publish: Publish = _default_publish,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.window = window
+        self.batch_max = max(1, batch_max)
+        self.queue_limit = max(1, queue_limit)
+        self._store = store
+        self._publish = publish
+        self._executor = executor
+        self._queue: deque[_Pending] = deque()
+        self._waiting = 0  # messages in the queue
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # batches stored (operations, tests)
+
+    @classmethod
+    def from_settings(cls) -> ChatWriter:
+        from django.conf import settings
+
+        return cls(
+            window=settings.CHAT_WRITE_WINDOW_MS / 1000,
+            batch_max=settings.CHAT_WRITE_BATCH_MAX,
+            queue_limit=settings.CHAT_WRITE_QUEUE_LIMIT,
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Messages queued and not yet in a batch."""
+        return self._waiting
+
+    async def submit(self, unit: Sequence[MessageWrite]) -> tuple[WriteEvent, ...]:
+        """Store ``unit`` (all or none) in the next batch; returns its events once committed and published.
+
+        Raises ``WriterBusy`` at once when the queue is full, the unit's own ``ChatError`` when it was
+        refused, ``WriteFailed`` when the database failed the batch.
+        """
+        unit = tuple(unit)
+        if not unit:
+            return ()
+        if self._waiting and self._waiting + len(unit) > self.queue_limit:
+            raise WriterBusy(f"the server is busy ({self._waiting} messages waiting to be stored): retry shortly")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(unit, loop.create_future(), loop.time())
+        self._queue.append(pending)
+        self._waiting += pending.size
+        if self._task is None:
+            self._wakeup = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        elif self._waiting >= self.batch_max and self._wakeup is not None:
+            self._wakeup.set()
+        # The batch runs on whether or not this caller is still waiting (a connection may drop meanwhile).
+        return await asyncio.shield(pending.future)
+
+    async def _run(self) -> None:
+        """The writer task: lives while there is something to store, then ends (no task left behind)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                wait = self._queue[0].arrived + self.window - loop.time()
+                if wait > 0 and self._waiting < self.batch_max:
+                    assert self._wakeup is not None
+                    self._wakeup.clear()
+                    try:
+                        async with asyncio.timeout(wait):
+                            await self._wakeup.wait()
+                    except TimeoutError:
+                        pass
+                batch = self._take()
+                try:
+                    await self._write(batch)
+                except BaseException as exc:
+                    # Cancelled (the loop is closing) or a bug: the batch may or may not have committed, but
+                    # no caller may be left waiting. A retry with the same client_id stores nothing twice.
+                    error = WriteFailed("the server could not confirm this message: resend it with its client_id")
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+                    logger.exception("the chat writer failed answering a batch")
+        finally:
+            self._task = None
+            if self._queue:  # cancelled with work left (loop closing): nobody will answer these
+                for pending in self._queue:
+                    if not pending.future.done():
+                        pending.future.set_exception(WriteFailed("the server stopped before storing this message"))
+                self._queue.clear()
+                self._waiting = 0
+
+    def _take(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        size = 0
+        while self._queue and (not batch or size + self._queue[0].size <= self.batch_max):
+            pending = self._queue.popleft()
+            batch.append(pending)
+            size += pending.size
+        self._waiting -= size
+        return batch
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        units = [pending.unit for pending in batch]
+        try:
+            results = await loop.run_in_executor(self._executor or writer_executor(), self._store, units)
+        except Exception as exc:
+            logger.error("a chat write batch of %d units failed: %s", len(units), exc, exc_info=exc)
+            error = WriteFailed("the database failed while storing this message; nothing was stored: retry")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        self.batches += 1
+        events = [event for result in results if result.error is None for event in result.events]
+        try:
+            self._publish(events)
+        except Exception:
+            # Stored already: subscribers get them on resume (since-id), streams on replay.
+            logger.exception("publishing a stored chat batch failed")
+        for pending, result in zip(batch, results, strict=True):
+            if pending.future.done():
+                continue
+            if result.error is not None:
+                pending.future.set_exception(result.error)
+            else:
+                pending.future.set_result(result.events)
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ChatWriter] = weakref.WeakKeyDictionary()
+
+
+def writer_executor() -> ThreadPoolExecutor:
+    """The process's one chat-writer thread."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-writer")
+        return _executor
+
+
+def get_writer() -> ChatWriter:
+    """The writer of the running event loop (one per process in a server)."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = ChatWriter.from_settings()
+    return writer
+
+
+async def message_writes_submit(unit: Sequence[MessageWrite]) -> tuple[WriteEvent, ...]:
+    """Submit to this loop's writer (for sync callers through ``async_to_sync``)."""
+    return await get_writer().submit(unit)
+
+
+__all__ = ["ChatError", "ChatWriter", "get_writer", "message_writes_submit", "writer_executor"]

@@ -1,0 +1,184 @@
+"""The batched write path on a real PostgreSQL (scripts/postgres.py) with two daphne processes sharing Redis:
+concurrent senders keep per-room id order and exact resume; a refused row fails alone; the database
+connection dying mid-batch refuses that batch's SENDs, and the next batches succeed."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.conftest import access_token_for, wait_for
+from tests.reliability.live_stomp import LiveStomp
+
+pytestmark = pytest.mark.live
+ERRORS = "/user/queue/errors"
+ROOMS = ("alpha", "beta", "gamma")
+
+
+class Database:
+    """SQL against the cluster the servers use (the tests' own Django database stays SQLite)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.connection = psycopg.connect(conninfo, autocommit=True)
+
+    def rows(self, sql: str, *params) -> list[tuple]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def room_ids(self, slug: str) -> list[int]:
+        sql = "SELECT m.id FROM chat_message m JOIN chat_room r ON r.id = m.room_id WHERE r.slug = %s ORDER BY m.id"
+        return [i for (i,) in self.rows(sql, slug)]
+
+    def bodies(self) -> list[str]:
+        return [b for (b,) in self.rows("SELECT body FROM chat_message ORDER BY id")]
+
+
+@pytest.fixture
+def pg(postgres_cluster):
+    db = Database(postgres_cluster.conninfo)
+    db.rows("TRUNCATE notifications_notification, chat_message, chat_membership, chat_room, auth_user "
+            "RESTART IDENTITY CASCADE")  # fmt: skip
+    users = []
+    for i in range(6):
+        (user_id,) = db.rows(
+            "INSERT INTO auth_user (username, password, is_superuser, is_staff, is_active, first_name, last_name, "
+            "email, date_joined) VALUES (%s, '!', false, false, true, '', '', '', now()) RETURNING id",
+            f"user{i}",
+        )[0]
+        users.append(get_user_model()(id=user_id, username=f"user{i}", is_active=True))  # for tokens only
+    for slug in ROOMS:
+        (room_id,) = db.rows(
+            "INSERT INTO chat_room (slug, name, kind, is_private, creator_id, created) "
+            "VALUES (%s, %s, 'group', false, %s, now()) RETURNING id",
+            slug, slug.title(), users[0].pk,
+        )[0]  # fmt: skip
+        for user in users:
+            db.rows("INSERT INTO chat_membership (user_id, room_id, role, joined, last_read_message_id) "
+                    "VALUES (%s, %s, 'member', now(), 0)", user.pk, room_id)  # fmt: skip
+    yield db, users
+    db.rows("DROP TRIGGER IF EXISTS slow_or_poison ON chat_message")
+    db.rows("DROP FUNCTION IF EXISTS slow_or_poison()")
+    db.connection.close()
+
+
+@pytest.fixture
+def servers(daphne_factory, redis_server, postgres_cluster):
+    def start(**env: str):
+        url = f"redis://127.0.0.1:{redis_server.port}/0"
+        common = {"REDIS_URL": url, "DATABASE_URL": postgres_cluster.url, **env}
+        return daphne_factory(**common), daphne_factory(**common)
+
+    return start
+
+
+def client(server, user, *, rooms: tuple[str, ...] = (), since: int | None = None) -> LiveStomp:
+    stomp = LiveStomp.connect(f"{server.ws_url}/ws", access_token_for(user))
+    subscriptions = [(f"r-{slug}", f"/topic/rooms.{slug}") for slug in rooms] + [("errors", ERRORS)]
+    for sub_id, destination in subscriptions:
+        headers = {"since-id": str(since)} if since is not None and destination != ERRORS else {}
+        stomp.send("SUBSCRIBE", id=sub_id, destination=destination, receipt=f"sub-{sub_id}", **headers)
+        stomp.receipt(f"sub-{sub_id}")
+    return stomp
+
+
+def ids_on(stomp: LiveStomp, slug: str) -> list[int]:
+    return [json.loads(f.body)["id"] for f in stomp.messages(f"/topic/rooms.{slug}")]
+
+
+def errors_of(stomp: LiveStomp) -> list[dict]:
+    return [json.loads(f.body) for f in stomp.messages(ERRORS)]
+
+
+def test_many_senders_on_two_processes_keep_each_rooms_order_and_resume_exact_on_postgres(servers, pg):
+    db, users = pg
+    one, two = servers()
+    watchers = [client(server, users[0], rooms=ROOMS) for server in (one, two)]
+    senders = [client((one, two)[i % 2], user) for i, user in enumerate(users)]
+    per_sender = 40
+    for n in range(per_sender):
+        for i, sender in enumerate(senders):
+            slug = ROOMS[(n + i) % len(ROOMS)]
+            sender.send_json(f"/app/rooms.{slug}", {"body": f"{i}:{n}", "client_id": f"c{i}-{n}"}, receipt=f"c{n}")
+    for sender in senders:
+        for n in range(per_sender):
+            sender.receipt(f"c{n}", timeout=60)
+        assert not errors_of(sender)
+    rows = db.rows("SELECT author_id, client_id FROM chat_message")
+    assert len(rows) == len(set(rows)) == per_sender * len(senders)
+    for slug in ROOMS:
+        expected = db.room_ids(slug)
+        for watcher in watchers:
+            watcher.until(lambda _f, w=watcher, s=slug, e=expected: len(ids_on(w, s)) >= len(e), slug, 30)
+            assert ids_on(watcher, slug) == expected
+    expected = db.room_ids("beta")
+    for since in (0, expected[len(expected) // 3], expected[-1]):
+        resumed = client(two, users[3], rooms=("beta",), since=since)
+        wanted = [i for i in expected if i > since]
+        if wanted:
+            resumed.until(lambda _f, r=resumed, w=wanted: len(ids_on(r, "beta")) >= len(w), f"resume {since}", 20)
+        assert ids_on(resumed, "beta") == wanted
+        resumed.close()
+    for stomp in (*watchers, *senders):
+        stomp.close()
+
+
+TRIGGER = """
+CREATE FUNCTION slow_or_poison() RETURNS trigger AS $$
+BEGIN
+  IF NEW.body LIKE 'poison%' THEN
+    RAISE EXCEPTION 'poisoned message' USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.body LIKE 'slow%' THEN
+    PERFORM pg_sleep(30);
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+
+
+def test_a_refused_row_fails_alone_and_a_dead_connection_fails_its_batch_then_later_batches_succeed(servers, pg):
+    db, users = pg
+    db.rows(TRIGGER)
+    db.rows("CREATE TRIGGER slow_or_poison BEFORE INSERT ON chat_message "
+            "FOR EACH ROW EXECUTE FUNCTION slow_or_poison()")  # fmt: skip
+    one, _two = servers(CHAT_WRITE_WINDOW_MS="300")
+    alice = client(one, users[0], rooms=("alpha",))
+
+    # Frames of one connection are handled in order, so a batch gathers the SENDs of several connections.
+    bob, carol = client(one, users[1]), client(one, users[2])
+    trio = (alice, bob, carol)
+
+    # A constraint: the poisoned row alone is refused, the rest of its batch is stored.
+    for stomp, body in zip(trio, ("fine 1", "poison", "fine 2"), strict=True):
+        stomp.send_json("/app/rooms.alpha", {"body": body, "client_id": body}, receipt=body)
+    alice.receipt("fine 1")
+    carol.receipt("fine 2")
+    bob.until(lambda _f: errors_of(bob), "the refused row's error")
+    assert [(e["receipt"], e["code"]) for e in errors_of(bob)] == [("poison", "invalid")]
+    assert sorted(db.bodies()) == ["fine 1", "fine 2"]
+
+    # The database connection dies in the middle of a batch: every SEND of it is refused, none stored.
+    for stomp, body in zip(trio, ("slow 1", "slow 2", "slow 3"), strict=True):
+        stomp.send_json("/app/rooms.alpha", {"body": body, "client_id": body}, receipt=body)
+    sleeping = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+    wait_for(lambda: bool(db.rows(sleeping)), timeout=20, what="the batch to be inside its INSERT")
+    db.rows(f"SELECT pg_terminate_backend(pid) FROM ({sleeping}) AS s")
+    for stomp, body in zip(trio, ("slow 1", "slow 2", "slow 3"), strict=True):
+        stomp.until(lambda _f, s=stomp, b=body: any(e["receipt"] == b for e in errors_of(s)), f"{body} refused", 20)
+        assert [e["code"] for e in errors_of(stomp) if e["receipt"] == body] == ["write-failed"]
+        assert body not in stomp.receipts()
+    assert sorted(db.bodies()) == ["fine 1", "fine 2"]
+
+    # Later batches succeed on the same connection (the writer takes a fresh database connection).
+    alice.send_json("/app/rooms.alpha", {"body": "fine 3", "client_id": "fine 3"}, receipt="fine 3")
+    alice.receipt("fine 3", timeout=20)
+    assert sorted(db.bodies()) == ["fine 1", "fine 2", "fine 3"]
+    alice.until(lambda _f: len(ids_on(alice, "alpha")) >= 3, "three broadcasts")
+    assert ids_on(alice, "alpha") == db.room_ids("alpha")
+    for stomp in trio:
+        assert stomp.close_code is None
+        stomp.close()
