@@ -93,7 +93,9 @@ class Transport(Protocol):
 class BufferedTransport(Transport, Protocol):
     """A transport that can tell how much it holds: ``StompConnection`` then bounds its bytes end to end.
 
-    Optional (looked up with ``getattr``); see /work/wt/notes/conn-interface.md and the README.
+    Optional (looked up with ``getattr``): after every write the connection adds ``pending_bytes()`` to the
+    bytes in its own queue and ends a client past ``STOMP_MAX_UNSENT_BYTES`` with ERROR slow consumer; a
+    replay counts as in flight until the transport has written its last byte (README "Security").
     """
 
     def pending_bytes(self) -> int:
