@@ -37,6 +37,7 @@ from chat.broker.local import Publication
 from chat.realtime.limits import (
     SendGate,
     SendLimits,
+    UserSendBudget,
     default_limits,
     start_budget_sync,
     too_many_connections,
@@ -124,6 +125,8 @@ class StompConfig:
     replay_wait: float = 30.0
     coalesce_bytes: int = 64 * 1024
     send_limits: SendLimits = field(default_factory=SendLimits)
+    # Shared by every connection with this config (settings: the process's, reconciled through Redis).
+    user_budget: UserSendBudget = field(default_factory=UserSendBudget)
     policy: DestinationPolicy = field(
         default_factory=lambda: DestinationPolicy.from_rules(
             [("/topic/", "send subscribe"), ("/topic/rooms.", "subscribe"), ("/app/", "send"),
@@ -159,6 +162,7 @@ class StompConfig:
             coalesce_bytes=settings.STOMP_COALESCE_BYTES,
             policy=DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES),
             send_limits=default_limits(),
+            user_budget=user_send_budget,
         )
 
 
@@ -441,8 +445,8 @@ class StompConnection:
         if not user_connections.acquire(authenticated.user.pk, limit):
             raise too_many_connections(limit)
         self._counted_user = authenticated.user.pk
-        self._send_gate.bind_user(authenticated.user.pk, user_send_budget)
-        start_budget_sync(self._loop, self.config.send_limits)
+        self._send_gate.bind_user(authenticated.user.pk, self.config.user_budget)
+        start_budget_sync(self._loop, self.config.send_limits, self.config.user_budget)
         autodiscover()
         self.user = authenticated.user
         self._core.accept(

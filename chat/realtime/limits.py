@@ -346,12 +346,15 @@ def reset_limits() -> None:
     _limits = None
 
 
-_budget_syncs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+_budget_syncs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def start_budget_sync(loop: asyncio.AbstractEventLoop, limits: SendLimits) -> None:
-    """Start this event loop's reconciliation task once (with Redis when ``REDIS_URL`` is set)."""
-    if limits.user_send_rate <= 0 or loop in _budget_syncs:
+def start_budget_sync(loop: asyncio.AbstractEventLoop, limits: SendLimits, budget: UserSendBudget) -> None:
+    """Start the reconciliation task of ``budget`` on this event loop once (through Redis with ``REDIS_URL``)."""
+    tasks = _budget_syncs.setdefault(loop, weakref.WeakKeyDictionary())
+    if limits.user_send_rate <= 0 or budget in tasks:
         return
     from django.conf import settings
 
@@ -360,8 +363,8 @@ def start_budget_sync(loop: asyncio.AbstractEventLoop, limits: SendLimits) -> No
         import redis.asyncio as aioredis
 
         redis = aioredis.from_url(settings.REDIS_URL)
-    sync = BudgetSync(user_send_budget, redis, prefix=settings.STOMP_REDIS_PREFIX, interval=limits.user_budget_sync)
-    _budget_syncs[loop] = loop.create_task(sync.run(loop.time))
+    sync = BudgetSync(budget, redis, prefix=settings.STOMP_REDIS_PREFIX, interval=limits.user_budget_sync)
+    tasks[budget] = loop.create_task(sync.run(loop.time))
 
 
 def too_many_connections(limit: int) -> Denied:
