@@ -234,7 +234,7 @@ class StompConnection:
         self._handed_bytes = 0
         self._transport_pending = 0
         self._pending_bytes: Callable[[], int] | None = getattr(transport, "pending_bytes", None)
-        self._replay_ends: list[int] = []
+        self._replay_ends: tuple[int, ...] = ()  # a tuple: the empty one is shared by every idle connection
         self._writer: Any = None  # the running writer: a task, or _DRIVING while driven from _WriteScheduler
         self._write_scheduled = False
         self._processing = False
@@ -533,7 +533,7 @@ class StompConnection:
             return
         if replayers:
             await self._replay(context, subscriber, replayers)
-            self._replay_ends.append(self._handed_bytes + self._queued_bytes)
+            self._replay_ends = (*self._replay_ends, self._handed_bytes + self._queued_bytes)
             if self._closing:
                 return
         self._core.receipt(event.receipt)
@@ -624,13 +624,20 @@ class StompConnection:
         if len(self._queue) >= self.config.send_queue_limit:
             self._slow_consumer(f"more than {self.config.send_queue_limit} frames were waiting to be sent")
             return
-        limit = self.config.max_unsent_bytes
-        if limit and self._queued_bytes + self._transport_pending + len(data) > limit:
-            self._slow_consumer(f"more than {limit} bytes were waiting to be sent")
+        size = len(data)
+        if self._over_bound(size):
+            self._slow_consumer(f"more than {self.config.max_unsent_bytes} bytes were waiting to be sent")
             return
         self._queue.append(data)
-        self._queued_bytes += len(data)
+        self._queued_bytes += size
         self._ensure_writer()
+
+    def _over_bound(self, size: int) -> bool:
+        """Would ``size`` more bytes pass ``max_unsent_bytes``?"""
+        limit = self.config.max_unsent_bytes
+        if not limit or self._queued_bytes + self._transport_pending + size <= limit:
+            return False
+        return self._unsent_bytes() + size > limit  # the transport's figure is from the last write: re-read it
 
     def _slow_consumer(self, detail: str) -> None:
         """The client does not read what it is sent: free the backlog, ERROR (code slow-consumer), close."""
@@ -664,7 +671,7 @@ class StompConnection:
         deadline = self._loop.time() + self.config.replay_wait
         while not self._closing:
             written = self._handed_bytes - (self._unsent_bytes() - self._queued_bytes)
-            self._replay_ends = [end for end in self._replay_ends if end > written]
+            self._replay_ends = tuple(end for end in self._replay_ends if end > written)
             if len(self._replay_ends) < limit:
                 return
             if self._loop.time() >= deadline:

@@ -94,6 +94,24 @@ async def test_frames_waiting_in_the_connections_own_queue_count_in_bytes_too():
     assert slow_consumer_error(transport) == ("slow consumer", "slow-consumer")
 
 
+async def test_a_client_that_caught_up_since_the_last_write_is_not_cut_off():
+    broker = Broker()
+    cfg = config(max_frame_size=1 << 20)
+    cfg = type(cfg)(**{**cfg.__dict__, "max_unsent_bytes": 64 * 1024})
+    connection, transport = await open_buffered(cfg, broker=broker)
+    await connection.data_received(wire("SUBSCRIBE", id="s", destination="/topic/t", receipt="r"))
+    await transport.wait_for(lambda: "RECEIPT" in transport.commands(), "RECEIPT")
+    for _n in range(12):  # 48 kB into the server's buffer: under the bound
+        broker.publish_frame("/topic/t", "/topic/t", (), b"x" * 4096)
+        await asyncio.sleep(0)
+    await transport.wait_for(lambda: transport.buffered > 40_000, "the writes")
+    transport.peer_reads_everything()
+    for _n in range(6):  # 24 kB queued in one go: over the bound only with the stale 48 kB
+        broker.publish_frame("/topic/t", "/topic/t", (), b"x" * 4096)
+    await transport.wait_for(lambda: sum(f.command == "MESSAGE" for f in transport.frames) == 18, "all messages")
+    assert transport.closed is None and not transport.errors()
+
+
 def replay_registry(size: int, count: int):
     registry = echo_registry()
 
