@@ -412,8 +412,8 @@ class StompConnection:
         elif isinstance(event, SubscribeRequested):
             await self._subscribe(event)
         elif isinstance(event, UnsubscribeRequested):
+            self._detach((event.subscription,))  # first: the core already dropped it, whatever the budget says
             self._send_gate.admit_subscription(self._loop.time(), unsubscribe=True)
-            self._detach((event.subscription,))
             self._core.receipt(event.receipt)
         elif isinstance(event, TransactionCommitted):
             if event.sends:

@@ -176,6 +176,19 @@ async def test_a_subscribe_unsubscribe_flood_is_refused_then_disconnected():
     assert len(receipts) < 40  # the burst, not 800
 
 
+async def test_an_unsubscribe_flood_that_ends_the_connection_leaves_no_subscription_behind():
+    limits = SendLimits(send_rate=0.001, send_burst=10, abuse_limit=3, subscribe_cost=1.0)
+    broker = Broker()
+    connection, transport = await open_connection(cfg=config(send_limits=limits), broker=broker)
+    for n in range(10):
+        await connection.data_received(wire("SUBSCRIBE", id=f"s{n}", destination=f"/topic/t{n}"))
+    for n in range(10):
+        await connection.data_received(wire("UNSUBSCRIBE", id=f"s{n}"))
+    await transport.wait_for(lambda: transport.closed is not None, "the disconnect")
+    assert slow_consumer_error(transport) == ("rate limit exceeded", "rate-limited")
+    assert [key for key in broker.local.keys() if broker.local.count(key)] == []  # noqa: SIM118 - a method
+
+
 async def test_a_refused_subscribe_is_reported_and_not_made():
     limits = SendLimits(send_rate=0.001, send_burst=3, abuse_limit=100, subscribe_cost=1.0)
     connection, transport = await open_connection(cfg=config(send_limits=limits))
