@@ -82,7 +82,10 @@ ERRORS_DESTINATION = "/user/queue/errors"
 
 
 class Transport(Protocol):
-    """What a StompConnection writes to. Text-only transports (SockJS) decode the bytes as UTF-8."""
+    """What a StompConnection writes to. Text-only transports (SockJS) decode the bytes as UTF-8.
+
+    A transport that also has ``pending_bytes()`` (``BufferedTransport``) gets its backlog bounded end to end.
+    """
 
     async def send(self, data: bytes) -> None:
         """Write bytes (one or more whole STOMP frames, or a heart-beat EOL) to the peer."""
