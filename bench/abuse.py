@@ -174,7 +174,12 @@ class Client:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     async def send(self, command: str, body: bytes = b"", **headers: str) -> None:
-        await self.ws.send(wire(command, body, **headers))
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self.ws.send(wire(command, body, **headers))
+        except ConnectionClosed:
+            self.counts["closed"] = 1  # the server closed it (the reader records why)
 
     async def request(self, command: str, receipt: str, body: bytes = b"", **headers: str) -> float | None:
         """Send with a receipt; seconds until the RECEIPT (None: refused or closed), bounded by 20 s."""
