@@ -356,8 +356,8 @@ STOMP_REPLAY_WAIT = env_float("STOMP_REPLAY_WAIT", 30.0, minimum=0.1)
 STOMP_SUBSCRIBE_COST = env_float("STOMP_SUBSCRIBE_COST", 5.0, minimum=0.0)
 # One user's SENDs across all their connections: STOMP_USER_SEND_RATE per second, bursts of
 # STOMP_USER_SEND_BURST (0: off); with REDIS_URL the workers reconcile every STOMP_USER_BUDGET_SYNC seconds.
-STOMP_USER_SEND_RATE = env_float("STOMP_USER_SEND_RATE", 50.0)
-STOMP_USER_SEND_BURST = env_int("STOMP_USER_SEND_BURST", 200, minimum=1)
+STOMP_USER_SEND_RATE = env_float("STOMP_USER_SEND_RATE", 20.0)
+STOMP_USER_SEND_BURST = env_int("STOMP_USER_SEND_BURST", 100, minimum=1)
 STOMP_USER_BUDGET_SYNC = env_float("STOMP_USER_BUDGET_SYNC", 1.0, minimum=0.05)
 # On SIGTERM each connection's SEND in progress may take this long to finish before ERROR code:shutdown.
 STOMP_SHUTDOWN_GRACE = env_float("STOMP_SHUTDOWN_GRACE", 5.0, minimum=0.1)

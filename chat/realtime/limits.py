@@ -55,8 +55,8 @@ class SendLimits:
     send_burst: int = 1000
     abuse_limit: int = 1000
     subscribe_cost: float = 5.0
-    user_send_rate: float = 50.0
-    user_send_burst: int = 200
+    user_send_rate: float = 20.0
+    user_send_burst: int = 100
     user_budget_sync: float = 1.0
 
     @classmethod
