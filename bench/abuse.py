@@ -7,7 +7,7 @@ Scenarios, each on a fresh server (daphne through chatproject.daphne_server, uvi
 chatproject.uvicorn_ws), bounded in connections and seconds, 127.0.0.1 only:
 
 - ``nonreading``: sockets that never read, each sending SUBSCRIBEs with ``since-id:0`` into a room with
-  many stored messages (each replays up to CHAT_RESUME_MAX of them).
+  many stored messages (each replays up to CHAT_RESUME_MAX of them); 40 s, past STOMP_REPLAY_WAIT.
 - ``user_flood``: one user opens 200 connections and every one SENDs into a room as fast as its own
   budget allows.
 - ``sub_flood``: connections sending SUBSCRIBE/UNSUBSCRIBE pairs to a room topic (~250 pairs/s each, the
@@ -447,8 +447,10 @@ def main(argv: list[str] | None = None) -> int:
             log = work / f"abuse-{kind}.log"
             process, port = start_server(kind, env, log)
             try:
-                logger.info("%s on %s for %g s", name, kind, seconds)
-                result = asyncio.run(run_scenario(name, kind, port, process.pid, data, seconds, args.quick, log))
+                # Non-readers wait for replay slots up to STOMP_REPLAY_WAIT (30 s) before they are cut off.
+                length = max(seconds, 40.0) if name == "nonreading" and not args.quick else seconds
+                logger.info("%s on %s for %g s", name, kind, length)
+                result = asyncio.run(run_scenario(name, kind, port, process.pid, data, length, args.quick, log))
             finally:
                 stop(process)
             logger.info("%s", json.dumps(result))
