@@ -142,8 +142,9 @@ class Client:
     @classmethod
     async def open(cls, url: str, token: str) -> Client:
         from websockets.asyncio.client import connect
+        from websockets.typing import Subprotocol
 
-        ws = await connect(f"{url}/ws", subprotocols=["v12.stomp"], open_timeout=20, max_size=None)
+        ws = await connect(f"{url}/ws", subprotocols=[Subprotocol("v12.stomp")], open_timeout=20, max_size=None)
         client = cls(ws)
         await ws.send(wire("CONNECT", accept_version="1.2", host="chat", Authorization=f"Bearer {token}"))
         return client
@@ -203,18 +204,24 @@ class Client:
 class NonReader:
     """A raw WebSocket on a socket with a tiny receive buffer that reads only its handshake and CONNECTED."""
 
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ws: Any) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.ws = ws
+
     @classmethod
     async def open(cls, port: int, token: str) -> NonReader:
         from websockets.client import ClientProtocol
+        from websockets.typing import Subprotocol
         from websockets.uri import parse_uri
 
-        self = cls()
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-        self.ws = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), subprotocols=["v12.stomp"], max_size=None)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        uri = parse_uri(f"ws://127.0.0.1:{port}/ws")
+        self = cls(reader, writer, ClientProtocol(uri, subprotocols=[Subprotocol("v12.stomp")], max_size=None))
         self.ws.send_request(self.ws.connect())
         await self._flush()
         while not self.ws.events_received():  # the 101 response; after CONNECT nothing is read again
@@ -275,7 +282,7 @@ async def nonreading(url: str, port: int, data: dict, stop_at: float, quick: boo
     for k in range(subscribes):
         if time.monotonic() > stop_at:
             break
-        frame = wire("SUBSCRIBE", id=f"s{k}", destination=topic, **{"since-id": "0"})
+        frame = wire("SUBSCRIBE", id=f"s{k}", destination=topic, since_id="0")
         results = await asyncio.gather(*(s.send(frame) for s in sockets))
         sent += sum(results)
     await asyncio.sleep(max(stop_at - time.monotonic(), 0))

@@ -9,7 +9,7 @@ which is bounded either way; with it the count is exact.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -28,5 +28,6 @@ class SansIOProtocol(WebSocketsSansIOProtocol):
 
     async def run_asgi(self) -> None:
         """As uvicorn's, once the scope has the extension."""
-        self.scope["extensions"][EXTENSION] = write_buffer_extension(lambda: transport_pending_bytes(self.transport))
+        extensions = cast(dict[str, Any], self.scope["extensions"])
+        extensions[EXTENSION] = write_buffer_extension(lambda: transport_pending_bytes(self.transport))
         await super().run_asgi()

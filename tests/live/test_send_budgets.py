@@ -8,7 +8,7 @@ import json
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tests.live.test_slow_consumer import connect
+from tests.live.raw_stomp import connect
 
 pytestmark = pytest.mark.live
 ERRORS = "/user/queue/errors"
