@@ -58,6 +58,7 @@ PROJECT_ENV = {
     # what one benchmark publisher sends: the default (500/s) would cap every max-rate scenario.
     "STOMP_SEND_RATE": "1000000",
     "STOMP_SEND_BURST": "1000000",
+    "STOMP_USER_SEND_RATE": "0",  # per-user budget off too (issue 16): one max-rate publisher is one user
 }
 
 logger = logging.getLogger("bench")
@@ -674,6 +675,12 @@ def main(argv: list[str] | None = None) -> int:
     table = write_table(report, chosen, out / "results.md")
     write_chart(report, chosen, out / "results.png")
     print(table)
+    if not args.scenarios or "abuse" in args.scenarios.split(","):  # issue 16's scenarios: bench/abuse.py
+        from bench.abuse import main as abuse_main
+
+        project = ",".join(s for s in servers if s in ("daphne", "uvicorn"))
+        if project:
+            abuse_main(["--out", str(out), "--work", str(WORK), "--servers", project, *(["--quick"] * args.quick)])
     return 0
 
 

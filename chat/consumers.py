@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.sessions import InstanceSessionWrapper
 
+from chat.realtime.backpressure import scope_pending_bytes
 from chat.realtime.connection import StompConnection
 from chat.stomp.session import choose_subprotocol
 
@@ -37,12 +39,19 @@ def server_send(send: Any) -> Any:
 
 
 class WebSocketTransport:
-    """StompConnection's transport over an ASGI WebSocket: text frames when the bytes are UTF-8, else binary."""
+    """StompConnection's transport over an ASGI WebSocket: text frames when the bytes are UTF-8, else binary.
 
-    __slots__ = ("_send",)
+    Has ``pending_bytes()`` (the server's socket write buffer for this connection) only when the server
+    gives it (chatproject/daphne_server.py, chatproject/uvicorn_ws.py): StompConnection looks it up with
+    ``getattr`` and bounds its own queue alone without it.
+    """
 
-    def __init__(self, send: Any) -> None:
+    __slots__ = ("_send", "pending_bytes")
+
+    def __init__(self, send: Any, pending_bytes: Callable[[], int] | None = None) -> None:
         self._send = send
+        if pending_bytes is not None:
+            self.pending_bytes = pending_bytes
 
     async def send(self, data: bytes) -> None:
         """Send one WebSocket message holding whole STOMP frames."""
@@ -89,7 +98,8 @@ class StompWebSocketConsumer(AsyncConsumer):
         """Accept, choosing the best offered STOMP subprotocol, and start the STOMP connection."""
         subprotocol = choose_subprotocol(self.scope.get("subprotocols") or ())
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
-        self.connection = StompConnection(WebSocketTransport(self.base_send), scope=self.scope, subprotocol=subprotocol)
+        transport = WebSocketTransport(self.base_send, scope_pending_bytes(self.scope))
+        self.connection = StompConnection(transport, scope=self.scope, subprotocol=subprotocol)
         await self.connection.open()
 
     async def websocket_receive(self, message) -> None:

@@ -377,10 +377,25 @@ STOMP_MAX_PENDING_ACKS = env_int("STOMP_MAX_PENDING_ACKS", 10_000, minimum=16)
 # /user/queue/errors without closing; refusals pile up (draining at the rate) and at STOMP_SEND_ABUSE_LIMIT
 # the connection is closed with an ERROR. Connections per user are counted per worker process.
 STOMP_MAX_BODY_SIZE = env_int("STOMP_MAX_BODY_SIZE", 32 * 1024)
-STOMP_MAX_CONNECTIONS_PER_USER = env_int("STOMP_MAX_CONNECTIONS_PER_USER", 1000)
+STOMP_MAX_CONNECTIONS_PER_USER = env_int("STOMP_MAX_CONNECTIONS_PER_USER", 50)
 STOMP_SEND_RATE = env_float("STOMP_SEND_RATE", 500.0)
 STOMP_SEND_BURST = env_int("STOMP_SEND_BURST", 1000, minimum=1)
 STOMP_SEND_ABUSE_LIMIT = env_int("STOMP_SEND_ABUSE_LIMIT", 1000)
+# --- issue 16: output backpressure and per-user budgets (chat/realtime/limits.py, README "Security") ---
+# Bytes queued for one connection but not yet written to its socket (its own queue plus the server's
+# write buffer); past it: ERROR "slow consumer" (code slow-consumer) and the connection closes.
+STOMP_MAX_UNSENT_BYTES = env_int("STOMP_MAX_UNSENT_BYTES", 2 * 1024 * 1024)
+# Replays (SUBSCRIBE with since-id) of one connection whose frames have not reached its socket yet; one
+# more waits, and after STOMP_REPLAY_WAIT seconds of waiting the client is a slow consumer.
+STOMP_MAX_REPLAYS = env_int("STOMP_MAX_REPLAYS", 4)
+STOMP_REPLAY_WAIT = env_float("STOMP_REPLAY_WAIT", 30.0, minimum=0.1)
+# A SUBSCRIBE or UNSUBSCRIBE takes this many tokens of the connection's SEND budget.
+STOMP_SUBSCRIBE_COST = env_float("STOMP_SUBSCRIBE_COST", 5.0, minimum=0.0)
+# One user's SENDs across all their connections: STOMP_USER_SEND_RATE per second, bursts of
+# STOMP_USER_SEND_BURST (0: off); with REDIS_URL the workers reconcile every STOMP_USER_BUDGET_SYNC seconds.
+STOMP_USER_SEND_RATE = env_float("STOMP_USER_SEND_RATE", 20.0)
+STOMP_USER_SEND_BURST = env_int("STOMP_USER_SEND_BURST", 100, minimum=1)
+STOMP_USER_BUDGET_SYNC = env_float("STOMP_USER_BUDGET_SYNC", 1.0, minimum=0.05)
 # On SIGTERM each connection's SEND in progress may take this long to finish before ERROR code:shutdown.
 STOMP_SHUTDOWN_GRACE = env_float("STOMP_SHUTDOWN_GRACE", 5.0, minimum=0.1)
 # Queued frames are joined into WebSocket messages of up to this many bytes (0: one frame per message).

@@ -254,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             log = work / f"worker{n}.log"
             logs.append(log)
             with open(log, "wb") as handle:
-                process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                            "chatproject.asgi:application"], cwd=REPO, env=env, stdout=handle,
-                                           stderr=subprocess.STDOUT)  # fmt: skip
+                process = subprocess.Popen([sys.executable, "-m", "chatproject.daphne_server", "-b", "127.0.0.1",
+                                            "-p", str(port), "chatproject.asgi:application"], cwd=REPO, env=env,
+                                           stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
             processes.append(process)
             wait_port(port, process, what=f"worker {n}")
             workers.append(f"ws://127.0.0.1:{port}/ws")

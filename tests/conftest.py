@@ -220,10 +220,12 @@ def daphne_factory(live_db) -> Iterator[Callable[..., ServerProcess]]:
         env.update({k: str(v) for k, v in env_overrides.items()})
         log_path = OUTPUT / f"{server}-{port}.log"
         if server == "daphne":
-            argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"]
+            # The production entry point: daphne plus its write-buffer adapter (chatproject/daphne_server.py).
+            argv = [sys.executable, "-m", "chatproject.daphne_server", "-b", "127.0.0.1", "-p", str(port),
+                    "chatproject.asgi:application"]  # fmt: skip
         elif server == "uvicorn":
             argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-                    "--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools",
+                    "--ws", "chatproject.uvicorn_ws:SansIOProtocol", "--loop", "uvloop", "--http", "httptools",
                     "chatproject.asgi:application"]  # fmt: skip
         else:
             raise ValueError(f"unknown server {server!r}")

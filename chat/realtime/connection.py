@@ -34,7 +34,16 @@ from chat.broker.destinations import (
     validate_destination,
 )
 from chat.broker.local import Publication
-from chat.realtime.limits import SendGate, SendLimits, default_limits, too_many_connections, user_connections
+from chat.realtime.limits import (
+    SendGate,
+    SendLimits,
+    UserSendBudget,
+    default_limits,
+    start_budget_sync,
+    too_many_connections,
+    user_connections,
+    user_send_budget,
+)
 from chat.realtime.registry import (
     Denied,
     DestinationRegistry,
@@ -73,13 +82,28 @@ ERRORS_DESTINATION = "/user/queue/errors"
 
 
 class Transport(Protocol):
-    """What a StompConnection writes to. Text-only transports (SockJS) decode the bytes as UTF-8."""
+    """What a StompConnection writes to. Text-only transports (SockJS) decode the bytes as UTF-8.
+
+    A transport that also has ``pending_bytes()`` (``BufferedTransport``) gets its backlog bounded end to end.
+    """
 
     async def send(self, data: bytes) -> None:
         """Write bytes (one or more whole STOMP frames, or a heart-beat EOL) to the peer."""
 
     async def close(self, code: int) -> None:
         """Close the transport; called once, after everything queued was sent."""
+
+
+class BufferedTransport(Transport, Protocol):
+    """A transport that can tell how much it holds: ``StompConnection`` then bounds its bytes end to end.
+
+    Optional (looked up with ``getattr``): after every write the connection adds ``pending_bytes()`` to the
+    bytes in its own queue and ends a client past ``STOMP_MAX_UNSENT_BYTES`` with ERROR slow consumer; a
+    replay counts as in flight until the transport has written its last byte (README "Security").
+    """
+
+    def pending_bytes(self) -> int:
+        """Bytes accepted by ``send`` and not yet written to the socket; cheap, synchronous, never raises."""
 
 
 class AuthenticatedLike(Protocol):
@@ -99,8 +123,13 @@ class StompConfig:
     heartbeat_grace: float = 2.0
     connect_timeout: float = 10.0
     send_queue_limit: int = 10_000
+    max_unsent_bytes: int = 2 * 1024 * 1024
+    max_replays: int = 4
+    replay_wait: float = 30.0
     coalesce_bytes: int = 64 * 1024
     send_limits: SendLimits = field(default_factory=SendLimits)
+    # Shared by every connection with this config (settings: the process's, reconciled through Redis).
+    user_budget: UserSendBudget = field(default_factory=UserSendBudget)
     policy: DestinationPolicy = field(
         default_factory=lambda: DestinationPolicy.from_rules(
             [("/topic/", "send subscribe"), ("/topic/rooms.", "subscribe"), ("/app/", "send"),
@@ -130,9 +159,13 @@ class StompConfig:
             heartbeat_grace=settings.STOMP_HEARTBEAT_GRACE,
             connect_timeout=settings.STOMP_CONNECT_TIMEOUT,
             send_queue_limit=settings.STOMP_SEND_QUEUE_LIMIT,
+            max_unsent_bytes=settings.STOMP_MAX_UNSENT_BYTES,
+            max_replays=settings.STOMP_MAX_REPLAYS,
+            replay_wait=settings.STOMP_REPLAY_WAIT,
             coalesce_bytes=settings.STOMP_COALESCE_BYTES,
             policy=DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES),
             send_limits=default_limits(),
+            user_budget=user_send_budget,
         )
 
 
@@ -198,6 +231,13 @@ class StompConnection:
         self._registry = registry or destinations
         self._authenticate = authenticate or authenticate_jwt
         self._queue: list[bytes] = []  # a list: an empty deque costs ~600 bytes per idle connection
+        # Output accounting, in bytes: in _queue; handed to the transport ever; the transport's own
+        # backlog as last read (pending_bytes, when it has one); where each recent replay's last frame ends.
+        self._queued_bytes = 0
+        self._handed_bytes = 0
+        self._transport_pending = 0
+        self._pending_bytes: Callable[[], int] | None = getattr(transport, "pending_bytes", None)
+        self._replay_ends: tuple[int, ...] = ()  # a tuple: the empty one is shared by every idle connection
         self._writer: Any = None  # the running writer: a task, or _DRIVING while driven from _WriteScheduler
         self._write_scheduled = False
         self._processing = False
@@ -260,7 +300,7 @@ class StompConnection:
         tracker.discard(self)
         self._cancel_timers()
         self._detach(self._core.connection_lost())
-        self._queue.clear()
+        self._drop_queue()
         writer = self._writer
         if isinstance(writer, asyncio.Task) and writer is not asyncio.current_task():
             writer.cancel()
@@ -375,7 +415,8 @@ class StompConnection:
         elif isinstance(event, SubscribeRequested):
             await self._subscribe(event)
         elif isinstance(event, UnsubscribeRequested):
-            self._detach((event.subscription,))
+            self._detach((event.subscription,))  # first: the core already dropped it, whatever the budget says
+            self._send_gate.admit_subscription(self._loop.time(), unsubscribe=True)
             self._core.receipt(event.receipt)
         elif isinstance(event, TransactionCommitted):
             if event.sends:
@@ -406,6 +447,8 @@ class StompConnection:
         if not user_connections.acquire(authenticated.user.pk, limit):
             raise too_many_connections(limit)
         self._counted_user = authenticated.user.pk
+        self._send_gate.bind_user(authenticated.user.pk, self.config.user_budget)
+        start_budget_sync(self._loop, self.config.send_limits, self.config.user_budget)
         autodiscover()
         self.user = authenticated.user
         self._core.accept(
@@ -489,7 +532,12 @@ class StompConnection:
             await self._route_send(send)
 
     async def _subscribe(self, event: SubscribeRequested) -> None:
+        self._send_gate.admit_subscription(self._loop.time())
         destination = self._checked(event.destination, SUBSCRIBE)
+        if self._registry.replayers_for(destination):
+            await self._replay_slot()
+            if self._closing:
+                return
         context = SubscribeContext(self, destination, event.subscription_id, event.headers)
         for guard, params in self._registry.guards_for(destination):
             if await guard(context, **params) is False:
@@ -509,6 +557,7 @@ class StompConnection:
             return
         if replayers:
             await self._replay(context, subscriber, replayers)
+            self._replay_ends = (*self._replay_ends, self._handed_bytes + self._queued_bytes)
             if self._closing:
                 return
         self._core.receipt(event.receipt)
@@ -591,20 +640,68 @@ class StompConnection:
     def _flush_core(self) -> None:
         data = self._core.data_to_send()
         if data:
-            self._queue.append(data)  # protocol replies bypass the slow-consumer limit
+            self._queue.append(data)  # protocol replies bypass the slow-consumer limits (but are counted)
+            self._queued_bytes += len(data)
             self._ensure_writer()
 
     def _enqueue(self, data: bytes) -> None:
         if len(self._queue) >= self.config.send_queue_limit:
-            logger.warning("STOMP session %s: %d frames waiting, closing as a slow consumer",
-                           self.session_id, len(self._queue))  # fmt: skip
-            self._queue.clear()  # they would arrive hopelessly late; free the memory now
-            tracker.slow_consumer_disconnects += 1
-            self.fail("slow consumer", f"more than {self.config.send_queue_limit} frames were waiting to be sent")
-            self._flush_core()
+            self._slow_consumer(f"more than {self.config.send_queue_limit} frames were waiting to be sent")
+            return
+        size = len(data)
+        if self._over_bound(size):
+            self._slow_consumer(f"more than {self.config.max_unsent_bytes} bytes were waiting to be sent")
             return
         self._queue.append(data)
+        self._queued_bytes += size
         self._ensure_writer()
+
+    def _over_bound(self, size: int) -> bool:
+        """Would ``size`` more bytes pass ``max_unsent_bytes``?"""
+        limit = self.config.max_unsent_bytes
+        if not limit or self._queued_bytes + self._transport_pending + size <= limit:
+            return False
+        return self._unsent_bytes() + size > limit  # the transport's figure is from the last write: re-read it
+
+    def _slow_consumer(self, detail: str) -> None:
+        """The client does not read what it is sent: free the backlog, ERROR (code slow-consumer), close."""
+        logger.warning("STOMP session %s: %s (%d frames, %d bytes in the transport), closing as a slow consumer",
+                       self.session_id, detail, len(self._queue), self._transport_pending)  # fmt: skip
+        self._drop_queue()  # they would arrive hopelessly late; free the memory now
+        tracker.slow_consumer_disconnects += 1
+        self.fail("slow consumer", detail, code="slow-consumer")
+        self._flush_core()
+
+    def _drop_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+
+    def _unsent_bytes(self) -> int:
+        """Bytes queued here plus those the transport holds: re-reads the transport's figure."""
+        if self._pending_bytes is not None:
+            self._transport_pending = self._pending_bytes()
+        return self._queued_bytes + self._transport_pending
+
+    async def _replay_slot(self) -> None:
+        """Wait until fewer than ``max_replays`` earlier replays are still on their way to the socket.
+
+        A replay counts until the transport has written its last byte (bytes handed to it minus what it
+        still holds). The wait is polled, since no server tells the application when its buffer drains;
+        it ends with ERROR slow consumer after ``replay_wait`` seconds: such a client is not reading.
+        """
+        limit = self.config.max_replays
+        if not limit:
+            return
+        deadline = self._loop.time() + self.config.replay_wait
+        while not self._closing:
+            written = self._handed_bytes - (self._unsent_bytes() - self._queued_bytes)
+            self._replay_ends = tuple(end for end in self._replay_ends if end > written)
+            if len(self._replay_ends) < limit:
+                return
+            if self._loop.time() >= deadline:
+                self._slow_consumer(f"{limit} replays were still unread after {self.config.replay_wait:g} seconds")
+                return
+            await asyncio.sleep(_REPLAY_POLL)
 
     def _ensure_writer(self) -> None:
         if self._writer is not None or self._transport_closed:
@@ -639,6 +736,8 @@ class StompConnection:
                 break
             size += len(data)
             count += 1
+        self._queued_bytes -= size
+        self._handed_bytes += size
         if count == len(queue):
             self._queue = []
             return queue[0] if count == 1 else b"".join(queue)
@@ -652,6 +751,10 @@ class StompConnection:
                 await self._transport.send(self._next_write())
                 if self._clock is not None:
                     self._clock.sent(self._loop.time())
+                limit = self.config.max_unsent_bytes
+                if limit and self._pending_bytes is not None and self._unsent_bytes() > limit and not self._closing:
+                    # daphne accepts every write at once: the backlog grows in its buffer, not in _queue.
+                    self._slow_consumer(f"more than {limit} bytes were waiting to be sent")
             if self._closing and not self._transport_closed:
                 self._transport_closed = True
                 self._cancel_timers()
@@ -662,7 +765,7 @@ class StompConnection:
             logger.debug("STOMP session %s: transport write failed: %s", self.session_id, exc)
             self._transport_closed = True
             self._closing = True
-            self._queue.clear()
+            self._drop_queue()
         finally:
             self._writer = None
 
@@ -711,6 +814,7 @@ class StompConnection:
             self._clock.sent(now)
             if not self._queue:
                 self._queue.append(b"\n")
+                self._queued_bytes += 1
                 self._ensure_writer()
         self._schedule_heartbeat()
 
@@ -736,6 +840,7 @@ class StompConnection:
 _config: StompConfig | None = None
 _background: set[asyncio.Task[Any]] = set()
 _DRIVING = object()  # StompConnection._writer while _WriteScheduler drives it without a task
+_REPLAY_POLL = 0.05  # seconds between looks at the transport's buffer while a SUBSCRIBE waits for a replay slot
 
 
 class _WriteScheduler:

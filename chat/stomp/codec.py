@@ -371,6 +371,10 @@ class FrameParser:
             raise HeaderTooLong(f"a header line is longer than {self.max_header_length} bytes")
 
     def _parse_header(self, line: bytes) -> tuple[str, str]:
+        if b"\0" in line:
+            # A NUL ends a frame on the wire: relayed in a header, it would let clients that split frames on
+            # NUL parse a forged frame out of someone else's message.
+            raise InvalidHeader("a header contains a NUL byte")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:

@@ -218,8 +218,8 @@ class Stack:
 
     def _start_worker(self, worker: Worker) -> None:
         # The argv of deploy/systemd/chat-daphne@.service: loopback only, proxy headers trusted from nginx.
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(worker.port), "--proxy-headers",
-                "--access-log", str(worker.access_log), "chatproject.asgi:application"]  # fmt: skip
+        argv = [sys.executable, "-m", "chatproject.daphne_server", "-b", "127.0.0.1", "-p", str(worker.port),
+                "--proxy-headers", "--access-log", str(worker.access_log), "chatproject.asgi:application"]  # fmt: skip
         with open(worker.log, "ab") as log:
             worker.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         process = worker.process

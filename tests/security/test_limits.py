@@ -149,7 +149,7 @@ async def test_committed_and_aborted_transactions_free_their_bytes():
 
 
 async def test_sends_beyond_the_rate_are_refused_first_then_persistent_abuse_disconnects():
-    limits = SendLimits(send_rate=0.001, send_burst=3, abuse_limit=5)
+    limits = SendLimits(send_rate=0.001, send_burst=3, abuse_limit=5, subscribe_cost=0)  # SENDs only here
     broker = Broker()
     connection, transport = await open_connection(cfg=config(send_limits=limits), broker=broker)
     bystander, bystander_transport = await open_connection(token="user1-token", broker=broker)

@@ -109,6 +109,36 @@ def test_header_without_colon_is_an_error():
         parse_all(b"SEND\nnocolon\n\n\0")
 
 
+@pytest.mark.parametrize("parse", [parse_all, parse_bytewise], ids=["whole", "bytewise"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"SEND\ndestination:/topic/a\nx-forged:a\0b\n\nhello\0",
+        b"SEND\ndestination:/topic/a\0MESSAGE\n\nhello\0",
+        b"SEND\ndestination:/topic/a\nx\0y:v\n\nhello\0",
+        b"SEND\r\ndestination:/topic/a\r\nx:\0\r\n\r\nhello\0",
+    ],
+    ids=["value", "forged-frame", "name", "crlf"],
+)
+def test_nul_inside_a_header_is_an_error(parse, data):
+    with pytest.raises(errors.InvalidHeader, match="NUL"):
+        parse(data)
+
+
+@given(
+    prefix=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\n\r:\\"), max_size=20),
+    suffix=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\n\r\\"), max_size=20),
+    chunk=st.integers(min_value=1, max_value=16),
+)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_nul_anywhere_in_a_header_value_is_refused_in_any_chunking(prefix, suffix, chunk):
+    data = f"SEND\ndestination:/topic/a\nx:{prefix}\0{suffix}\n\nbody\0".encode()
+    parser = FrameParser()
+    with pytest.raises(errors.InvalidHeader):
+        for i in range(0, len(data), chunk):
+            parser.feed(data[i : i + chunk])
+
+
 def test_header_with_invalid_utf8_is_an_error():
     with pytest.raises(errors.InvalidEncoding):
         parse_all(b"SEND\ndestination:\xff\xfe\n\n\0")
@@ -244,7 +274,8 @@ def test_spliced_message_equals_a_directly_encoded_one():
 
 # -- property tests ------------------------------------------------------------------------------------------
 
-header_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+# No NUL: it ends a frame, so a header holding one is refused (test_nul_inside_a_header_is_an_error).
+header_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=20)
 commands = st.sampled_from(sorted(ALL_COMMANDS - {"CONNECT", "CONNECTED"}))
 
 

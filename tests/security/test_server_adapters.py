@@ -1,0 +1,111 @@
+"""The daphne and uvicorn adapters that tell a STOMP connection what the server still holds for its peer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from twisted.internet.abstract import FileDescriptor
+
+from chat.consumers import WebSocketTransport
+from chat.realtime.backpressure import EXTENSION, scope_pending_bytes
+from chatproject.daphne_server import CLOSE_HANDSHAKE_TIMEOUT, BackpressureServer, twisted_pending_bytes
+from chatproject.uvicorn_ws import transport_pending_bytes
+
+
+class QuietReactor:
+    """Enough of IReactorFDSet for a FileDescriptor that never really writes."""
+
+    def addWriter(self, writer) -> None:
+        pass
+
+    def removeWriter(self, writer) -> None:
+        pass
+
+
+class PartialSocket(FileDescriptor):
+    """A Twisted file descriptor whose socket takes ``accept`` bytes per write."""
+
+    accept = 0
+
+    def writeSomeData(self, data) -> int:
+        return min(self.accept, len(data))
+
+
+def test_twisted_pending_bytes_counts_joined_and_not_yet_joined_writes():
+    transport = PartialSocket(reactor=QuietReactor())
+    transport.connected = 1
+    assert twisted_pending_bytes(transport) == 0
+    transport.write(b"a" * 1000)
+    transport.write(b"b" * 500)
+    assert twisted_pending_bytes(transport) == 1500  # both still in _tempDataBuffer
+    transport.accept = 300
+    transport.doWrite()  # joins them into dataBuffer, writes 300
+    assert twisted_pending_bytes(transport) == 1200
+    transport.write(b"c" * 100)
+    assert twisted_pending_bytes(transport) == 1300
+    transport.accept = 10_000
+    transport.doWrite()
+    transport.doWrite()
+    assert twisted_pending_bytes(transport) == 0
+
+
+def test_twisted_pending_bytes_looks_through_a_wrapping_transport_and_knows_nothing_of_others():
+    inner = PartialSocket(reactor=QuietReactor())
+    inner.connected = 1
+    inner.write(b"x" * 42)
+
+    class Wrapper:
+        transport = inner
+
+    assert twisted_pending_bytes(Wrapper()) == 42
+    assert twisted_pending_bytes(None) == 0
+    assert twisted_pending_bytes(object()) == 0
+
+
+async def test_daphne_server_puts_the_write_buffer_into_every_scope():
+    scopes = []
+
+    async def application(scope, receive, send):
+        scopes.append(scope)
+
+    server = BackpressureServer(application, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
+
+    class Protocol:
+        closeHandshakeTimeout = 1  # noqa: N815 - autobahn's name
+        transport = PartialSocket(reactor=QuietReactor())
+
+    protocol = Protocol()
+    protocol.transport.connected = 1
+    server.connections = {protocol: {}}
+    server.create_application(protocol, {"type": "websocket", "path": "/ws"})
+    await asyncio.sleep(0)
+    pending = scope_pending_bytes(scopes[0])
+    assert pending is not None and pending() == 0
+    protocol.transport.write(b"y" * 77)
+    assert pending() == 77
+    assert protocol.closeHandshakeTimeout == CLOSE_HANDSHAKE_TIMEOUT
+
+
+async def test_uvicorn_pending_bytes_is_the_asyncio_transports_write_buffer():
+    ours, theirs = socket.socketpair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+    try:
+        transport.write(b"z" * (4 << 20))  # the peer never reads: most of it stays in the transport
+        assert transport_pending_bytes(transport) > 1 << 20
+    finally:
+        transport.abort()
+        theirs.close()
+    await asyncio.sleep(0)
+    assert transport_pending_bytes(transport) == 0
+
+
+def test_the_websocket_transport_offers_pending_bytes_only_when_the_server_does():
+    assert not hasattr(WebSocketTransport(send=None), "pending_bytes")
+    scope = {"extensions": {EXTENSION: {"pending_bytes": lambda: 5}}}
+    transport = WebSocketTransport(send=None, pending_bytes=scope_pending_bytes(scope))
+    assert transport.pending_bytes() == 5
+    assert scope_pending_bytes({"type": "websocket"}) is None
