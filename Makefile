@@ -51,8 +51,10 @@ run: deps vendor migrate
 	@echo "Open http://localhost:$(PORT)/ and log in as alice / chat-demo-pass (admin: admin / admin-demo-pass at /admin/)"
 	$(RUN_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
 
+# PostgreSQL: Debian keeps initdb off PATH (scripts/postgres.py starts throwaway clusters from there).
 system-test:
-	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium
+	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium \
+		'/usr/lib/postgresql/*/bin/initdb:postgresql'
 
 # The whole suite. Fixtures start (and stop, by PID) the redis-server and daphne processes they need.
 test: deps-dev vendor system-test
@@ -66,7 +68,7 @@ E2E_FRONTEND_PORT ?= 8443
 E2E_API_PORT ?= 9443
 e2e-system:
 	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium nginx:nginx \
-		pg_ctlcluster:postgresql certutil:libnss3-tools openssl:openssl
+		'/usr/lib/postgresql/*/bin/initdb:postgresql' certutil:libnss3-tools openssl:openssl
 
 e2e: deps-dev vendor e2e-system
 	mkdir -p test-output

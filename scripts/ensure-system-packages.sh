@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Install the Debian packages behind the given commands when they are missing (as root), or say what to do.
 # Usage: scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium npm:"nodejs npm"
+# A command with a slash is a path pattern instead (programs off PATH): '/usr/lib/postgresql/*/bin/initdb:postgresql'
 set -euo pipefail
 missing_pkgs=()
 for spec in "$@"; do
   cmd=${spec%%:*}; pkgs=${spec#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing_pkgs+=($pkgs)
+  if [[ $cmd == */* ]]; then
+    compgen -G "$cmd" >/dev/null || missing_pkgs+=($pkgs)
+  else
+    command -v "$cmd" >/dev/null 2>&1 || missing_pkgs+=($pkgs)
+  fi
 done
 [ ${#missing_pkgs[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -122,9 +122,15 @@ def main() -> int:
     finally:
         say("tearing down")
         stack.down()
-        for log in [*work.glob("*.log"), *work.glob("nginx/*.log"), *work.glob("nginx/*.conf"), stack.state_file]:
+        for log in [
+            *work.glob("*.log"),
+            *work.glob("pg/*.log"),
+            *work.glob("nginx/*.log"),
+            *work.glob("nginx/*.conf"),
+            stack.state_file,
+        ]:
             if log.exists():
-                shutil.copy(log, OUTPUT / (log.name if log.parent == work else f"nginx-{log.name}"))
+                shutil.copy(log, OUTPUT / (log.name if log.parent == work else f"{log.parent.name}-{log.name}"))
         if args.keep:
             say(f"kept {work}")
         else:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import httpx
 
+from scripts import postgres
 from scripts.processes import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-PG_ROOTS = Path("/usr/lib/postgresql")
 STARTUP_TIMEOUT = 60.0  # seconds for any one component to come up on a loaded 2-core machine
 
 
@@ -44,24 +44,6 @@ def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = STA
             return
         time.sleep(0.1)
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def postgres_bin() -> Path:
-    """The newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout)."""
-    versions = sorted((p for p in PG_ROOTS.glob("*/bin") if (p / "initdb").exists()), key=lambda p: int(p.parent.name))
-    if not versions:
-        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql: apt-get install postgresql")
-    return versions[-1]
 
 
 @dataclass
@@ -160,50 +142,13 @@ class Stack:
 
     # --- PostgreSQL -----------------------------------------------------------------------------------
 
-    def _as_postgres(self, argv: list[str]) -> list[str]:
-        """initdb and pg_ctl refuse to run as root: run them as the postgres user then."""
-        path = f"PATH={postgres_bin()}:/usr/bin:/bin"
-        if os.geteuid() == 0:
-            return ["runuser", "-u", "postgres", "--", "env", path, *argv]
-        return ["env", path, *argv]
-
     def _postgres(self) -> None:
-        pg_bin = postgres_bin()
-        root = self.work / "pg"
-        data, sockets = root / "data", root / "sockets"
-        sockets.mkdir(parents=True)
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres", "postgres")
-            shutil.chown(sockets, "postgres", "postgres")
-        root.chmod(0o700)
-        port = free_port()
-        log = self.work / "postgres.log"
-        log.touch()
-        if os.geteuid() == 0:
-            shutil.chown(log, "postgres", "postgres")
-        # Local (unix socket, in the private directory above) connections are trusted for setup; the
-        # application connects over TCP with a password.
-        subprocess.run(
-            self._as_postgres(["initdb", "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-locale",
-                               "--auth-local=trust", "--auth-host=scram-sha-256"]),
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"
-        subprocess.run(
-            self._as_postgres(["pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start"]),
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
-        self._started.append(("PostgreSQL", lambda: self._stop_pid(pid, signal.SIGINT, "postgres")))  # fast shutdown
-        password = secrets.token_urlsafe(24)
-        for sql in (f"CREATE ROLE chat LOGIN PASSWORD '{password}'", "CREATE DATABASE chat OWNER chat"):
-            subprocess.run(
-                self._as_postgres([str(pg_bin / "psql"), "-q", "-h", str(sockets), "-p", str(port), "-U", "postgres",
-                                   "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql]),
-                check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-        self.database_url = f"postgres://chat:{password}@127.0.0.1:{port}/chat"
-        say(f"PostgreSQL {pg_bin.parent.name}: throwaway cluster {data} on 127.0.0.1:{port} (pid {pid})")
+        """scripts/postgres.py's throwaway cluster (its folder inside the stack's, so its log is kept)."""
+        cluster = postgres.start(self.work / "pg", settings={"fsync": "off"})
+        self._started.append(("PostgreSQL", cluster.stop))
+        self.database_url = cluster.url
+        say(f"PostgreSQL {cluster.version}: throwaway cluster {cluster.data} on 127.0.0.1:{cluster.port} "
+            f"(pid {cluster.pid})")  # fmt: skip
 
     # --- Redis ----------------------------------------------------------------------------------------
 
@@ -392,17 +337,6 @@ http {{
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-
-    @staticmethod
-    def _stop_pid(pid: int, sig: int, what: str) -> None:
-        """A process we started but are not the parent of (pg_ctl daemonizes the postmaster)."""
-        if not pid_alive(pid):
-            return
-        os.kill(pid, sig)
-        try:
-            wait_until(lambda: not pid_alive(pid), what=f"{what} (pid {pid}) to exit", timeout=30)
-        except RuntimeError:
-            os.kill(pid, signal.SIGKILL)
 
 
 def render_template(text: str, values: dict[str, str]) -> str:
