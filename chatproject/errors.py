@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.defaults import page_not_found, server_error
+from psycopg_pool import PoolTimeout
 from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
@@ -19,6 +21,11 @@ def wants_json(request: HttpRequest) -> bool:
 
 def api_exception_handler(exc, context):
     """DRF's handler, with every error body carrying ``detail`` (and ``errors`` for field problems)."""
+    if database_busy(exc):
+        logger.warning("database pool exhausted: %s", exc)
+        response = json_error(503, f"the database is busy: {exc}; retry shortly", code="database-busy")
+        response["Retry-After"] = "1"
+        return response
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -28,6 +35,11 @@ def api_exception_handler(exc, context):
     elif isinstance(data, list):
         response.data = {"detail": " ".join(str(item) for item in data), "errors": data}
     return response
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Every pooled PostgreSQL connection stayed busy for DB_POOL_TIMEOUT (Django wraps psycopg's PoolTimeout)."""
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
 
 
 @login_not_required  # a JSON 404, never a login redirect, even under LoginRequiredMiddleware

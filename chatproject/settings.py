@@ -178,6 +178,25 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not memory) so that the daphne processes of live tests share it; one per test run (pid), so
     # that concurrent runs in one checkout never write to the same file.
     _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
+if _default_db["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # psycopg's pool, one per process: a checkout costs no TCP and password handshake, and a request that finds
+    # every connection busy for DB_POOL_TIMEOUT seconds fails (PoolTimeout, a 503 on the API) instead of waiting
+    # without end. The pool keeps the connections, so Django's own persistence (CONN_MAX_AGE) must stay 0.
+    if _default_db["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured(
+            f"DB_CONN_MAX_AGE={_default_db['CONN_MAX_AGE']} with DB_POOL on: the pool already keeps connections; "
+            "set DB_CONN_MAX_AGE=0, or DB_POOL=0 to use persistent connections without a pool"
+        )
+    _pool_min = env_int("DB_POOL_MIN_SIZE", 2, minimum=0)
+    _pool_max = env_int("DB_POOL_MAX_SIZE", 10, minimum=1)
+    if _pool_max < _pool_min:
+        raise ImproperlyConfigured(f"DB_POOL_MAX_SIZE={_pool_max} is below DB_POOL_MIN_SIZE={_pool_min}")
+    _default_db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": _pool_min,
+        "max_size": _pool_max,
+        "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+        "name": "chat",
+    }
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts import postgres
 from scripts.processes import free_port, port_open, stop
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,3 +266,22 @@ def node_script(script: str | Path, *args: str, env: dict[str, str] | None = Non
         [node, str(path), *args], cwd=REPO, env={**os.environ, **(env or {})},
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres.Cluster]:
+    """A throwaway PostgreSQL cluster (scripts/postgres.py), migrated, for the whole session; server processes
+    use it with ``DATABASE_URL=postgres_cluster.url``. Fails (never skips) when PostgreSQL is not installed."""
+    try:
+        cluster = postgres.start(settings={"fsync": "off"}, createdb=True)
+    except postgres.PostgresNotInstalled as exc:
+        pytest.fail(f"{exc} (make test installs it)")
+    try:
+        migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+        subprocess.run(migrate, cwd=REPO, env={**os.environ, "DATABASE_URL": cluster.url}, check=True, timeout=300)
+        yield cluster
+    finally:
+        cluster.stop()

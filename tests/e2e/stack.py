@@ -179,6 +179,10 @@ class Stack:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": ",".join(dict.fromkeys([self.frontend_host, self.api_host])),
             "DATABASE_URL": self.database_url,
+            "DB_POOL": "1",  # deploy/env.example's pooled connections
+            "DB_POOL_MIN_SIZE": "2",
+            "DB_POOL_MAX_SIZE": "10",
+            "DB_POOL_TIMEOUT": "10",
             "REDIS_URL": self.redis_url,
             "SITE_ORIGIN": self.frontend,
             "API_ORIGIN": self.api,
