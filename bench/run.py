@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="", help="directory for py-spy profiles of the project servers")
     parser.add_argument("--max-time", type=float, default=2400, help="stop starting scenarios after this many s")
     args = parser.parse_args(argv)
-    WORK = Path(args.work)
+    WORK = Path(args.work).resolve()
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
