@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -709,7 +710,8 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
                 stack.callback(cluster.stop)
                 logger.info("PostgreSQL %s on 127.0.0.1:%s (pid %s, fsync=%s)", cluster.version, cluster.port,
                             cluster.pid, args.pg_fsync)  # fmt: skip
-                databases[name] = chat.Database(name, cluster.url)
+                admin = functools.partial(cluster.psql, database=cluster.database)
+                databases[name] = chat.Database(name, cluster.url, admin=admin)
                 info[name] = {"engine": f"PostgreSQL {cluster.version}", "fsync": args.pg_fsync,
                               "pool": "psycopg pool (DB_POOL defaults)"}  # fmt: skip
             tokens[name] = WORK / f"tokens-{name}.txt"
