@@ -63,7 +63,7 @@ def config(quick: bool) -> ChatConfig:
         )  # fmt: skip
     return ChatConfig(
         rooms=20, room_size=5, window=2, max_seconds=6, warmup=2, drain=10,
-        rates="25,50,100,200,300,400,600,800,1000,1250,1500,2000,2500,3000,4000,5000,6000",
+        rates="5,10,25,50,100,200,300,400,600,800,1000,1250,1500,2000,2500,3000,4000,5000,6000",
         sweep_seconds=4, reference_seconds=3, reference_max_rows=100_000, loadgen_timeout=500,
     )  # fmt: skip
 
@@ -265,7 +265,7 @@ def summarise_paced(result: dict, check: dict) -> dict:
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
-    return round(value / reference, 3) if value and reference else None
+    return round(value / reference, 3) if value is not None and reference else None
 
 
 def adjacent(summary: dict | None, refs: dict, name: str) -> float | None:

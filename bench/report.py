@@ -205,7 +205,7 @@ def chat_table(chat: dict) -> list[str]:
                 _times(stored / max_one if stored and max_one else None),
                 _times(stored / max_batched if stored and max_batched else None),
                 f"{rate:,}/s (p99 {_ms(paced.get('p99_ms'))} ms)" if rate else ("0" if paced else "-"),
-                _times(rate / paced_one if rate and paced_one else None),
+                _times(rate / paced_one if rate is not None and paced_one else None),
                 _verified(best.get("verified")), _verified(paced.get("verified")),
             ]) + " |")  # fmt: skip
     for when, values in (chat.get("references") or {}).items():
