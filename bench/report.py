@@ -136,7 +136,7 @@ def compare_table(compare: dict, chosen: list) -> list[str]:
             cells = {label: ", ".join(_cell(scenario, f) for f in figures) for label, figures in runs.items()}
             mine, theirs = _median(values.get("current")), _median(values.get(rev))
             lines.append(f"| {scenario.title} | {server} | {cells.get('current', '-')} | {cells.get(rev, '-')} "
-                         f"| {_ratio(mine, theirs)} |")  # fmt: skip
+                         f"| {_times(mine / theirs if mine and theirs else None)} |")  # fmt: skip
     return lines
 
 
