@@ -79,7 +79,7 @@ e2e: deps-dev vendor e2e-system
 # `make bench-quick` (or BENCH_ARGS=--quick) is a one-minute smoke run with small counts.
 bench-system:
 	-scripts/ensure-system-packages.sh rabbitmq-server:rabbitmq-server epmd:erlang-base
-	scripts/ensure-system-packages.sh redis-server:redis-server
+	scripts/ensure-system-packages.sh redis-server:redis-server '/usr/lib/postgresql/*/bin/initdb:postgresql'
 
 bench: deps-dev node bench-system
 	mkdir -p var

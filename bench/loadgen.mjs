@@ -13,6 +13,8 @@
 // Every message body starts with the marker "#B|step|publisher|seq|send-ms|", found anywhere in a
 // MESSAGE body (so JSON-wrapped chat messages are measured too); latency = receive - send, same clock.
 // Credentials: --tokens FILE (one JWT per line, connection i uses line i) or --login/--passcode.
+// Chat, as the frontend sends: --json-send wraps the text as {"body", "client_id"} (application/json),
+// --client-id gives every SEND a unique client id, --receipts asks a RECEIPT for every SEND (counted).
 // One JSON document on stdout; progress on stderr. Run by bench/run.py; `node bench/loadgen.mjs --help`.
 
 import WebSocket from 'ws';
@@ -26,6 +28,7 @@ const OPTIONS = {
   duration: 5, warmup: 1, drain: 5, pause: 1, 'stop-p99': 0, 'stop-on-loss': false, retries: 1,
   tokens: '', login: '', passcode: '', heartbeat: '10000,10000', concurrency: 50,
   'connect-timeout': 20000, 'server-pid': '', 'max-time': 600, label: '', 'content-type': 'text/plain',
+  'json-send': false, 'client-id': false, receipts: false,
 };
 
 function parseArgs(argv) {
@@ -60,6 +63,8 @@ const wall = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const round = (x, d = 3) => (x == null || !Number.isFinite(x) ? x : Math.round(x * 10 ** d) / 10 ** d);
 const t0Process = now();
+const RUN_ID = Math.random().toString(36).slice(2, 8);
+const totals = { sent: 0, receipts: 0 };
 const progress = (...m) => console.error(`[loadgen ${A.label} ${((now() - t0Process) / 1000).toFixed(1)}s]`, ...m);
 
 // -- /proc sampling: server CPU seconds and RSS, our own CPU --------------------------------------------------
@@ -105,7 +110,7 @@ class Histogram {
 }
 
 // -- STOMP over WebSocket ----------------------------------------------------------------------------------
-const counters = { errors: 0, firstError: '', closed: 0, other: 0, late: 0 };
+const counters = { errors: 0, firstError: '', closed: 0, other: 0, late: 0, firstOther: '' };
 let currentStep = null; // {tag, onMessage}
 const connections = [];
 
@@ -180,7 +185,10 @@ class Connection {
       else if (text.startsWith('RECEIPT', start)) {
         const id = headersOf(text.slice(start, end).split('\n\n')[0])['receipt-id'];
         const resolve = this.receipts.get(id);
-        if (resolve) { this.receipts.delete(id); resolve(); }
+        if (resolve) { this.receipts.delete(id); resolve(); } else if (id && id.startsWith('s-')) {
+          totals.receipts++;
+          if (currentStep && id.startsWith(`s-${currentStep.tag}-`)) currentStep.receipts++;
+        }
       } else if (text.startsWith('ERROR', start)) noteError(text.slice(start, end));
       start = end + 1;
     }
@@ -189,7 +197,11 @@ class Connection {
     const received = wall();
     const bodyStart = text.indexOf('\n\n', start);
     const marker = text.indexOf('#B|', bodyStart);
-    if (marker < 0 || marker > end) { counters.other++; return; }
+    if (marker < 0 || marker > end) {
+      counters.other++;
+      if (!counters.firstOther) counters.firstOther = text.slice(start, Math.min(end, start + 400));
+      return;
+    }
     const p1 = text.indexOf('|', marker + 3), p2 = text.indexOf('|', p1 + 1);
     const p3 = text.indexOf('|', p2 + 1), p4 = text.indexOf('|', p3 + 1);
     const tag = +text.slice(marker + 3, p1);
@@ -253,7 +265,7 @@ async function runStep(rate, seconds, publishers, subscribers, warmup = false) {
   const windowed = !(rate > 0);
   let pump = () => {};
   currentStep = {
-    tag,
+    tag, receipts: 0,
     onMessage(sub, publisher, seq, latency) {
       received++; sub.received++; lastReceived = now();
       histogram.add(latency);
@@ -265,9 +277,19 @@ async function runStep(rate, seconds, publishers, subscribers, warmup = false) {
   const padding = 'x'.repeat(A.size);
   const sendOne = (p) => {
     const head = `#B|${tag}|${p.number}|${p.seq}|${wall().toFixed(3)}|`;
-    const body = head + padding.slice(0, Math.max(0, A.size - head.length));
-    p.conn.send(`SEND\ndestination:${p.dest}\ncontent-type:${A['content-type']}\ncontent-length:${Buffer.byteLength(body)}\n\n${body}\0`);
+    let body = head + padding.slice(0, Math.max(0, A.size - head.length));
+    let headers = `destination:${p.dest}\n`;
+    const clientId = A['client-id'] ? `${RUN_ID}-${tag}-${p.number}-${p.seq}` : null;
+    if (A['json-send']) {
+      body = JSON.stringify(clientId ? { body, client_id: clientId } : { body });
+      headers += 'content-type:application/json\n';
+    } else {
+      headers += `content-type:${A['content-type']}\n` + (clientId ? `client-id:${clientId}\n` : '');
+    }
+    if (A.receipts) headers += `receipt:s-${tag}-${p.number}-${p.seq}\n`;
+    p.conn.send(`SEND\n${headers}content-length:${Buffer.byteLength(body)}\n\n${body}\0`);
     p.seq++;
+    totals.sent++;
   };
   const before = sample();
   const started = now();
@@ -309,15 +331,18 @@ async function runStep(rate, seconds, publishers, subscribers, warmup = false) {
   let sent = 0, expected = 0;
   for (const p of publishers) { sent += p.seq; expected += p.seq * p.audience.filter((s) => s.connected).length; }
   const drainUntil = now() + A.drain * 1000;
-  while (received < expected && now() < drainUntil) await sleep(10);
+  const receiptsDue = () => A.receipts && currentStep.receipts < sent;
+  while ((received < expected || receiptsDue()) && now() < drainUntil) await sleep(10);
+  const receipts = currentStep.receipts;
   const after = sample();
   currentStep = null;
   const activeSeconds = Math.max(sendSeconds, ((lastReceived || now()) - started) / 1000);
   const use = usage(before, after);
   return {
-    rate: rate || 'max', window: windowed ? A.window : null, seconds: round(sendSeconds), sent,
+    tag, rate: rate || 'max', window: windowed ? A.window : null, seconds: round(sendSeconds), sent,
     send_rate: round(sent / sendSeconds, 1), expected, received, lost: Math.max(0, expected - received),
     extra: Math.max(0, received - expected), out_of_order: outOfOrder,
+    receipts: A.receipts ? receipts : null, missing_receipts: A.receipts ? Math.max(0, sent - receipts) : null,
     deliveries_per_s: Math.round(received / activeSeconds), latency_ms: histogram.summary(), usage: use,
     deliveries_per_server_cpu_s: use.server_cpu_s > 0 ? Math.round(received / use.server_cpu_s) : null,
   };
@@ -366,7 +391,8 @@ async function runLoad(result) {
       result.steps.push(step);
       progress(`rate ${step.rate}: ${step.deliveries_per_s} deliveries/s, sent ${step.sent}, lost ${step.lost}, `
         + `p50 ${step.latency_ms.p50} p99 ${step.latency_ms.p99} ms, server ${step.usage.server_cores} cores, `
-        + `loadgen ${step.usage.client_cores} cores`);
+        + `loadgen ${step.usage.client_cores} cores`
+        + (A.receipts ? `, receipts ${step.receipts}/${step.sent}` : ''));
       if (!failed(step, rate)) break;
     }
     if (failed(step, rate)) {
@@ -429,7 +455,8 @@ async function finish(result, code) {
   await sleep(300);
   for (const c of connections) { try { c.ws.terminate(); } catch {} }
   Object.assign(result, { stomp_errors: counters.errors, first_error: counters.firstError, unexpected_closes: counters.closed,
-    other_messages: counters.other, late_messages: counters.late });
+    other_messages: counters.other, first_other_message: counters.firstOther, late_messages: counters.late,
+    total_sent: totals.sent, total_receipts: totals.receipts, run_id: RUN_ID });
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(code);
 }

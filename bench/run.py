@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ RESULTS = REPO / "bench" / "results"
 LOADGEN = REPO / "bench" / "loadgen.mjs"
 sys.path.insert(0, str(REPO))
 
+from bench import chat  # noqa: E402
+from scripts import postgres  # noqa: E402
 from scripts.processes import free_port, stop, wait_port  # noqa: E402
 
 P99_BOUND_MS = 50
@@ -70,7 +73,7 @@ class Scenario:
     name: str
     title: str
     args: tuple[str, ...]
-    kind: str = "max"  # max | sweep | idle | chat
+    kind: str = "max"  # max | sweep | idle | chat (bench/chat.py runs the chat scenario)
     connections: int = 0
     fanout: int = 1  # deliveries per message in a sweep
     project_only: bool = False
@@ -126,28 +129,6 @@ def scenarios(quick: bool) -> list[Scenario]:
                 ),
                 kind="idle",
                 connections=100,
-            ),
-            Scenario(
-                "chat",
-                "chat: 2 rooms of 3, persisted",
-                (
-                    "--mode",
-                    "rooms",
-                    "--rooms",
-                    "2",
-                    "--room-size",
-                    "3",
-                    "--sub-dest",
-                    "/topic/rooms.bench-{room}",
-                    "--pub-dest",
-                    "/app/rooms.bench-{room}",
-                    "--window",
-                    "1",
-                    *step,
-                ),
-                kind="chat",
-                connections=6,
-                project_only=True,
             ),
         ]
     step = ("--duration", "5", "--warmup", "2", "--drain", "5", "--pause", "1")
@@ -223,28 +204,6 @@ def scenarios(quick: bool) -> list[Scenario]:
             connections=2000,
         ),
         Scenario(
-            "chat",
-            "chat: 20 rooms of 5 via /app/rooms.<slug>, persisted, max messages/s",
-            (
-                "--mode",
-                "rooms",
-                "--rooms",
-                "20",
-                "--room-size",
-                "5",
-                "--sub-dest",
-                "/topic/rooms.bench-{room}",
-                "--pub-dest",
-                "/app/rooms.bench-{room}",
-                "--window",
-                "1",
-                *step,
-            ),
-            kind="chat",
-            connections=100,
-            project_only=True,
-        ),
-        Scenario(
             "fanout1000_redis2",
             "fan-out 1→1000, max, two processes sharing Redis",
             ("--subs", "1000", "--pubs", "1", *step),
@@ -268,7 +227,9 @@ class Server:
             stop(process)
 
 
-def start_python_server(kind: str, env: dict[str, str], log: Path, app: str = "chatproject.asgi:application"):
+def start_python_server(
+    kind: str, env: dict[str, str], log: Path, app: str = "chatproject.asgi:application", root: Path = REPO
+):
     port = free_port()
     if kind == "uvicorn":
         argv = [
@@ -293,7 +254,7 @@ def start_python_server(kind: str, env: dict[str, str], log: Path, app: str = "c
     else:
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
     with open(log, "ab") as out:
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     wait_port(port, process, timeout=60, what=f"{kind} ({app})")
     return process, port
 
@@ -353,10 +314,11 @@ def start_rabbitmq() -> Server:
     return server
 
 
-def project_env(database: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, **PROJECT_ENV, "DJANGO_SETTINGS_MODULE": "chatproject.settings"}
+def project_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    env.update(PROJECT_ENV, DJANGO_SETTINGS_MODULE="chatproject.settings")
     env.pop("REDIS_URL", None)
-    env.update(DATABASE_URL=f"sqlite:///{database}", SECRET_KEY=bench_secret(), PYTHONUNBUFFERED="1", **extra)
+    env.update(DATABASE_URL=database_url, SECRET_KEY=bench_secret(), PYTHONUNBUFFERED="1", **extra)
     return env
 
 
@@ -370,7 +332,8 @@ def bench_secret() -> str:
     return _secret
 
 
-def start_server(name: str, database: Path, *, redis_processes: int = 0) -> Server:
+def start_server(name: str, database: str, *, redis_processes: int = 0, root: Path = REPO) -> Server:
+    """``database``: the project's DATABASE_URL; ``root``: the project's tree (another revision's, --compare)."""
     log = WORK / f"{name}.log"
     if name == "rabbitmq":
         return start_rabbitmq()
@@ -384,65 +347,35 @@ def start_server(name: str, database: Path, *, redis_processes: int = 0) -> Serv
         env = project_env(database, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
         urls = []
         for _ in range(redis_processes):
-            process, port = start_python_server(name, env, log)
+            process, port = start_python_server(name, env, log, root=root)
             server.processes.append(process)
             server.cpu_pids.append(process.pid)
             urls.append(f"ws://127.0.0.1:{port}/ws/websocket")
         server.url = ",".join(urls)
         return server
-    process, port = start_python_server(name, project_env(database), log)
+    process, port = start_python_server(name, project_env(database), log, root=root)
     return Server(name, f"ws://127.0.0.1:{port}/ws/websocket", [process], [process.pid])
 
 
 # -- the project's data: users, tokens, chat rooms -------------------------------------------------------
-def prepare_database(database: Path, users: int, chat_rooms: int, room_size: int) -> tuple[Path, dict]:
-    """Migrate a fresh SQLite file, create one user per connection, their JWTs, and the chat rooms."""
-    if database.exists():
-        database.unlink()
-    env = project_env(database)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
-    os.environ.update(
-        {
-            k: v
-            for k, v in env.items()
-            if k not in os.environ or k in PROJECT_ENV or k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
-        }
+def prepare_database(database_url: str, users: int, chat_rooms: int, room_size: int, tokens: Path) -> dict:
+    """Migrate, one user and JWT per connection (written to ``tokens``), the chat rooms: bench/prepare.py in its
+    own process, so that each database gets its own settings. Returns the project's limits."""
+    argv = [sys.executable, "-m", "bench.prepare", "--users", str(users), "--rooms", str(chat_rooms),
+            "--room-size", str(room_size), "--tokens", str(tokens)]  # fmt: skip
+    done = subprocess.run(
+        argv, cwd=REPO, env=project_env(database_url), capture_output=True, text=True, timeout=600, check=False
     )
-    sys.path.insert(0, str(REPO))
-    import django
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/prepare.py failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-    django.setup()
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from rest_framework_simplejwt.tokens import AccessToken
 
-    from chat.models import Membership, Room
-
-    user_model = get_user_model()
-    # One user per connection, so no per-user limit is shared between connections. No password
-    # hashing: the benchmark authenticates with JWTs only.
-    user_model.objects.bulk_create(
-        [user_model(username=f"bench{i}", password="!") for i in range(users)], batch_size=500
-    )
-    people = list(user_model.objects.filter(username__startswith="bench").order_by("id"))
-    tokens = WORK / "tokens.txt"
-    tokens.write_text("".join(f"{AccessToken.for_user(user)}\n" for user in people))
-    for number in range(chat_rooms):
-        members = people[number * room_size : (number + 1) * room_size]
-        room = Room.objects.create(slug=f"bench-{number}", name=f"bench {number}", creator=members[0])
-        Membership.objects.bulk_create(
-            [
-                Membership(room=room, user=user, role=Membership.Role.OWNER if k == 0 else Membership.Role.MEMBER)
-                for k, user in enumerate(members)
-            ]
-        )
-    limits = {
-        name: getattr(settings, name)
-        for name in dir(settings)
-        if name.startswith(("STOMP_", "CHAT_", "SOCKJS_")) or "RATE" in name or "LIMIT" in name
-    }
-    limits.pop("STOMP_DESTINATION_RULES", None)
-    return tokens, limits
+def sqlite_url(path: Path) -> str:
+    path.unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -480,8 +413,6 @@ def run_loadgen(
         ]
     elif tokens is not None:
         argv += ["--tokens", str(tokens)]
-    if scenario.kind == "chat":
-        argv += ["--content-type", "text/plain"]
     env = {**os.environ, "NODE_PATH": str(REPO / "node_modules")}
     profiler = None
     if profile is not None and server.name in ("daphne", "uvicorn"):
@@ -579,7 +510,7 @@ def load_average() -> str:
 
 
 @contextlib.contextmanager
-def running(name: str, database: Path, **kwargs) -> Iterator[Server]:
+def running(name: str, database: str, **kwargs) -> Iterator[Server]:
     server = start_server(name, database, **kwargs)
     try:
         yield server
@@ -592,7 +523,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts and short steps (a smoke test)")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated among {', '.join(SERVERS)}")
-    parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
+    parser.add_argument(
+        "--scenarios", default="", help="comma-separated scenario names, 'chat' for the chat scenario (default: all)"
+    )
+    parser.add_argument(
+        "--databases", default=",".join(chat.DATABASES), help="the chat scenario's databases: sqlite,postgres"
+    )
+    parser.add_argument(
+        "--pg-fsync", choices=["on", "off"], default="on", help="the chat PostgreSQL's fsync (on: production)"
+    )
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="a git revision: run the pub/sub scenarios on the project servers of this tree and of REV, "
+        "alternated (--rounds times each), and report both",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--compare: runs per revision and scenario")
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
     parser.add_argument(
         "--work", default=str(REPO / "var" / "bench"), help="scratch directory (database, tokens, server logs)"
@@ -600,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="", help="directory for py-spy profiles of the project servers")
     parser.add_argument("--max-time", type=float, default=2400, help="stop starting scenarios after this many s")
     args = parser.parse_args(argv)
-    WORK = Path(args.work)
+    WORK = Path(args.work).resolve()
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -611,30 +557,33 @@ def main(argv: list[str] | None = None) -> int:
     profile = Path(args.profile) if args.profile else None
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
-    chosen = [s for s in scenarios(args.quick) if not args.scenarios or s.name in args.scenarios.split(",")]
+    wanted = [name for name in args.scenarios.split(",") if name]
+    chosen = [s for s in scenarios(args.quick) if not wanted or s.name in wanted]
+    run_chat = not wanted or "chat" in wanted
     servers = [s for s in args.servers.split(",") if s]
     if "rabbitmq" in servers and not rabbitmq_available():
         logger.warning("RabbitMQ is not installed (apt-get install rabbitmq-server): its column stays empty")
         servers.remove("rabbitmq")
-    users = max(s.connections for s in chosen) + 1
-    chat = next((s for s in chosen if s.kind == "chat"), None)
-    chat_rooms, room_size = (2, 3) if args.quick else (20, 5)
-    database = WORK / "bench.sqlite3"
-    logger.info("preparing %s: %d users with JWTs, %d chat rooms of %d", database, users, chat_rooms, room_size)
-    tokens, limits = prepare_database(database, users, chat_rooms if chat else 0, room_size)
-    logger.info("limits of the project servers: %s", json.dumps(limits, default=str, sort_keys=True))
     started = time.monotonic()
     report: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "quick": args.quick,
         "load_average_before": load_average(),
         "cpus": os.cpu_count(),
-        "limits": limits,
+        "limits": {},
         "servers": servers,
         "results": {},
         "raw": {},
     }
-    for name in servers:
+    timeout = 120 if args.quick else 400
+    if chosen:
+        database = sqlite_url(WORK / "bench.sqlite3")
+        users = max(s.connections for s in chosen) + 1
+        logger.info("preparing %s: %d users with JWTs", database, users)
+        tokens = WORK / "tokens.txt"
+        report["limits"] = prepare_database(database, users, 0, 0, tokens)
+        logger.info("limits of the project servers: %s", json.dumps(report["limits"], default=str, sort_keys=True))
+    for name in servers if chosen else []:
         applicable = [s for s in chosen if not (s.project_only and name in ("baseline", "rabbitmq"))]
         if not applicable:
             continue
@@ -654,7 +603,6 @@ def main(argv: list[str] | None = None) -> int:
                 context = running(name, database)
             with context as server:
                 logger.info("%s on %s (%s)", scenario.name, name, server.url)
-                timeout = 120 if args.quick else 400
                 raw = run_loadgen(
                     scenario,
                     server,
@@ -667,13 +615,23 @@ def main(argv: list[str] | None = None) -> int:
             summary = summarise(scenario, raw)
             report["results"].setdefault(name, {})[scenario.name] = summary
             logger.info("%s on %s: %s", scenario.name, name, json.dumps(summary))
+    chat_servers = [s for s in servers if s in ("daphne", "uvicorn")]
+    if args.compare and chosen:
+        report["compare"] = compare_run(args, [s for s in chosen if s.kind != "chat"], chat_servers, database,
+                                        tokens, started, timeout)  # fmt: skip
+    if run_chat and chat_servers:
+        report["chat"] = chat_run(args, chat_servers, started)
+        report["limits"] = report["limits"] or report["chat"].pop("limits", {})
     report["load_average_after"] = load_average()
     report["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
-    from bench.report import write_chart, write_table
+    from bench.report import write_chart, write_chat_chart, write_table
 
     table = write_table(report, chosen, out / "results.md")
-    write_chart(report, chosen, out / "results.png")
+    if chosen and report["results"]:
+        write_chart(report, chosen, out / "results.png")
+    if report.get("chat"):
+        write_chat_chart(report, out / "chat.png")
     print(table)
     if not args.scenarios or "abuse" in args.scenarios.split(","):  # issue 16's scenarios: bench/abuse.py
         from bench.abuse import main as abuse_main
@@ -682,6 +640,103 @@ def main(argv: list[str] | None = None) -> int:
         if project:
             abuse_main(["--out", str(out), "--work", str(WORK), "--servers", project, *(["--quick"] * args.quick)])
     return 0
+
+
+def checkout(rev: str, work: Path) -> tuple[Path, str]:
+    """``git archive`` of ``rev`` into a scratch folder (no worktree is registered); returns (folder, sha)."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    tree = work / f"compare-{sha[:12]}"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "archive", "--format=tar", sha], cwd=REPO, stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(tree)], stdin=archive.stdout, check=True, timeout=300)
+    if archive.wait(timeout=60) != 0:
+        raise RuntimeError(f"git archive {sha} failed")
+    return tree, sha
+
+
+def compare_run(
+    args: argparse.Namespace, chosen: list[Scenario], servers: list[str], database: str, tokens: Path,
+    started: float, timeout: float,
+) -> dict:  # fmt: skip
+    """The pub/sub scenarios on this tree and on ``--compare REV``, alternated round by round, each on a fresh
+    server; REV's servers get a copy of the benchmark database migrated by REV's own migrations."""
+    tree, sha = checkout(args.compare, WORK)
+    source = Path(database.removeprefix("sqlite:///"))
+    other = WORK / "compare.sqlite3"
+    shutil.copyfile(source, other)
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+    subprocess.run(migrate, cwd=tree, env=project_env(f"sqlite:///{other}"), check=True, timeout=600)
+    trees = {"current": (REPO, database), args.compare: (tree, f"sqlite:///{other}")}
+    logger.info("== compare: this tree vs %s (%s, in %s), %d rounds", args.compare, sha[:12], tree, args.rounds)
+    results: dict = {}
+    try:
+        for scenario in chosen:
+            for name in servers:
+                if scenario.two_processes:
+                    continue
+                for round_number in range(args.rounds):
+                    for label, (root, url) in trees.items():
+                        if time.monotonic() - started > args.max_time:
+                            logger.warning("--max-time reached: skipping the rest of --compare")
+                            return {"rev": args.compare, "sha": sha, "rounds": args.rounds, "results": results}
+                        with running(name, url, root=root) as server:
+                            raw = run_loadgen(scenario, server, tokens, f"{label}/{name}/{scenario.name}", timeout)
+                        summary = summarise(scenario, raw)
+                        results.setdefault(scenario.name, {}).setdefault(name, {}).setdefault(label, []).append(summary)
+                        logger.info("compare %s on %s, %s round %d: %s", scenario.name, name, label,
+                                    round_number + 1, json.dumps(summary))  # fmt: skip
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return {"rev": args.compare, "sha": sha, "rounds": args.rounds, "results": results}
+
+
+def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
+    """bench/chat.py on each database: SQLite (a fresh file) and a throwaway PostgreSQL cluster started here
+    and stopped by PID afterwards (scripts/postgres.py)."""
+    cfg = chat.config(args.quick)
+    names = [name for name in args.databases.split(",") if name]
+    unknown = set(names) - set(chat.DATABASES)
+    if unknown:
+        raise SystemExit(f"--databases: unknown {', '.join(sorted(unknown))} (choose among {chat.DATABASES})")
+    with contextlib.ExitStack() as stack:
+        databases: dict[str, chat.Database] = {}
+        tokens: dict[str, Path] = {}
+        limits: dict = {}
+        info: dict = {}
+        for name in names:
+            if name == "sqlite":
+                path = WORK / "chat.sqlite3"
+                databases[name] = chat.Database(name, sqlite_url(path), path)
+                info[name] = {"engine": "SQLite (WAL, the default settings)"}
+            else:
+                pg_root = WORK / "pg"
+                shutil.rmtree(pg_root, ignore_errors=True)
+                cluster = postgres.start(pg_root, settings={"fsync": args.pg_fsync})
+                stack.callback(cluster.stop)
+                logger.info("PostgreSQL %s on 127.0.0.1:%s (pid %s, fsync=%s)", cluster.version, cluster.port,
+                            cluster.pid, args.pg_fsync)  # fmt: skip
+                admin = functools.partial(cluster.psql, database=cluster.database)
+                databases[name] = chat.Database(name, cluster.url, admin=admin)
+                info[name] = {"engine": f"PostgreSQL {cluster.version}", "fsync": args.pg_fsync,
+                              "pool": "psycopg pool (DB_POOL defaults)"}  # fmt: skip
+            tokens[name] = WORK / f"tokens-{name}.txt"
+            logger.info("preparing the chat database %s: %d users, %d rooms of %d", name, cfg.connections,
+                        cfg.rooms, cfg.room_size)  # fmt: skip
+            limits[name] = prepare_database(databases[name].url, cfg.connections, cfg.rooms, cfg.room_size,
+                                            tokens[name])  # fmt: skip
+        logger.info("== chat (load average %s)", load_average())
+
+        def loadgen(chat_args, server, token_file, label, timeout):
+            return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout)
+
+        result = chat.run(databases=databases, servers=servers, cfg=cfg, running=running, loadgen=loadgen,
+                          tokens=tokens, deadline=started + args.max_time)  # fmt: skip
+    result["databases"] = info
+    result["limits"] = next(iter(limits.values()), {})
+    result["database_limits"] = limits
+    return result
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def start(
     """
     pg_bin = postgres_bin(roots)
     owns_root = root is None
-    root = Path(tempfile.mkdtemp(prefix="chat-pg-")) if root is None else root
+    root = Path(tempfile.mkdtemp(prefix="chat-pg-")) if root is None else root.resolve()  # the server's cwd differs
     cluster = None
     try:
         cluster = _start(root, pg_bin, owns_root=owns_root, database=database, user=user,

@@ -1,4 +1,5 @@
-"""`make bench`'s quick mode runs end to end: servers started and stopped by PID, table and chart written.
+"""`make bench`'s quick mode runs end to end: servers started and stopped by PID, table and chart written, the
+chat scenario's stored rows checked against what was sent and RECEIPTed.
 
 No timing is asserted: the figures depend on the machine and on whatever else runs on it.
 """
@@ -24,6 +25,8 @@ def test_quick_benchmark_writes_table_chart_and_raw_results(tmp_path):
             "--quick",
             "--servers",
             "baseline,daphne",
+            "--databases",
+            "sqlite",
             "--out",
             str(out),
             "--work",
@@ -44,5 +47,14 @@ def test_quick_benchmark_writes_table_chart_and_raw_results(tmp_path):
     for name in ("baseline", "daphne"):
         for scenario, figures in report["results"][name].items():
             assert "error" not in figures, (name, scenario, figures)
-    assert report["results"]["daphne"]["chat"]["deliveries_per_s"] > 0
-    assert "chat" not in report["results"]["baseline"]  # persisted chat is the project's alone
+    # The chat scenario on SQLite: stored rows read back match what was sent and RECEIPTed, in order.
+    assert "## Chat:" in table
+    chat = report["chat"]["results"]["sqlite"]["daphne"]
+    assert chat["max"]["stored_per_s"] > 0
+    assert chat["paced"]["rate"] > 0
+    for kind in ("max", "paced"):
+        check = chat[kind]["verified"]
+        assert check["ok"], (kind, check)
+        assert check["stored"] == check["sent"] == check["receipts"] > 0
+    assert "baseline" not in report["chat"]["results"]["sqlite"]  # persisted chat is the project's alone
+    assert (out / "chat.png").stat().st_size > 1000
