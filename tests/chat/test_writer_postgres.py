@@ -4,18 +4,14 @@ connection dying mid-batch refuses that batch's SENDs, and the next batches succ
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.conftest import access_token_for, wait_for
-from tests.reliability.live_stomp import LiveStomp
+from tests.chat.test_writer_live import ROOMS, client, errors_of, ids_on
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.live
-ERRORS = "/user/queue/errors"
-ROOMS = ("alpha", "beta", "gamma")
 
 
 class Database:
@@ -73,24 +69,6 @@ def servers(daphne_factory, redis_server, postgres_cluster):
         return daphne_factory(**common), daphne_factory(**common)
 
     return start
-
-
-def client(server, user, *, rooms: tuple[str, ...] = (), since: int | None = None) -> LiveStomp:
-    stomp = LiveStomp.connect(f"{server.ws_url}/ws", access_token_for(user))
-    subscriptions = [(f"r-{slug}", f"/topic/rooms.{slug}") for slug in rooms] + [("errors", ERRORS)]
-    for sub_id, destination in subscriptions:
-        headers = {"since-id": str(since)} if since is not None and destination != ERRORS else {}
-        stomp.send("SUBSCRIBE", id=sub_id, destination=destination, receipt=f"sub-{sub_id}", **headers)
-        stomp.receipt(f"sub-{sub_id}")
-    return stomp
-
-
-def ids_on(stomp: LiveStomp, slug: str) -> list[int]:
-    return [json.loads(f.body)["id"] for f in stomp.messages(f"/topic/rooms.{slug}")]
-
-
-def errors_of(stomp: LiveStomp) -> list[dict]:
-    return [json.loads(f.body) for f in stomp.messages(ERRORS)]
 
 
 def test_many_senders_on_two_processes_keep_each_rooms_order_and_resume_exact_on_postgres(servers, pg):

@@ -153,3 +153,14 @@ def stream_url(server_url: str, **query: str | int) -> str:
 @pytest.fixture
 def redis_url(redis_server) -> str:
     return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture
+def redis_layer(settings, redis_url):
+    """This test process publishes through the same Redis as the servers (as another daphne would)."""
+    settings.CHANNEL_LAYERS = {
+        **settings.CHANNEL_LAYERS,
+        "notifications": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                          "CONFIG": {"hosts": [redis_url], "prefix": "notifications"}},
+    }  # fmt: skip
+    return redis_url

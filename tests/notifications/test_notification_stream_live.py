@@ -25,17 +25,6 @@ from tests.notifications.conftest import FRONTEND, stream_url, ticket_for
 pytestmark = pytest.mark.live
 
 
-@pytest.fixture
-def redis_layer(settings, redis_url):
-    """This test process publishes through the same Redis as the servers (as another daphne would)."""
-    settings.CHANNEL_LAYERS = {
-        **settings.CHANNEL_LAYERS,
-        "notifications": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                          "CONFIG": {"hosts": [redis_url], "prefix": "notifications"}},
-    }  # fmt: skip
-    return redis_url
-
-
 def notify(user, n: int = 1, **payload) -> list[Notification]:
     return [
         services.notification_create(recipient=user, kind="announcement", payload={"i": i, **payload}) for i in range(n)

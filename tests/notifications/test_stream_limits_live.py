@@ -22,17 +22,6 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def redis_layer(settings, redis_url):
-    """This test process publishes notifications through the servers' Redis (as another daphne would)."""
-    settings.CHANNEL_LAYERS = {
-        **settings.CHANNEL_LAYERS,
-        "notifications": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                          "CONFIG": {"hosts": [redis_url], "prefix": "notifications"}},
-    }  # fmt: skip
-    return redis_url
-
-
-@pytest.fixture
 def ops_layer(settings, redis_url):
     """This test process sends operations orders (chat/ops.py) through the servers' Redis, as a worker would."""
     from channels.layers import channel_layers
