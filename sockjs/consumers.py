@@ -71,6 +71,14 @@ def cookie(scope: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def same_origin(scope: dict[str, Any], origin: str) -> bool:
+    """True when ``origin`` names the host (and port) this request was sent to."""
+    host = header(scope, b"host")
+    if not host or "://" not in origin:
+        return False
+    return origin.split("://", 1)[1].rstrip("/").lower() == host.strip().lower()
+
+
 def _expires_in_a_year() -> bytes:
     return formatdate(time.time() + protocol.ONE_YEAR_SECONDS, usegmt=True).encode("ascii")
 
@@ -82,9 +90,14 @@ class _EndpointConsumerMixin:
     scope: dict[str, Any]
 
     def origin_allowed(self) -> bool:
-        """A request without Origin (not a browser) is let through; others must match the policy."""
+        """A request without Origin (not a browser) is let through; others must match the policy.
+
+        So is a same-origin request (Origin's host is the request's Host): that is a page this server
+        served, i.e. the ``iframe.html`` the iframe transports (iframe-eventsource, iframe-htmlfile,
+        iframe-xhr-polling) run in, never a foreign page.
+        """
         origin = header(self.scope, b"origin")
-        return origin is None or self.endpoint.allowed_origin(origin)
+        return origin is None or self.endpoint.allowed_origin(origin) or same_origin(self.scope, origin)
 
 
 class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
