@@ -45,7 +45,7 @@ TEXT_HTML = b"text/html; charset=UTF-8"
 EVENT_STREAM = b"text/event-stream"
 # How long a receiving request that finds another receiver on its session waits for that one to end
 # before answering 2010: a client that aborts a poll and polls again at once races its own disconnect.
-TAKE_OVER_GRACE = 0.5
+TAKE_OVER_GRACE = 1.0
 # No channel layer: these consumers never join groups, and with a Redis layer every HTTP request
 # would otherwise open its own layer channel and receive loop. The alias names no configured layer.
 NO_CHANNEL_LAYER = "sockjs.no-channel-layer"
