@@ -24,10 +24,12 @@ from chatproject import routing  # noqa: E402
 from chatproject.daphne_limits import install_daphne_receive_deadline  # noqa: E402
 from chatproject.direct_routing import DirectURLRouter  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
+from sockjs.daphne import install_daphne_websocket_fixes  # noqa: E402
 
 redact_daphne_access_log()
 install_daphne_shutdown_hook()
 install_daphne_receive_deadline(settings.HTTP_RECEIVE_TIMEOUT)
+install_daphne_websocket_fixes(settings.WEBSOCKET_MAX_MESSAGE_SIZE)
 
 application = ProtocolTypeRouter(
     {

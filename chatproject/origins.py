@@ -108,8 +108,17 @@ class OriginMatcher:
         return [p.regex for p in self.patterns]
 
     def allows(self, origin: str | None) -> bool:
-        """True when ``origin`` (as a browser sends it in ``Origin``) matches a pattern."""
-        if not origin or origin == "null":
+        """True when ``origin`` (as a browser sends it in ``Origin``) matches a pattern.
+
+        A lone ``*`` allows every origin a client may send, also ``null`` (file:// pages, sandboxed
+        frames) and strings that are no URL origin at all (``test``); every other pattern matches
+        well-formed ``scheme://host[:port]`` origins only, so ``null`` never passes them.
+        """
+        if not origin:
+            return False
+        if self.allows_any:
+            return True
+        if origin == "null":
             return False
         normalized = normalize_origin(origin)
         if normalized is None:

@@ -357,6 +357,10 @@ CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
 # --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
 STOMP_SERVER_NAME = "chatproject/1.0"
 STOMP_MAX_FRAME_SIZE = env_int("STOMP_MAX_FRAME_SIZE", 64 * 1024, minimum=1024)
+# The WebSocket message limit follows the frame limit (one setting): twice the frame size leaves room for
+# SockJS's JSON escaping and a few frames per message, so an oversized frame still gets a STOMP ERROR;
+# past this limit the socket is closed with 1009. Applied to daphne at startup (sockjs/daphne.py).
+WEBSOCKET_MAX_MESSAGE_SIZE = 2 * STOMP_MAX_FRAME_SIZE + 4096
 STOMP_MAX_HEADERS = env_int("STOMP_MAX_HEADERS", 64, minimum=8)
 STOMP_MAX_HEADER_LENGTH = env_int("STOMP_MAX_HEADER_LENGTH", 8 * 1024, minimum=256)
 STOMP_MAX_SUBSCRIPTIONS = env_int("STOMP_MAX_SUBSCRIPTIONS", 256, minimum=1)

@@ -41,7 +41,11 @@ TEXT_PLAIN = b"text/plain; charset=UTF-8"
 APPLICATION_JSON = b"application/json; charset=UTF-8"
 APPLICATION_JAVASCRIPT = b"application/javascript; charset=UTF-8"
 TEXT_HTML = b"text/html; charset=UTF-8"
-EVENT_STREAM = b"text/event-stream; charset=UTF-8"
+# Exactly this: the protocol's tests compare it whole, and EventSource is UTF-8 by definition.
+EVENT_STREAM = b"text/event-stream"
+# How long a receiving request that finds another receiver on its session waits for that one to end
+# before answering 2010: a client that aborts a poll and polls again at once races its own disconnect.
+TAKE_OVER_GRACE = 1.0
 # No channel layer: these consumers never join groups, and with a Redis layer every HTTP request
 # would otherwise open its own layer channel and receive loop. The alias names no configured layer.
 NO_CHANNEL_LAYER = "sockjs.no-channel-layer"
@@ -67,6 +71,14 @@ def cookie(scope: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def same_origin(scope: dict[str, Any], origin: str) -> bool:
+    """True when ``origin`` names the host (and port) this request was sent to."""
+    host = header(scope, b"host")
+    if not host or "://" not in origin:
+        return False
+    return origin.split("://", 1)[1].rstrip("/").lower() == host.strip().lower()
+
+
 def _expires_in_a_year() -> bytes:
     return formatdate(time.time() + protocol.ONE_YEAR_SECONDS, usegmt=True).encode("ascii")
 
@@ -78,9 +90,14 @@ class _EndpointConsumerMixin:
     scope: dict[str, Any]
 
     def origin_allowed(self) -> bool:
-        """A request without Origin (not a browser) is let through; others must match the policy."""
+        """A request without Origin (not a browser) is let through; others must match the policy.
+
+        So is a same-origin request (Origin's host is the request's Host): that is a page this server
+        served, i.e. the ``iframe.html`` the iframe transports (iframe-eventsource, iframe-htmlfile,
+        iframe-xhr-polling) run in, never a foreign page.
+        """
         origin = header(self.scope, b"origin")
-        return origin is None or self.endpoint.allowed_origin(origin)
+        return origin is None or self.endpoint.allowed_origin(origin) or same_origin(self.scope, origin)
 
 
 class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
@@ -171,14 +188,19 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
     # --- Responses -------------------------------------------------------------------------------------
 
     def cors_headers(self) -> Headers:
-        """CORS as the protocol wants it: echo the origin (``*`` for none or ``null``), with credentials."""
+        """CORS as the protocol wants it: echo the origin (``null`` too) with credentials; ``*`` without one.
+
+        Only allowed origins get here (``origin_allowed`` runs first), so echoing is not an open door.
+        """
         origin = header(self.scope, b"origin")
-        allow = "*" if origin in (None, "null") else origin
-        headers = [
-            (b"access-control-allow-origin", allow.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
-            (b"vary", b"Origin"),
-        ]
+        if origin is None:
+            headers = [(b"access-control-allow-origin", b"*")]
+        else:
+            headers = [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-allow-credentials", b"true"),
+            ]
+        headers.append((b"vary", b"Origin"))
         requested = header(self.scope, b"access-control-request-headers")
         if requested:
             headers.append((b"access-control-allow-headers", requested.encode("latin-1")))
@@ -206,8 +228,11 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
         content_type: bytes | None = None,
         headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        """A complete response in one go."""
-        await self.start(status, list(headers), content_type=content_type)
+        """A complete response in one go, with its length (an HTTP/1.0 client needs it to keep the connection)."""
+        all_headers = list(headers)
+        if status not in (204, 304):
+            all_headers.append((b"content-length", b"%d" % len(body)))
+        await self.start(status, all_headers, content_type=content_type)
         await self.write(body, more=False)
 
     async def forbidden_origin(self) -> None:
@@ -454,15 +479,17 @@ class TransportConsumer(_HttpConsumer):
         """The session this receiving request may use (created if new), or None once refused with 403.
 
         Every receiving request passes the binding, also the one that follows an aborted poll: an
-        aborted receiver ends its session, so that request opens a new one under the same id.
+        aborted receiver ends its session, and for the session's disconnect delay only the client it
+        was bound to may open a new one under the same id (the take-over).
         """
         client = Client.from_scope(self.scope, self.endpoint.peer_address)
         session = self.endpoint.sessions.get(session_id)
+        binding = session.binding if session is not None else self.endpoint.sessions.ended_binding(session_id)
+        refusal = binding.refusal(client) if binding is not None else None
+        if refusal is not None:
+            await self.not_bound(refusal)
+            return None
         if session is not None:
-            refusal = session.binding.refusal(client) if session.binding else None
-            if refusal is not None:
-                await self.not_bound(refusal)
-                return None
             return session
         if client.key is not None and not self.endpoint.keys.issued(client.key):
             await self.not_bound(Refusal.FOREIGN_KEY)
@@ -499,19 +526,28 @@ class TransportConsumer(_HttpConsumer):
         session = await self.bound_session(session_id, spec)
         if session is None:
             return
+        attached = session.attach(self)
+        if attached is Attach.REFUSED and await session.receiver_gone(TAKE_OVER_GRACE):
+            # The other receiver was a request its client had just aborted: take the session over (a
+            # new one under the same id, held to the same binding, if the abort ended it).
+            session = await self.bound_session(session_id, spec)
+            if session is None:
+                return
+            attached = session.attach(self)
         headers = self.no_cache() + self.session_cookie()
         if spec.name == "jsonp-polling":
             headers.append((b"x-content-type-options", b"nosniff"))
-        await self.start(200, headers, content_type=spec.content_type)
-        # The first body message makes daphne send the headers, even with an empty prelude.
-        await self.write(prelude.encode("utf-8"), more=True)
-
-        if session.attach(self) is Attach.REFUSED:
+        if attached is Attach.REFUSED:
+            await self.start(200, headers, content_type=spec.content_type)
             frame = protocol.close_frame(*protocol.ANOTHER_CONNECTION)
+            await self.write(prelude.encode("utf-8"), more=True)
             await self.write(wrap(frame).encode("utf-8"), more=False)
             return
         sent = 0
         try:
+            await self.start(200, headers, content_type=spec.content_type)
+            # The first body message makes daphne send the headers, even with an empty prelude.
+            await self.write(prelude.encode("utf-8"), more=True)
             while True:
                 frame = await session.next_frame(self.endpoint.heartbeat_interval)
                 data = wrap(frame).encode("utf-8")
@@ -596,10 +632,12 @@ class _WebsocketConsumer(_EndpointConsumerMixin, AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def broken_framing(self) -> None:
-        # The protocol wants an abrupt end for undecodable input: no close frame, just the socket.
-        # Stop the pump first, or it would deliver the session's own close frame before the socket ends.
+        # The protocol wants the socket ended for undecodable input, with no SockJS close frame: a
+        # WebSocket close (1000: autobahn lets an application send only 1000 and 3000-4999, and
+        # refusing 1002 used to drop the TCP connection instead). Stop the pump first, or it would
+        # deliver the session's own ``c[...]`` frame before the socket ends.
         await self.stop_pump()
-        await self.close(code=1002)
+        await self.close(code=1000, reason="Broken framing.")
         if self.session is not None:
             self.session.interrupt()
 
@@ -647,7 +685,10 @@ class RawWebsocketConsumer(_WebsocketConsumer):
             if messages is None:
                 code = session.close_code or 1000
                 # Only 1000 and 3000-4999 may be sent by an application in a WebSocket close frame.
-                await self.close(code=code if code == 1000 or 3000 <= code <= 4999 else 1000)
+                # The reason travels too (``Go away!``); daphne passes it on with chatproject's patch.
+                await self.close(
+                    code=code if code == 1000 or 3000 <= code <= 4999 else 1000, reason=session.close_reason or None
+                )
                 return
             for text in messages:
                 await self.send(text_data=text)

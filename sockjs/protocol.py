@@ -1,8 +1,8 @@
-"""SockJS 0.3.3 framing, sans-IO: frames, client payload parsing and the per-transport wrappers.
+"""SockJS framing (current sockjs-protocol), sans-IO: frames, client payload parsing, per-transport wrappers.
 
 Nothing here touches a socket, Django or asyncio; every function maps text to text (or bytes), so the
-whole wire format can be tested byte by byte. The reference is the ``sockjs-protocol`` 0.3.3 test
-suite, served the same way by sockjs-node and Spring's SockJS service.
+whole wire format can be tested byte by byte. The reference is the current ``sockjs-protocol`` test
+suite (``sockjs-protocol.py``), served the same way by sockjs-node and Spring's SockJS service.
 
 Frames the server sends: ``o`` (open), ``h`` (heartbeat), ``a[...]`` (a JSON array of messages) and
 ``c[code,"reason"]`` (close). The client sends no framing: a JSON array of strings (the HTTP
@@ -46,7 +46,10 @@ MAX_CALLBACK_LENGTH = 32
 HTMLFILE_MIN_PRELUDE = 1024
 ONE_YEAR_SECONDS = 365 * 24 * 60 * 60
 GREETING = "Welcome to SockJS!\n"
-NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
+NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+# Before a JSONP callback: a response can never start with bytes a Flash plugin would take for a SWF
+# file (the "Rosetta Flash" attack), whatever callback name the page chose.
+JSONP_PREFIX = "/**/"
 
 # Characters the server must send escaped even though JSON allows them raw: browsers and proxies
 # mangle them (control characters, zero-width and bidi marks, line separators, specials) and
@@ -194,7 +197,7 @@ def wrap_eventsource(frame: str) -> str:
 
 def wrap_jsonp(frame: str, callback: str) -> str:
     """jsonp-polling: a call of the client's callback with the frame as a JavaScript string."""
-    return f"{callback}({json.dumps(frame, ensure_ascii=False)});\r\n"
+    return f"{JSONP_PREFIX}{callback}({json.dumps(frame, ensure_ascii=False)});\r\n"
 
 
 def wrap_htmlfile(frame: str) -> str:
@@ -231,11 +234,11 @@ _IFRAME = """<!DOCTYPE html>
 <head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+  <script src="%(client_url)s"></script>
   <script>
     document.domain = document.domain;
-    _sockjs_onload = function(){SockJS.bootstrap_iframe();};
+    SockJS.bootstrap_iframe();
   </script>
-  <script src="%(client_url)s"></script>
 </head>
 <body>
   <h2>Don't panic!</h2>

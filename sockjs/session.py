@@ -17,6 +17,7 @@ handler never sees a message before ``on_open`` has finished or after ``on_close
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -91,7 +92,11 @@ class Session:
         self._on_closed = on_closed
         self._close_frame: str | None = None
         self.close_code: int | None = None
+        self.close_reason: str | None = None
         self._receiver: object | None = None
+        # Set while no receiver is attached: a request refused with 2010 may wait on it (take-over).
+        self._receiver_gone = asyncio.Event()
+        self._receiver_gone.set()
         self._wakeup = asyncio.Event()
         self._reaper: asyncio.TimerHandle | None = None
         self._handler_lock = asyncio.Lock()
@@ -142,6 +147,7 @@ class Session:
         if self._receiver is not None and self._receiver is not receiver:
             return Attach.REFUSED
         self._receiver = receiver
+        self._receiver_gone.clear()
         self._cancel_reaper()
         return Attach.ATTACHED
 
@@ -156,10 +162,25 @@ class Session:
         if self._receiver is not receiver:
             return
         self._receiver = None
+        self._receiver_gone.set()
         if aborted or self._disconnect_delay is None:
             self._expire()
         else:
             self._schedule_reaper()
+
+    async def receiver_gone(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for the attached receiver to end; True once none is attached.
+
+        A client that aborts a poll and polls again at once races its own disconnect: the new request
+        may arrive before the server has seen the old one go.
+        """
+        if self._receiver is None:
+            return True
+        try:
+            await asyncio.wait_for(self._receiver_gone.wait(), grace)
+        except TimeoutError:
+            return False
+        return True
 
     async def next_frame(self, heartbeat_interval: float) -> str:
         """The next frame for the attached receiver: ``o``, a batch ``a[...]``, ``c[...]`` or ``h``."""
@@ -208,6 +229,7 @@ class Session:
     def interrupt(self) -> None:
         """The carrying connection is gone for good (a WebSocket closed): end the session now."""
         self._receiver = None
+        self._receiver_gone.set()
         self._expire()
 
     @property
@@ -245,6 +267,7 @@ class Session:
             return
         self.state = State.CLOSING
         self.close_code = code
+        self.close_reason = reason
         self._close_frame = protocol.close_frame(code, reason)
         self._wakeup.set()
         self._notify_closed()
@@ -259,7 +282,7 @@ class Session:
             return
         self.state = State.CLOSED
         if self._close_frame is None:
-            self.close_code = protocol.CONNECTION_INTERRUPTED[0]
+            self.close_code, self.close_reason = protocol.CONNECTION_INTERRUPTED
             self._close_frame = protocol.close_frame(*protocol.CONNECTION_INTERRUPTED)
         self._clear_queue()
         self._wakeup.set()
@@ -320,6 +343,9 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
+        # The binding of a session that ended, kept for its disconnect delay: the id stays its client's,
+        # so that nobody else can open a session under it while the client is reconnecting (take-over).
+        self._ended: dict[str, Binding] = {}
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
@@ -330,10 +356,25 @@ class SessionRegistry:
         def forget(session: Session) -> None:
             if self._sessions.get(session_id) is session:
                 del self._sessions[session_id]
+                binding = kwargs.get("binding")
+                delay = kwargs.get("disconnect_delay")
+                if binding is not None and delay:
+                    with contextlib.suppress(RuntimeError):  # no loop: process shutdown, nothing to keep
+                        loop = asyncio.get_running_loop()
+                        self._ended[session_id] = binding
+                        loop.call_later(delay, self._forget_ended, session_id, binding)
 
         session = Session(on_closed=forget, **kwargs)
         self._sessions[session_id] = session
         return session
+
+    def ended_binding(self, session_id: str) -> Binding | None:
+        """The binding of the session that last ended under ``session_id`` within its disconnect delay."""
+        return self._ended.get(session_id)
+
+    def _forget_ended(self, session_id: str, binding: Binding) -> None:
+        if self._ended.get(session_id) is binding:
+            del self._ended[session_id]
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -343,6 +343,12 @@ class FrameParser:
         buf = self._buf
         start = self._pos
         newline = buf.find(b"\n", self._scan)
+        if self._stage is _Stage.COMMAND:
+            # A NUL ends a frame, so one before the command's EOL means the frame has no command line
+            # (``\x01\x02 not a frame\x00``): refuse it now rather than wait for an LF that never comes.
+            nul = buf.find(0, self._scan, len(buf) if newline < 0 else newline)
+            if nul >= 0:
+                raise MalformedFrame("a NUL before the end of the command line")
         if newline < 0:
             available = len(buf) - start
             self._check_line(available, complete=False)

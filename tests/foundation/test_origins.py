@@ -26,7 +26,12 @@ from chatproject.origins import InvalidOriginPattern, OriginMatcher, normalize_o
         (["https://a.com:[443,8080]"], "https://a.com", True),
         (["http://[::1]:8000"], "http://[::1]:8000", True),
         (["*"], "https://anything.example", True),
-        (["*"], "null", False),
+        # A lone star is every origin a client can send (issue 19: SockJS clients on file:// pages).
+        (["*"], "null", True),
+        (["*"], "test", True),
+        (["*"], "", False),
+        (["https://*.example.com", "http://localhost:*"], "null", False),
+        (["https://*.example.com"], "test", False),
         (["https://app.example.com"], None, False),
         (["https://app.example.com"], "not an origin", False),
         (["https://app.example.com"], "https://app.example.com/path", False),

@@ -34,6 +34,7 @@ class LiveSockJS:
     port: int
     process: subprocess.Popen
     log_path: Path
+    name: str = "daphne"
 
     @property
     def pid(self) -> int:
@@ -60,6 +61,22 @@ class LiveSockJS:
 
 def start_daphne(application: str, **env_overrides: str) -> LiveSockJS:
     """Start daphne on a free 127.0.0.1 port with ``application``; returns once it accepts connections."""
+    return start_server("daphne", application, **env_overrides)
+
+
+def websocket_max_message_size() -> int:
+    from django.conf import settings
+
+    return settings.WEBSOCKET_MAX_MESSAGE_SIZE
+
+
+def start_server(server: str, application: str, *, http: str = "h11", **env_overrides: str) -> LiveSockJS:
+    """Start ``daphne`` or ``uvicorn`` on a free port.
+
+    uvicorn runs with ``--http h11``: its httptools protocol chunks streaming responses to HTTP/1.0
+    clients (a uvicorn defect, proven with a bare ASGI app in test_server_defects.py), which the SockJS
+    protocol refuses; h11 answers HTTP/1.0 correctly.
+    """
     OUTPUT.mkdir(exist_ok=True)
     port = free_port()
     env = {
@@ -75,19 +92,25 @@ def start_daphne(application: str, **env_overrides: str) -> LiveSockJS:
     }
     env.pop("REDIS_URL", None)
     env.update(env_overrides)
-    log_path = OUTPUT / f"sockjs-daphne-{port}.log"
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+    log_path = OUTPUT / f"sockjs-{server}-{port}.log"
+    if server == "daphne":
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+    else:
+        argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+                "--ws", "websockets-sansio", "--http", http,
+                # The project's one WebSocket message limit (daphne gets it from sockjs/daphne.py).
+                "--ws-max-size", str(websocket_max_message_size()), application]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveSockJS(port, process, log_path)
+    live = LiveSockJS(port, process, log_path, server)
     for _ in range(300):  # bounded: 300 x 0.1 s
         if process.poll() is not None:
-            raise AssertionError(f"daphne exited with {process.returncode}:\n{server.log()[-3000:]}")
+            raise AssertionError(f"{argv[2]} exited with {process.returncode}:\n{live.log()[-3000:]}")
         if port_open(port):
-            return server
+            return live
         time.sleep(0.1)
-    server.stop()
-    raise AssertionError(f"daphne did not listen on {port}:\n{server.log()[-3000:]}")
+    live.stop()
+    raise AssertionError(f"{argv[2]} did not listen on {port}:\n{live.log()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -105,12 +128,47 @@ def sockjs_daphne() -> Iterator[Callable[..., LiveSockJS]]:
         server.stop()
 
 
-@pytest.fixture(scope="session", params=["project", "standalone"])
+@pytest.fixture(scope="session")
+def sockjs_uvicorn() -> Iterator[Callable[..., LiveSockJS]]:
+    """Factory: ``sockjs_uvicorn(application, **env)``, as ``sockjs_daphne`` for uvicorn."""
+    started: list[LiveSockJS] = []
+
+    def start(application: str = "chatproject.asgi:application", *, http: str = "h11", **env: str) -> LiveSockJS:
+        server = start_server("uvicorn", application, http=http, **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def start_bare_uvicorn(sockjs_uvicorn) -> Callable[[str, str], LiveSockJS]:
+    """``start_bare_uvicorn("minimal_asgi:app", http)``: uvicorn with a bare ASGI app (server-defect proofs)."""
+    started: dict[tuple[str, str], LiveSockJS] = {}
+
+    def start(application: str, http: str) -> LiveSockJS:
+        if (application, http) not in started:
+            started[(application, http)] = sockjs_uvicorn(application, http=http)
+        return started[(application, http)]
+
+    return start
+
+
+@pytest.fixture(scope="session", params=["project", "standalone", "project-uvicorn"])
 def sockjs_server(request, sockjs_daphne) -> LiveSockJS:
-    """The conformance target: the project's ASGI app, and the package alone."""
+    """The conformance target: the project's ASGI app (daphne and uvicorn), and the package alone."""
     if request.param == "project":
         return request.getfixturevalue("project_sockjs_server")
+    if request.param == "project-uvicorn":
+        return request.getfixturevalue("uvicorn_sockjs_server")
     return request.getfixturevalue("standalone_sockjs_server")
+
+
+@pytest.fixture(scope="session")
+def uvicorn_sockjs_server(sockjs_uvicorn) -> LiveSockJS:
+    return sockjs_uvicorn("chatproject.asgi:application")
 
 
 @pytest.fixture(scope="session")

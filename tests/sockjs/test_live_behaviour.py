@@ -150,3 +150,14 @@ def test_session_cookie_gets_samesite_none_secure_only_over_https():
     assert consumer.session_cookie() == [(b"set-cookie", b"JSESSIONID=abc; path=/; SameSite=None; Secure")]
     consumer.scope = {"scheme": "http", "headers": []}
     assert consumer.session_cookie() == [(b"set-cookie", b"JSESSIONID=dummy; path=/")]
+
+
+def test_same_origin_requests_pass_a_restricted_endpoint_and_foreign_ones_do_not(standalone_sockjs_server):
+    # The iframe transports run in iframe.html, a page of the endpoint's own origin: allowed. A page of
+    # any other origin, even on the same host with another port, is still refused.
+    url = restricted(standalone_sockjs_server) + "/info"
+    own = f"http://127.0.0.1:{standalone_sockjs_server.port}"
+    r = httpx.get(url, headers={"Origin": own}, timeout=TIMEOUT)
+    assert (r.status_code, r.headers["access-control-allow-origin"]) == (200, own)
+    for foreign in (f"http://127.0.0.1:{standalone_sockjs_server.port + 1}", "http://evil.example", "null"):
+        assert httpx.get(url, headers={"Origin": foreign}, timeout=TIMEOUT).status_code == 403

@@ -159,8 +159,8 @@ def test_eventsource_wrapper_and_prelude():
 
 
 def test_jsonp_wrapper_calls_the_callback_with_the_frame_as_a_string():
-    assert protocol.wrap_jsonp("o", "callback") == 'callback("o");\r\n'
-    assert protocol.wrap_jsonp('a["x"]', "x") == 'x("a[\\"x\\"]");\r\n'
+    assert protocol.wrap_jsonp("o", "callback") == '/**/callback("o");\r\n'
+    assert protocol.wrap_jsonp('a["x"]', "x") == '/**/x("a[\\"x\\"]");\r\n'
 
 
 def test_htmlfile_wrapper_and_prelude():

@@ -149,6 +149,23 @@ def test_lone_carriage_return_between_frames_is_an_error():
         parse_all(b"\rSEND\n\n\0")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"\x01\x02 not a frame\x00", b"\x00", b"CONNECT\x00", b"\n\nSUB\x00SCRIBE"],
+)
+def test_nul_before_the_command_line_ends_is_a_malformed_frame_at_once(data):
+    # The frame ends (NUL) before its command line does: no LF will ever come, so waiting for one would
+    # hold the connection open with no answer. Refused as soon as the NUL arrives, in any chunking.
+    with pytest.raises(errors.MalformedFrame):
+        parse_all(data)
+    parser = FrameParser()
+    nul = data.index(0)
+    for i in range(nul):
+        assert parser.feed(data[i : i + 1]) == []
+    with pytest.raises(errors.MalformedFrame):
+        parser.feed(data[nul : nul + 1])
+
+
 def test_parser_stays_failed_after_an_error():
     parser = FrameParser()
     with pytest.raises(errors.UnknownCommand):

@@ -214,6 +214,7 @@ async def test_transaction_commit_and_abort_over_the_socket(application, make_to
     [
         (wire("SEND", destination="/topic/x"), "protocol error"),  # before CONNECT
         (b"HELLO\n\n\0", "unknown command"),
+        (b"\x01\x02 not a frame\x00", "malformed frame"),  # no line break at all
         (b"SEND\ndestination:/topic/x\nbad header\n\n\0", "invalid header"),
         (b"SEND\ndestination:/topic/x\nx:\\t\n\n\0", "invalid header escape"),
         (wire("SEND", b"x" * 70_000, destination="/topic/x"), "frame too large"),

@@ -13,8 +13,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from chatproject.origins import OriginMatcher  # noqa: E402
+from sockjs.daphne import install_daphne_websocket_fixes  # noqa: E402
 from sockjs.endpoint import SockJSEndpoint  # noqa: E402
 from sockjs.testservices import EchoHandler, test_endpoints  # noqa: E402
+
+install_daphne_websocket_fixes()
 
 # An endpoint with an origin policy, as /ws has in the project: only this frontend may use it.
 RESTRICTED_ORIGIN = "http://frontend.example:8080"
