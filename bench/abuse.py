@@ -1,7 +1,7 @@
 """Abuse scenarios (issue 16): the worker's RSS and an honest client's SEND->RECEIPT latency while one
 user or a few sockets misbehave.
 
-    python -m bench.abuse [--quick] [--servers daphne,uvicorn] [--scenarios nonreading,user_flood,sub_flood]
+    python -m bench.abuse [--quick] [--servers daphne,uvicorn] [--scenarios nonreading,user_flood,...]
 
 Scenarios, each on a fresh server (daphne through chatproject.daphne_server, uvicorn with
 chatproject.uvicorn_ws), bounded in connections and seconds, 127.0.0.1 only:
@@ -12,6 +12,10 @@ chatproject.uvicorn_ws), bounded in connections and seconds, 127.0.0.1 only:
   budget allows.
 - ``sub_flood``: connections sending SUBSCRIBE/UNSUBSCRIBE pairs to a room topic (~250 pairs/s each, the
   issue's pace), each reconnecting when the server closes it.
+- ``sse_flood``: one user tries to open 1,000 notification streams (a ticket, then the stream, never
+  reading), as in the review that stalled a worker; the rest is refused with 429.
+- ``slowloris``: 400 HTTP requests whose headers trickle in a line every few seconds and never end;
+  30 s, past HTTP_RECEIVE_TIMEOUT, so the report shows how many the server cut off.
 
 Meanwhile an honest member of the room SENDs every 100 ms with a receipt. The report (``abuse.json``,
 ``abuse.md`` in the results directory) gives the RSS before, at peak and after, the latency percentiles,
@@ -45,7 +49,7 @@ logger = logging.getLogger("bench.abuse")
 ERRORS = "/user/queue/errors"
 STORED = 500
 SECRET = secrets.token_urlsafe(48)  # one per run: the tokens made in prepare() must verify on every server
-SCENARIOS = ("nonreading", "user_flood", "sub_flood")
+SCENARIOS = ("nonreading", "user_flood", "sub_flood", "sse_flood", "slowloris")
 ENV = {
     "DEBUG": "0",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -350,6 +354,76 @@ async def sub_flood(url: str, port: int, data: dict, stop_at: float, quick: bool
     return {"connections": count, "pairs_sent": pairs, "sessions": reconnects, **merge_counts(seen)}
 
 
+async def sse_flood(url: str, port: int, data: dict, stop_at: float, quick: bool) -> dict:
+    """One user asks for a ticket and opens a stream with it, again and again, and never reads a stream."""
+    import httpx
+
+    attempts = 100 if quick else 1000
+    base = f"http://127.0.0.1:{port}"
+    outcomes: dict[str, int] = {}
+    streams: list[asyncio.StreamWriter] = []
+
+    def count(what: str) -> None:
+        outcomes[what] = outcomes.get(what, 0) + 1
+
+    async with httpx.AsyncClient(timeout=10) as api:
+        for _ in range(attempts):
+            if time.monotonic() > stop_at:
+                break
+            answer = await api.post(
+                f"{base}/api/notifications/ticket/", headers={"Authorization": f"Bearer {data['flooder']}"}
+            )
+            if answer.status_code != 201:
+                count(f"ticket {answer.status_code} {answer.json().get('code', '')}".strip())
+                continue
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /api/notifications/stream/?ticket={answer.json()['ticket']} HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())  # fmt: skip
+            status = (await asyncio.wait_for(reader.readline(), 10)).split(b" ")[1:2]
+            code = status[0].decode() if status else "closed"
+            count(f"stream {code}")
+            if code == "200":
+                streams.append(writer)  # held open, never read again
+            else:
+                writer.close()
+    await asyncio.sleep(max(stop_at - time.monotonic(), 0))
+    for writer in streams:
+        writer.transport.abort()
+    return {"attempts": attempts, **outcomes}
+
+
+async def slowloris(url: str, port: int, data: dict, stop_at: float, quick: bool) -> dict:
+    """Requests whose headers never end: a line every 3 s; counts the ones the server ends before we stop."""
+    count = 100 if quick else 400
+    connections: list[tuple[asyncio.StreamWriter, asyncio.Task]] = []
+
+    async def ended(reader: asyncio.StreamReader) -> bytes:
+        with contextlib.suppress(OSError):
+            return await reader.read(256)  # the 408, or the end of the connection
+        return b""
+
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /api/me/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+            connections.append((writer, asyncio.ensure_future(ended(reader))))
+    while time.monotonic() < stop_at:
+        for writer, watcher in connections:
+            if not watcher.done():
+                with contextlib.suppress(OSError):
+                    writer.write(b"X-Slow: 1\r\n")
+        await asyncio.sleep(3)
+    answers = [watcher.result() if watcher.done() else None for _, watcher in connections]
+    for writer, watcher in connections:
+        watcher.cancel()
+        writer.transport.abort()
+    return {
+        "connections": len(connections),
+        "answered_408": sum(1 for a in answers if a and a.startswith(b"HTTP/1.1 408")),
+        "ended_by_server": sum(1 for a in answers if a is not None),
+    }
+
+
 def merge_counts(clients: list[Client]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for client in clients:
@@ -409,7 +483,8 @@ async def run_scenario(
     }
 
 
-SCENARIO_FUNCS = {"nonreading": nonreading, "user_flood": user_flood, "sub_flood": sub_flood}
+SCENARIO_FUNCS = {"nonreading": nonreading, "user_flood": user_flood, "sub_flood": sub_flood,
+                  "sse_flood": sse_flood, "slowloris": slowloris}  # fmt: skip
 
 
 def table(results: list[dict]) -> str:
@@ -432,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer abusers, 8 s per scenario")
     parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--scenarios", default="", help=f"default: all ({','.join(SCENARIOS)}); --quick skips slowloris"
+    )
     parser.add_argument("--seconds", type=float, default=0, help="per scenario (default 20, quick 8)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--work", default=str(WORK), help="scratch directory (database, server logs)")
@@ -442,20 +519,27 @@ def main(argv: list[str] | None = None) -> int:
         fill(args.fill)
         return 0
     logging.basicConfig(level=logging.INFO, format="[abuse %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     seconds = args.seconds or (8.0 if args.quick else 20.0)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     database = work / "abuse.sqlite3"
     data = prepare(database, 12)
     results = []
+    # A quick run is too short to outlast HTTP_RECEIVE_TIMEOUT, so it leaves slow loris out.
+    scenarios = [s for s in args.scenarios.split(",") if s] or [
+        s for s in SCENARIOS if not (args.quick and s == "slowloris")
+    ]
     for kind in [s for s in args.servers.split(",") if s]:
-        for name in [s for s in args.scenarios.split(",") if s]:
+        for name in scenarios:
             env = server_env(database)
             log = work / f"abuse-{kind}.log"
             process, port = start_server(kind, env, log)
             try:
                 # Non-readers wait for replay slots up to STOMP_REPLAY_WAIT (30 s) before they are cut off.
-                length = max(seconds, 40.0) if name == "nonreading" and not args.quick else seconds
+                # Slow-loris requests are cut off after HTTP_RECEIVE_TIMEOUT (20 s).
+                longer = {"nonreading": 40.0, "slowloris": 30.0}.get(name, 0.0)
+                length = max(seconds, longer) if not args.quick else seconds
                 logger.info("%s on %s for %g s", name, kind, length)
                 result = asyncio.run(run_scenario(name, kind, port, process.pid, data, length, args.quick, log))
             finally:
