@@ -7,6 +7,7 @@ Every variable is listed in README.md. Values that cannot work raise ImproperlyC
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -530,6 +531,22 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Operations: metrics and readiness (operations/, README "Operating it") ---------------------------
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# Who may read /metrics (CIDRs): loopback by default; the nginx recipe never proxies /metrics.
+try:
+    METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n, strict=False) for n in env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from None
+# Several workers: a directory they share (emptied before they start); prometheus-client reads it itself.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory")
+METRICS_SAMPLE_INTERVAL = env_float("METRICS_SAMPLE_INTERVAL", 5.0)
+READINESS_TIMEOUT = env_float("READINESS_TIMEOUT", 1.0, minimum=0.05)
 
 # --- Logging --------------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

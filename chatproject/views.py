@@ -1,10 +1,8 @@
-"""Project-level views: the health check that load balancers and the doctor call."""
+"""Project-level views: the liveness check (readiness, with the database, is ``/readyz/``: operations.views)."""
 
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. No database, no Redis: a restart would not fix those."""
     return JsonResponse({"status": "ok"})

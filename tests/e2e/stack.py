@@ -228,7 +228,7 @@ class Stack:
             if process.poll() is not None:
                 raise RuntimeError(f"{worker.name} exited with {process.returncode}; see {worker.log}")
             try:  # as nginx asks: X-Forwarded-Proto https, or SECURE_SSL_REDIRECT answers 301
-                url = f"http://127.0.0.1:{worker.port}/healthz/"
+                url = f"http://127.0.0.1:{worker.port}/readyz/"
                 return httpx.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
