@@ -54,7 +54,7 @@ run: deps vendor migrate
 # PostgreSQL: Debian keeps initdb off PATH (scripts/postgres.py starts throwaway clusters from there).
 system-test:
 	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium \
-		'/usr/lib/postgresql/*/bin/initdb:postgresql'
+		'/usr/lib/postgresql/*/bin/initdb:postgresql' prometheus:prometheus promtool:prometheus
 
 # The whole suite. Fixtures start (and stop, by PID) the redis-server and daphne processes they need.
 test: deps-dev vendor system-test
