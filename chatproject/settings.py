@@ -547,16 +547,35 @@ if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
     raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory")
 METRICS_SAMPLE_INTERVAL = env_float("METRICS_SAMPLE_INTERVAL", 5.0)
 READINESS_TIMEOUT = env_float("READINESS_TIMEOUT", 1.0, minimum=0.05)
+# Tracing (operations/tracing.py): off unless the standard OpenTelemetry variables ask for it. The SDK
+# reads the rest itself (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...).
+_otlp_endpoint = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") or env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+TRACING_EXPORTER = env_str("OTEL_TRACES_EXPORTER", "otlp" if _otlp_endpoint else "none").lower()
+if TRACING_EXPORTER not in ("otlp", "console", "none"):
+    raise ImproperlyConfigured(f"OTEL_TRACES_EXPORTER={TRACING_EXPORTER!r}: this server supports otlp, console or none")
+TRACING_ENABLED = TRACING_EXPORTER != "none" and not env_bool("OTEL_SDK_DISABLED", False)
+# "json": one JSON object per log line, with connection_id, user_id and destination on real-time lines.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
 
 # --- Logging --------------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
+        "json": {"()": "operations.logs.JsonFormatter"},
+    },
     # Every line passes RedactSecrets: JWTs, Bearer values and ?ticket=/?code= values are masked.
-    "filters": {"redact": {"()": "chatproject.logredact.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "filters": {
+        "redact": {"()": "chatproject.logredact.RedactSecrets"},
+        "realtime": {"()": "operations.logs.RealtimeContext"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["realtime", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
