@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -93,8 +94,13 @@ if len(SECRET_KEY) < 32:
 
 SITE_ORIGIN = env_origin("SITE_ORIGIN", "http://localhost:8000")
 API_ORIGIN = env_origin("API_ORIGIN", SITE_ORIGIN)
+# In development the site answers on both loopback names (runserver prints 127.0.0.1, the default origin
+# says localhost): a page opened on either may call the API. Production names its origins.
+_LOOPBACK = re.compile(r"^(https?://)(localhost|127\.0\.0\.1)(?=:|$)")
+_loopback_twin = _LOOPBACK.sub(lambda m: m[1] + ("127.0.0.1" if m[2] == "localhost" else "localhost"), SITE_ORIGIN)
+_default_frontends = [SITE_ORIGIN, _loopback_twin] if DEBUG and _loopback_twin != SITE_ORIGIN else [SITE_ORIGIN]
 try:
-    FRONTEND_ORIGINS = env_list("FRONTEND_ORIGINS", [SITE_ORIGIN])
+    FRONTEND_ORIGINS = env_list("FRONTEND_ORIGINS", _default_frontends)
     ORIGIN_MATCHER = OriginMatcher.from_patterns(FRONTEND_ORIGINS)
 except InvalidOriginPattern as exc:
     raise ImproperlyConfigured(f"FRONTEND_ORIGINS: {exc}") from None
