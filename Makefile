@@ -47,6 +47,7 @@ migrate: deps
 	$(PY) manage.py migrate --noinput -v0
 
 run: deps vendor migrate
+	@$(PY) scripts/port_free.py $(HOST) $(PORT)
 	$(PY) manage.py seed_demo --if-empty
 	@echo "Open http://localhost:$(PORT)/ and log in as alice / chat-demo-pass (admin: admin / admin-demo-pass at /admin/)"
 	$(RUN_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
