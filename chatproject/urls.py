@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("healthz/", views.healthz, name="healthz"),
     path("readyz/", readyz, name="readyz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^ws(?:/.*)?$", errors.not_found),  # SockJS/WebSocket paths that no consumer took: JSON 404
     *account_pages,

@@ -77,3 +77,8 @@ def test_metrics_are_refused_outside_the_allow_list(client, settings):
     assert response.status_code == 403
     assert "METRICS_ALLOWED_NETWORKS" in response.json()["error"]
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+
+
+def test_favicon_ico_leads_to_the_site_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"].endswith("/favicon.svg")
