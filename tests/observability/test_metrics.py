@@ -156,3 +156,36 @@ def test_no_label_carries_a_user_or_a_room():
         if family.name.startswith(("chat_", "notifications_")):
             for sample in family.samples:
                 assert set(sample.labels) - {"le"} <= bounded, (family.name, sample.labels)
+
+
+@pytest.mark.django_db
+def test_notifications_and_stream_tickets_are_counted(make_user):
+    from notifications.models import Notification
+    from notifications.services import notification_create
+    from notifications.tickets import stream_identity_resolve, stream_ticket_issue
+
+    created = Sample("notifications_created_total")
+    issued = Sample("notifications_tickets_total", outcome="issued")
+    redeemed = Sample("notifications_tickets_total", outcome="redeemed")
+    rejected = Sample("notifications_tickets_total", outcome="rejected")
+    alice = make_user("alice")
+    notification_create(recipient=alice, kind=Notification.Kind.values[0], payload={"text": "hi"})
+    ticket = stream_ticket_issue(user=alice)
+    stream_identity_resolve(ticket=ticket, bearer=None, session_key=None)
+    with pytest.raises(Exception, match="ticket"):
+        stream_identity_resolve(ticket=ticket, bearer=None, session_key=None)  # single use
+    assert (created.delta(), issued.delta(), redeemed.delta(), rejected.delta()) == (1, 1, 1, 1)
+
+
+@pytest.mark.filterwarnings("ignore:coroutine '_before_shutdown.<locals>.run' was never awaited")
+def test_the_sigterm_hook_turns_readiness_false_and_flags_the_worker_as_draining():
+    from chat.realtime import shutdown
+    from operations import readiness
+
+    try:
+        shutdown._before_shutdown()  # no running event loop here: nothing to close, the flag still flips
+        assert readiness.draining()
+        assert REGISTRY.get_sample_value("chat_worker_draining") == 1
+    finally:
+        readiness._draining = False
+        metrics.DRAINING.set(0)
