@@ -172,7 +172,10 @@ def _traced_publish_frame(original: Any) -> Any:
 def _traced_replay(original: Any) -> Any:
     async def replay(self: Any, *, user_id: int, after: int | None) -> None:
         assert _tracer is not None
-        attributes = {"enduser.id": str(user_id), "sse.last_event_id": after if after is not None else -1}
+        attributes: dict[str, str | int] = {
+            "enduser.id": str(user_id),
+            "sse.last_event_id": -1 if after is None else after,
+        }
         with _tracer.start_as_current_span("sse.replay", attributes=attributes):
             return await original(self, user_id=user_id, after=after)
 
