@@ -98,6 +98,18 @@ async def test_a_slow_consumer_disconnect_is_counted(broker, registry):
     assert slow_consumers.delta() == 1
 
 
+async def test_a_heartbeat_timeout_is_counted(broker, registry):
+    from chat.stomp.session import SessionLimits
+
+    timeouts = Sample("chat_stomp_heartbeat_timeouts_total")
+    cfg = config(limits=SessionLimits(heartbeat_send_ms=20, heartbeat_receive_ms=40), heartbeat_grace=1.5)
+    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg)
+    await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="40,20", passcode="alice-token"))
+    await transport.wait_for(lambda: transport.closed is not None, "close after missing heart-beats")
+    assert transport.frames[-1].get("message") == "heart-beat timeout"
+    assert timeouts.delta() == 1
+
+
 async def test_the_sampler_observes_each_connections_send_queue_and_the_process(broker, registry):
     depth_count = Sample("chat_stomp_send_queue_depth_count")
     deep = Sample("chat_stomp_send_queue_depth_bucket", le="5.0")
