@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from operations import sampler, tracing
+from operations import endpoints, sampler, tracing
 
 
 class Instrumented:
@@ -17,6 +17,10 @@ class Instrumented:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         sampler.ensure_started(self.sample_interval)
+        if scope["type"] == "http":
+            endpoint = endpoints.ROUTES.get(scope.get("path", ""))
+            if endpoint is not None:  # probes and scrapes: no middleware, no host check, no span
+                return await endpoints.serve(endpoint, scope, receive, send)
         if tracing.enabled() and scope["type"] == "http":
             with tracing.http_span(scope):
                 return await self.app(scope, receive, send)

@@ -73,3 +73,21 @@ def test_readiness_is_false_while_redis_is_down_and_true_again_after(two_workers
         redis_restart(redis_server)
     for worker in (one, two):
         wait_for(lambda w=worker: ready(w.url)[0] == 200, timeout=15, what=f"{worker.port} ready again")
+
+
+def test_a_production_worker_answers_probes_and_scrapes_on_its_loopback_address(daphne_factory, tmp_path):
+    # As deploy/env.example: public host names only, HTTPS redirect on. Prometheus and a load balancer's
+    # probe still call http://127.0.0.1:<port>/ with that Host; Django alone would answer 400 or 301.
+    static_root = tmp_path / "static"
+    static_root.mkdir()
+    (static_root / "staticfiles.json").write_text('{"paths": {}, "version": "1.1"}')
+    server = daphne_factory(DEBUG="0", SECRET_KEY="s" * 50, ALLOWED_HOSTS="www.example.com,api.example.com",
+                            SECURE_SSL_REDIRECT="1", STATIC_ROOT=str(static_root))  # fmt: skip
+    assert httpx.get(f"{server.url}/healthz/", timeout=5).json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz/", timeout=5)
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    scraped = httpx.get(f"{server.url}/metrics", timeout=5)
+    assert scraped.status_code == 200 and "chat_stomp_deliveries_total" in scraped.text
+    assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert httpx.post(f"{server.url}/readyz/", timeout=5).status_code == 405
+    assert httpx.get(f"{server.url}/api/me/", timeout=5).status_code in (301, 400)  # the rest is Django's as before
