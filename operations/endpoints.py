@@ -12,7 +12,9 @@ import asyncio
 import json
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from operations import readiness, views
 
@@ -42,7 +44,13 @@ async def healthz(scope: dict[str, Any]) -> tuple[int, bytes, bytes]:
 
 
 async def readyz(scope: dict[str, Any]) -> tuple[int, bytes, bytes]:
-    result = await readiness.check(redis_url=settings.REDIS_URL, limit=settings.READINESS_TIMEOUT)
+    # Outside Django's request cycle: release the database connection as request_started/finished would,
+    # or a pooled one stays held by the sync thread (with DB_POOL_MAX_SIZE=1 no request would get one).
+    await sync_to_async(close_old_connections)()
+    try:
+        result = await readiness.check(redis_url=settings.REDIS_URL, limit=settings.READINESS_TIMEOUT)
+    finally:
+        await sync_to_async(close_old_connections)()
     return (200 if result["ready"] else 503), _json(result), JSON
 
 
