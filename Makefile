@@ -47,6 +47,7 @@ migrate: deps
 	$(PY) manage.py migrate --noinput -v0
 
 run: deps vendor migrate
+	@$(PY) scripts/port_free.py $(HOST) $(PORT)
 	$(PY) manage.py seed_demo --if-empty
 	@echo "Open http://localhost:$(PORT)/ and log in as alice / chat-demo-pass (admin: admin / admin-demo-pass at /admin/)"
 	$(RUN_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
@@ -54,7 +55,7 @@ run: deps vendor migrate
 # PostgreSQL: Debian keeps initdb off PATH (scripts/postgres.py starts throwaway clusters from there).
 system-test:
 	scripts/ensure-system-packages.sh redis-server:redis-server chromium:chromium \
-		'/usr/lib/postgresql/*/bin/initdb:postgresql'
+		'/usr/lib/postgresql/*/bin/initdb:postgresql' prometheus:prometheus promtool:prometheus
 
 # The whole suite. Fixtures start (and stop, by PID) the redis-server and daphne processes they need.
 test: deps-dev vendor system-test

@@ -24,6 +24,7 @@ from chatproject import routing  # noqa: E402
 from chatproject.daphne_limits import install_daphne_receive_deadline  # noqa: E402
 from chatproject.direct_routing import DirectURLRouter  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
+from operations.asgi import Instrumented, configure_from_settings  # noqa: E402
 from sockjs.daphne import install_daphne_websocket_fixes  # noqa: E402
 
 redact_daphne_access_log()
@@ -40,3 +41,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+# The per-process metrics sampler (event-loop lag, RSS, send-queue depths) starts on the first connection.
+configure_from_settings()  # tracing (OTEL_*) and JSON log context (LOG_FORMAT=json), when asked for
+application = Instrumented(application, sample_interval=settings.METRICS_SAMPLE_INTERVAL)

@@ -125,3 +125,24 @@ def check_cross_origin_paths_not_intercepted(app_configs=None, **kwargs):
                 )
             )
     return problems
+
+
+@register(Tags.staticfiles, deploy=True)
+def check_static_manifest(app_configs=None, **kwargs):
+    """With hashed static names (DEBUG off) every page needs collectstatic's manifest, or it answers 500."""
+    if not settings.STATIC_MANIFEST:
+        return []
+    from pathlib import Path
+
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    if manifest.is_file():
+        return []
+    return [
+        Error(
+            f"STATIC_MANIFEST is on (DEBUG off) but {manifest} does not exist: every page that links a static "
+            "file (/login/ first) answers 500 (missing staticfiles manifest entry).",
+            hint="Run `python manage.py collectstatic --noinput` (STATIC_ROOT from the environment) before "
+            "starting the server, or set DEBUG=1 for development.",
+            id="chatproject.E003",
+        )
+    ]

@@ -7,7 +7,9 @@ Every variable is listed in README.md. Values that cannot work raise ImproperlyC
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -92,8 +94,13 @@ if len(SECRET_KEY) < 32:
 
 SITE_ORIGIN = env_origin("SITE_ORIGIN", "http://localhost:8000")
 API_ORIGIN = env_origin("API_ORIGIN", SITE_ORIGIN)
+# In development the site answers on both loopback names (runserver prints 127.0.0.1, the default origin
+# says localhost): a page opened on either may call the API. Production names its origins.
+_LOOPBACK = re.compile(r"^(https?://)(localhost|127\.0\.0\.1)(?=:|$)")
+_loopback_twin = _LOOPBACK.sub(lambda m: m[1] + ("127.0.0.1" if m[2] == "localhost" else "localhost"), SITE_ORIGIN)
+_default_frontends = [SITE_ORIGIN, _loopback_twin] if DEBUG and _loopback_twin != SITE_ORIGIN else [SITE_ORIGIN]
 try:
-    FRONTEND_ORIGINS = env_list("FRONTEND_ORIGINS", [SITE_ORIGIN])
+    FRONTEND_ORIGINS = env_list("FRONTEND_ORIGINS", _default_frontends)
     ORIGIN_MATCHER = OriginMatcher.from_patterns(FRONTEND_ORIGINS)
 except InvalidOriginPattern as exc:
     raise ImproperlyConfigured(f"FRONTEND_ORIGINS: {exc}") from None
@@ -535,15 +542,50 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Operations: metrics and readiness (operations/, README "Operating it") ---------------------------
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# Who may read /metrics (CIDRs): loopback by default; the nginx recipe never proxies /metrics.
+try:
+    METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n, strict=False) for n in env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from None
+# Several workers: a directory they share (emptied before they start); prometheus-client reads it itself.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory")
+METRICS_SAMPLE_INTERVAL = env_float("METRICS_SAMPLE_INTERVAL", 5.0)
+READINESS_TIMEOUT = env_float("READINESS_TIMEOUT", 1.0, minimum=0.05)
+# Tracing (operations/tracing.py): off unless the standard OpenTelemetry variables ask for it. The SDK
+# reads the rest itself (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...).
+_otlp_endpoint = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") or env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+TRACING_EXPORTER = env_str("OTEL_TRACES_EXPORTER", "otlp" if _otlp_endpoint else "none").lower()
+if TRACING_EXPORTER not in ("otlp", "console", "none"):
+    raise ImproperlyConfigured(f"OTEL_TRACES_EXPORTER={TRACING_EXPORTER!r}: this server supports otlp, console or none")
+TRACING_ENABLED = TRACING_EXPORTER != "none" and not env_bool("OTEL_SDK_DISABLED", False)
+# "json": one JSON object per log line, with connection_id, user_id and destination on real-time lines.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+
 # --- Logging --------------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
+        "json": {"()": "operations.logs.JsonFormatter"},
+    },
     # Every line passes RedactSecrets: JWTs, Bearer values and ?ticket=/?code= values are masked.
-    "filters": {"redact": {"()": "chatproject.logredact.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "filters": {
+        "redact": {"()": "chatproject.logredact.RedactSecrets"},
+        "realtime": {"()": "operations.logs.RealtimeContext"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["realtime", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

@@ -9,6 +9,7 @@ from accounts.urls import page_urlpatterns as account_pages
 from accounts.urls import social_urlpatterns as social_login
 from chat.admin_views import operations_view
 from chatproject import errors, views
+from operations.views import metrics_view, readyz
 
 handler404 = "chatproject.errors.not_found"
 handler500 = "chatproject.errors.internal_error"
@@ -25,6 +26,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("healthz/", views.healthz, name="healthz"),
+    path("readyz/", readyz, name="readyz"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^ws(?:/.*)?$", errors.not_found),  # SockJS/WebSocket paths that no consumer took: JSON 404
     *account_pages,
     *social_login,

@@ -1,10 +1,14 @@
-"""Project-level views: the health check that load balancers and the doctor call."""
+"""Project-level views: the liveness check (readiness, with the database, is ``/readyz/``: operations.views)."""
 
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
+from django.templatetags.static import static
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. No database, no Redis: a restart would not fix those."""
     return JsonResponse({"status": "ok"})
+
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """``/favicon.ico``, which browsers ask for on pages that name no icon (the admin's): the site's icon."""
+    return HttpResponseRedirect(static("favicon.svg"))

@@ -18,6 +18,7 @@ from django.db.models.functions import Lower
 
 from notifications.models import Notification
 from notifications.publishing import StreamEvent, event_data, events_publish
+from operations import metrics
 
 if TYPE_CHECKING:
     from chat.models import Membership, Message, Room
@@ -55,6 +56,7 @@ def _event(notification: Notification) -> StreamEvent:
 
 def _publish_on_commit(notifications: list[Notification]) -> None:
     events = [_event(n) for n in notifications]
+    metrics.NOTIFICATIONS.inc(len(events))
     transaction.on_commit(lambda: events_publish(events), robust=True)
 
 

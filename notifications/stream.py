@@ -49,6 +49,7 @@ from notifications import selectors
 from notifications.publishing import EVENT_TYPE, StreamEvent, channel_layer, group_name
 from notifications.sse import Event, encode_comment, encode_event, encode_retry
 from notifications.tickets import StreamUnauthorized, stream_identity_resolve
+from operations import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +85,15 @@ class StreamRegistry:
                 del self.by_user[user_id]
             return False
         mine.add(stream)
+        metrics.SSE_STREAMS.inc()
         return True
 
     def release(self, stream: NotificationStreamConsumer) -> None:
         self.streams.discard(stream)
         if stream.user_id is not None:
             mine = self.by_user.get(stream.user_id)
-            if mine is not None:
+            if mine is not None and stream in mine:
+                metrics.SSE_STREAMS.dec()
                 mine.discard(stream)
                 if not mine:
                     del self.by_user[stream.user_id]
@@ -437,6 +440,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
         if self.live:
             if self.recently_replayed is None or event.id not in self.recently_replayed:
                 await self.write(sse_frame(event))
+                metrics.SSE_EVENTS.inc()
         elif self.replay is not None:
             self.replay.hold(event)
 
@@ -521,6 +525,7 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
                         replay.replayed_ids.update(e.id for e in fresh)
                         if fresh:
                             await self.write(b"".join(sse_frame(e) for e in fresh))
+                            metrics.SSE_EVENTS.inc(len(fresh))
                     if len(events) < batch_size:
                         break
             if not replay.overflowed:
@@ -535,8 +540,10 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
             if event.id not in replay.replayed_ids:
                 replay.replayed_ids.add(event.id)
                 await self.write(sse_frame(event))
+                metrics.SSE_EVENTS.inc()
         # No await between the empty check above and this line: nothing can slip in between.
         self.live = True
+        metrics.sse_replayed(after, len(replay.replayed_ids))
         self.replay = None
         if replay.replayed_ids:
             # A notification read by the replay may still have its live copy in flight (its publisher

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 from accounts.services import CodeRejected, one_time_code_claim, one_time_code_issue
 from accounts.tokens import TokenRejected, authenticate_access_token
+from operations import metrics
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def stream_ticket_issue(*, user: AbstractBaseUser, access_expires: datetime | No
         user_id=user.pk, purpose=OneTimeCode.Purpose.SSE_TICKET, used__isnull=True, expires__gt=timezone.now()
     )
     if unused.count() >= settings.SSE_MAX_STREAMS_PER_USER:
+        metrics.TICKET_BY_OUTCOME["refused"].inc()
         raise TooManyTickets()
+    metrics.TICKET_BY_OUTCOME["issued"].inc()
     return one_time_code_issue(
         user=cast("User", user),
         purpose=OneTimeCode.Purpose.SSE_TICKET,
@@ -87,8 +90,10 @@ def stream_identity_resolve(*, ticket: str | None, bearer: str | None, session_k
     if ticket is not None:
         try:
             entry = one_time_code_claim(code=ticket, purpose=OneTimeCode.Purpose.SSE_TICKET)
+            metrics.TICKET_BY_OUTCOME["redeemed"].inc()
             return StreamIdentity(entry.user, entry.access_expires)
         except CodeRejected:
+            metrics.TICKET_BY_OUTCOME["rejected"].inc()
             raise StreamUnauthorized(
                 "ticket-rejected",
                 "the stream ticket is unknown, already used or expired: get a new one from "

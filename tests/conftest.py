@@ -239,11 +239,11 @@ def daphne_factory(live_db) -> Iterator[Callable[..., ServerProcess]]:
             if process.poll() is not None:
                 raise AssertionError(f"{server} exited with {process.returncode}:\n{proc.log()[-3000:]}")
             try:
-                return httpx.get(f"{proc.url}/healthz/", timeout=1).status_code == 200
+                return httpx.get(f"{proc.url}/readyz/", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout=30, what=f"{server} on port {port} to answer /healthz/")
+        wait_for(healthy, timeout=30, what=f"{server} on port {port} to answer /readyz/ with 200")
         return proc
 
     yield start

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from chat.stomp.codec import FrameParser, encode_message_tail
 from chat.stomp.frames import Escaping, Headers
+from operations import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class LocalBroker:
             except Exception:
                 logger.exception("subscriber %r failed to take a message for %s", subscriber, publication.key)
             count += 1
+        metrics.delivered(count)
         return count
 
     def keys(self) -> list[str]:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from operations import metrics
+
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
@@ -64,6 +66,11 @@ class RedisBridge:
         self._publisher_stale = False  # the subscriber saw Redis go: the PUBLISH connection died with it
 
     # -- public ---------------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber connection is up (every subscription of this process is live)."""
+        return self._ready.is_set()
+
     @property
     def subscribed_keys(self) -> list[str]:
         """Keys this process holds a Redis subscription for."""
@@ -201,10 +208,12 @@ class RedisBridge:
             try:
                 await self._connect_subscriber()
                 if failures:
+                    metrics.REDIS_RECONNECTS.inc()
                     logger.info("Redis pub/sub reconnected after %d attempts; resubscribed %d keys",
                                 failures, len(self._refs))  # fmt: skip
                 failures, backoff = 0, _BACKOFF_START
                 self._ready.set()
+                metrics.REDIS_UP.set(1)
                 assert self._pubsub is not None
                 while True:
                     message = await self._pubsub.get_message(timeout=None)
@@ -229,7 +238,9 @@ class RedisBridge:
         was_ready = self._ready.is_set()
         self._ready.clear()
         self._publisher_stale = True
+        metrics.REDIS_UP.set(0)
         if was_ready:
+            metrics.REDIS_DISCONNECTS.inc()
             try:
                 self._on_disconnect()
             except Exception:
@@ -272,10 +283,12 @@ class RedisBridge:
                     # Otherwise the first batch after Redis returns goes out on the dead socket and fails.
                     self._publisher_stale = False
                     await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
+                started = metrics.now()
                 async with self._client.pipeline(transaction=False) as pipe:
                     for channel, payload in batch:
                         pipe.publish(channel, payload)
                     receivers = await pipe.execute()
+                metrics.redis_published(started, len(batch))
                 backoff = _BACKOFF_START
                 unheard = [payload for (_, payload), count in zip(batch, receivers, strict=True) if not count]
                 if unheard:
@@ -284,6 +297,7 @@ class RedisBridge:
                 raise
             except (RedisError, OSError) as exc:
                 self._dropped += len(batch)
+                metrics.REDIS_PUBLISH_FAILURES.inc(len(batch))
                 logger.warning("Redis PUBLISH of %d messages failed (%s); local delivery was not affected",
                                len(batch), exc)  # fmt: skip
                 self._unrouted([payload for _, payload in batch])

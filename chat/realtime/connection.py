@@ -71,6 +71,7 @@ from chat.stomp.session import (
     TransactionCommitted,
     UnsubscribeRequested,
 )
+from operations import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +396,7 @@ class StompConnection:
             except Rejected as exc:
                 self._report_error(exc, getattr(event, "receipt", None))
             except Denied as exc:
+                metrics.connect_refused(event, exc.code)
                 self.fail(exc.message, exc.detail, code=exc.code, receipt_id=getattr(event, "receipt", None))
             except ProtocolViolation as exc:
                 self.fail(exc.message, exc.detail, receipt_id=getattr(event, "receipt", None))
@@ -408,10 +410,13 @@ class StompConnection:
             self._begin_close(self._close_code)
 
     async def _handle(self, event: object) -> None:
+        metrics.frame_in(event)
         if isinstance(event, SendRequested):
+            started = metrics.now()
             self._send_gate.admit([event.body], self._loop.time())
             await self._route_send(event)
             self._core.receipt(event.receipt)
+            metrics.receipt_latency(started)
         elif isinstance(event, SubscribeRequested):
             await self._subscribe(event)
         elif isinstance(event, UnsubscribeRequested):
@@ -640,6 +645,7 @@ class StompConnection:
     def _flush_core(self) -> None:
         data = self._core.data_to_send()
         if data:
+            metrics.frames_out(data)
             self._queue.append(data)  # protocol replies bypass the slow-consumer limits (but are counted)
             self._queued_bytes += len(data)
             self._ensure_writer()
@@ -669,6 +675,7 @@ class StompConnection:
                        self.session_id, detail, len(self._queue), self._transport_pending)  # fmt: skip
         self._drop_queue()  # they would arrive hopelessly late; free the memory now
         tracker.slow_consumer_disconnects += 1
+        metrics.SLOW_CONSUMERS.inc()
         self.fail("slow consumer", detail, code="slow-consumer")
         self._flush_core()
 
@@ -808,6 +815,7 @@ class StompConnection:
         beat = self._clock.poll(now)
         if beat is Beat.TIMEOUT:
             logger.info("STOMP session %s: client heart-beats stopped, closing", self.session_id)
+            metrics.HEARTBEAT_TIMEOUTS.inc()
             self.fail("heart-beat timeout", "no data or heart-beat from the client within the negotiated interval")
             return
         if beat is Beat.SEND:

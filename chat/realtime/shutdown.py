@@ -57,10 +57,15 @@ def _before_shutdown() -> Any:
     from django.conf import settings
     from twisted.internet import defer
 
+    from operations import readiness
+
+    readiness.mark_draining()  # /readyz/ answers 503 from now on; the listening socket stays open meanwhile
+
     async def run() -> None:
         count = await shutdown_connections(settings.STOMP_SHUTDOWN_GRACE)
         if count:
             logger.info("shutdown: closed %d STOMP connections with ERROR code:shutdown", count)
+        readiness.forget_process()
 
     try:
         return defer.Deferred.fromFuture(asyncio.ensure_future(run()))

@@ -18,6 +18,7 @@ import contextlib
 from typing import Any
 
 from chat.realtime.connection import StompConnection
+from operations import metrics
 
 SOCKJS_CLOSE_REASON = "Normal closure"
 # The server's write-buffer figure for a scope (chatproject/daphne_server.py provides it under daphne).
@@ -60,10 +61,13 @@ class StompSockJSHandler:
     def __init__(self, session: Any) -> None:
         self._session = session
         self.connection: StompConnection | None = None
+        self._gauge: Any = None
 
     async def on_open(self) -> None:
         """Create the STOMP connection (the CONNECT timeout starts now)."""
         self.connection = StompConnection(SockJSTransport(self._session), scope=self._session.scope)
+        self._gauge = metrics.SOCKJS_SESSIONS.labels(getattr(self._session, "transport", None) or "unknown")
+        self._gauge.inc()
         await self.connection.open()
 
     async def on_message(self, text: str) -> None:
@@ -73,5 +77,8 @@ class StompSockJSHandler:
 
     async def on_close(self) -> None:
         """The SockJS session ended."""
+        if self._gauge is not None:
+            self._gauge, gauge = None, self._gauge
+            gauge.dec()
         if self.connection is not None:
             await self.connection.connection_lost()

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chat.realtime.connection import StompConnection
 
+from operations import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,16 +32,23 @@ class ConnectionTracker:
 
     def __init__(self) -> None:
         self.connections: dict[str, StompConnection] = {}
+        self._gauges: dict[str, Any] = {}  # session id -> its open-connections gauge child (by transport)
         self.slow_consumer_disconnects = 0
 
     def add(self, connection: StompConnection) -> None:
         from chat import ops  # the first connection of a process starts its operations listener
 
         self.connections[connection.session_id] = connection
+        gauge = self._gauges[connection.session_id] = metrics.CONNECTIONS_OPEN.labels(transport_name(connection))
+        gauge.inc()
+        metrics.connect_outcome("accepted")
         ops.ensure_listener()
 
     def discard(self, connection: StompConnection) -> None:
         self.connections.pop(connection.session_id, None)
+        gauge = self._gauges.pop(connection.session_id, None)
+        if gauge is not None:
+            gauge.dec()
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One row per connection: user, transport, subscriptions, send-queue depth."""

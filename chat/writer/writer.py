@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from chat.exceptions import ChatError
 from chat.writer.events import MessageWrite, WriteEvent, WriteFailed, WriterBusy
 from chat.writer.store import UnitResult, messages_store
+from operations import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class ChatWriter:
         from django.conf import settings
 
         return cls(
+            store=metrics.timed_store(_default_store),
             window=settings.CHAT_WRITE_WINDOW_MS / 1000,
             batch_max=settings.CHAT_WRITE_BATCH_MAX,
             queue_limit=settings.CHAT_WRITE_QUEUE_LIMIT,

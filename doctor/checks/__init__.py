@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from doctor.checks import auth, client_libraries, cors, mixed_content, script_order, sockjs_info, sse, tls_clock
+from doctor.checks import (
+    auth,
+    client_libraries,
+    cors,
+    mixed_content,
+    readiness,
+    script_order,
+    sockjs_info,
+    sse,
+    tls_clock,
+)
 from doctor.checks import websocket as websocket_check
 from doctor.context import Context
 from doctor.model import Finding
@@ -28,4 +38,5 @@ CHECKS: tuple[Check, ...] = (
     Check("sse", "SSE stream", sse.run),
     Check("tls-clock", "TLS and clock", tls_clock.run),
     Check("auth", "Login paths", auth.run),
+    Check("readiness", "Readiness", readiness.run),
 )

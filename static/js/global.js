@@ -211,9 +211,23 @@
     if (!(await renewFromSession())) sessionEnded();
   }
 
+  /** Why the API could not be used, in words a developer can act on (a CORS refusal looks like a network error). */
+  function unreachable(error) {
+    if (error instanceof ApiError) return `${API_ORIGIN} answered ${error.status}: ${error.message}`;
+    const here = window.location.origin;
+    if (here !== API_ORIGIN) {
+      return `this page's origin ${here} is not allowed by the API at ${API_ORIGIN} (add it to FRONTEND_ORIGINS, ` +
+        `or open the site at its configured address), or the API is unreachable (${error.message})`;
+    }
+    return `the API at ${API_ORIGIN} is unreachable (${error.message})`;
+  }
+
   function start() {
     return signIn().catch((error) => {
-      toast({ title: "Cannot reach the chat API", text: `${API_ORIGIN}: ${error.message}`, kind: "error" });
+      const text = unreachable(error);
+      toast({ title: "Cannot reach the chat API", text, kind: "error" });
+      // The placeholders ("Loading…") would otherwise wait forever.
+      for (const placeholder of document.querySelectorAll(".muted.empty")) placeholder.textContent = text;
     });
   }
   const ready = start();

@@ -33,6 +33,8 @@ BREAKAGES = (
     "stomp_anonymous",  # CONNECT without credentials gets CONNECTED
     "library_missing",  # the room page does not load the SockJS client library
     "duplicate_global",  # global.js and chat.js both declare a top-level `let nickname`
+    "redis_down",  # /readyz/ answers 503: the worker's Redis check fails
+    "readyz_absent",  # the API does not expose /readyz/ (another server, or an older one)
 )
 
 
@@ -194,6 +196,11 @@ class App:
                 await self.respond(send, 200, json.dumps({"ticket": ticket}), jsn, cors)
         elif path == "/api/notifications/stream/":
             await self.stream(send, receive, query.get("ticket", [""])[0], cors)
+        elif path == "/readyz/" and "readyz_absent" not in dep.broken:
+            redis_ok = "redis_down" not in dep.broken
+            redis = {"ok": redis_ok, "detail": "ok" if redis_ok else "ConnectionError: refused"}
+            checks = {"database": {"ok": True, "detail": "ok"}, "redis": redis}
+            await self.respond(send, 200 if redis_ok else 503, json.dumps({"ready": redis_ok, "checks": checks}), jsn)
         else:
             await self.respond(send, 404, '{"detail": "not found"}', jsn, cors)
 

@@ -51,6 +51,7 @@ def test_correct_https_deployment_passes_with_a_self_signed_certificate_only_war
         ("sse_text_plain", "sse", "text/plain", "Content-Type: text/event-stream"),
         ("stomp_anonymous", "websocket", "without credentials was answered CONNECTED", "answer ERROR"),
         ("library_missing", "client-libraries", "chat.js uses SockJS but", "must load the client libraries itself"),
+        ("redis_down", "readiness", "answered 503, not ready (redis: ConnectionError: refused)", "check REDIS_URL"),
     ],
 )
 def test_each_broken_deployment_fails_exactly_the_check_that_names_it(breakage, check, cause, fix):
@@ -94,8 +95,8 @@ def test_command_prints_one_line_per_check_and_exits_nonzero_on_failure():
     assert raised.value.returncode == 1
     lines = out.getvalue().splitlines()
     assert any(line.startswith("FAIL  websocket") and "answer ERROR" in line for line in lines)
-    assert sum(line.startswith(("PASS  ", "WARN  ", "FAIL  ")) for line in lines) == 9
-    assert "[9/9]" in err.getvalue()
+    assert sum(line.startswith(("PASS  ", "WARN  ", "FAIL  ")) for line in lines) == 10
+    assert "[10/10]" in err.getvalue()
     assert PASSWORD not in out.getvalue() + err.getvalue()
 
 
@@ -133,3 +134,10 @@ class _Capture:
 
     def getvalue(self) -> str:
         return "".join(self.parts)
+
+
+def test_a_deployment_without_readyz_passes_the_readiness_check():
+    with deployment("readyz_absent") as dep:
+        results = doctor(dep)
+    assert results["readiness"].status is Status.PASS
+    assert "does not expose /readyz/" in results["readiness"].cause

@@ -73,12 +73,43 @@ def doctor_step(stack: Stack, env: dict[str, str]) -> bool:
     return True
 
 
+def metrics_step(stack: Stack, *, chatted: bool) -> bool:
+    """Each worker's /metrics on its loopback port (as Prometheus scrapes it) counts the chat the steps before
+    had (``chatted``: the browser step sent messages, so deliveries too); through nginx /readyz/ answers ready
+    and /metrics is not served."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    forwarded = {"X-Forwarded-Proto": "https"}  # as nginx sends: SECURE_SSL_REDIRECT answers 301 otherwise
+    totals: dict[str, float] = {}
+    for worker in stack.workers:
+        response = httpx.get(f"http://127.0.0.1:{worker.port}/metrics", headers=forwarded, timeout=10)
+        if response.status_code != 200:
+            say(f"metrics: {worker.name} answered {response.status_code}")
+            return False
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    with httpx.Client(verify=str(stack.ca), timeout=10) as client:
+        ready = client.get(f"{stack.api}/readyz/")
+        hidden = client.get(f"{stack.api}/metrics")
+    delivered = totals.get("chat_stomp_deliveries_total", 0) > 0 or not chatted
+    ok = (totals.get("chat_stomp_connects_total", 0) > 0 and delivered
+          and ready.status_code == 200 and ready.json()["ready"] and hidden.status_code == 404)  # fmt: skip
+    say(f"metrics: CONNECTs {totals.get('chat_stomp_connects_total')}, deliveries "
+        f"{totals.get('chat_stomp_deliveries_total')}; via nginx /readyz/ {ready.status_code}, /metrics "
+        f"{hidden.status_code}")  # fmt: skip
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frontend-port", type=int, default=int(os.environ.get("E2E_FRONTEND_PORT", 8443)))
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("E2E_API_PORT", 9443)))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (certificates, logs)")
-    parser.add_argument("--steps", default="browser,doctor,failover", help="comma-separated subset, in this order")
+    parser.add_argument(
+        "--steps", default="browser,doctor,metrics,failover", help="comma-separated subset, in this order"
+    )
     args = parser.parse_args()
     for port in (args.frontend_port, args.api_port):
         if port_open(port):
@@ -106,13 +137,21 @@ def main() -> int:
 
         steps = args.steps.split(",")
         if "browser" in steps:
-            say(f"step 1/3: browser tests against {stack.frontend} (pages) and {stack.api} (API) through nginx")
+            say(f"step 1/4: browser tests against {stack.frontend} (pages) and {stack.api} (API) through nginx")
             results.append(("browser tests over HTTPS through nginx", pytest_step(stack, env, "test_e2e_browser.py")))
         if "doctor" in steps:
-            say(f"step 2/3: manage.py doctor --frontend {stack.frontend} --api {stack.api}")
+            say(f"step 2/4: manage.py doctor --frontend {stack.frontend} --api {stack.api}")
             results.append(("manage.py doctor: every check PASS", doctor_step(stack, env)))
+        if "metrics" in steps:
+            say("step 3/4: /metrics of each worker after the chat; /readyz/ and no /metrics through nginx")
+            results.append(
+                (
+                    "metrics scraped from both workers; /readyz/ ready through nginx",
+                    metrics_step(stack, chatted="browser" in steps),
+                )
+            )
         if "failover" in steps:
-            say("step 3/3: a worker killed mid-chat")
+            say("step 4/4: a worker killed mid-chat")
             results.append(
                 ("worker killed mid-chat: reconnect, nothing lost", pytest_step(stack, env, "test_e2e_failover.py"))
             )

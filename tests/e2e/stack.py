@@ -170,7 +170,7 @@ class Stack:
     # --- Django ---------------------------------------------------------------------------------------
 
     def _configure_django(self) -> None:
-        """The environment of deploy/env.example with loopback values; then check --deploy, migrate, collectstatic."""
+        """The environment of deploy/env.example with loopback values; then collectstatic, check --deploy, migrate."""
         static_root = self.work / "static"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))},
@@ -199,12 +199,13 @@ class Stack:
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }
+        # collectstatic first, as deploy/systemd/chat-migrate.service: check --deploy wants its manifest.
+        self.manage("collectstatic", "--noinput", "-v0")
         result = self.manage("check", "--deploy", "--fail-level", "WARNING", capture=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"manage.py check --deploy is not clean:\n{result.stdout}{result.stderr}")
         say(f"manage.py check --deploy: {result.stdout.strip().splitlines()[-1]}")
         self.manage("migrate", "--noinput", "-v0")
-        self.manage("collectstatic", "--noinput", "-v0")
         say(f"migrated the PostgreSQL database; collectstatic (hashed names) → {static_root}")
 
     def _new_worker(self, number: int) -> Worker:
@@ -228,7 +229,7 @@ class Stack:
             if process.poll() is not None:
                 raise RuntimeError(f"{worker.name} exited with {process.returncode}; see {worker.log}")
             try:  # as nginx asks: X-Forwarded-Proto https, or SECURE_SSL_REDIRECT answers 301
-                url = f"http://127.0.0.1:{worker.port}/healthz/"
+                url = f"http://127.0.0.1:{worker.port}/readyz/"
                 return httpx.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False

@@ -47,3 +47,14 @@ def test_a_correct_split_origin_configuration_has_no_project_warnings():
 
 def test_plain_check_is_clean():
     assert not [m for m in run_checks() if m.is_serious()]
+
+
+def test_hashed_static_names_without_collectstatic_is_a_deploy_error(tmp_path):
+    with override_settings(STATIC_MANIFEST=True, STATIC_ROOT=str(tmp_path)):
+        [message] = [m for m in run_checks(include_deployment_checks=True) if m.id == "chatproject.E003"]
+    assert message.is_serious() and "manage.py collectstatic --noinput" in message.hint
+    (tmp_path / "staticfiles.json").write_text("{}")
+    with override_settings(STATIC_MANIFEST=True, STATIC_ROOT=str(tmp_path)):
+        assert "chatproject.E003" not in deploy_ids()
+    with override_settings(STATIC_MANIFEST=False, STATIC_ROOT=str(tmp_path / "nowhere")):
+        assert "chatproject.E003" not in deploy_ids()

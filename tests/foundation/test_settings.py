@@ -42,7 +42,8 @@ def test_defaults_are_sqlite_in_memory_layer_and_same_origin():
     assert values["db"] == "django.db.backends.sqlite3"
     assert values["layer"] == "channels.layers.InMemoryChannelLayer"
     assert values["site"] == values["api"] == "http://localhost:8000"
-    assert values["frontend"] == ["http://localhost:8000"]
+    # runserver prints http://127.0.0.1:8000/: a page opened there may call the API too (development only).
+    assert values["frontend"] == ["http://localhost:8000", "http://127.0.0.1:8000"]
     assert values["opts"]["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in values["opts"]["init_command"]
 
@@ -87,3 +88,9 @@ def test_settings_that_cannot_work_refuse_to_load(env, message):
 def test_production_settings_load_with_a_real_secret():
     values = settings_json(DEBUG="0", SECRET_KEY="x" * 50, ALLOWED_HOSTS="api.example.com")
     assert values["debug"] is False
+
+
+def test_production_frontend_default_is_the_site_origin_only():
+    values = settings_json(DEBUG="0", SECRET_KEY="x" * 50, SITE_ORIGIN="http://localhost:8000")
+    assert values["frontend"] == ["http://localhost:8000"]
+    assert settings_json(SITE_ORIGIN="https://www.example.com")["frontend"] == ["https://www.example.com"]

@@ -320,7 +320,7 @@ def test_stream_works_under_manage_py_runserver(live_db, sse, make_user):
         def healthy() -> bool:
             assert process.poll() is None, log_path.read_text()
             try:
-                return httpx.get(f"{url}/healthz/", timeout=1).status_code == 200
+                return httpx.get(f"{url}/readyz/", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 

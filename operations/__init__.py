@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the readiness state and the per-process sampler (see README "Operating it")."""
