@@ -285,6 +285,7 @@ class Stack:
             "API_CERT": str(self.work / "tls" / "server.pem"),
             "API_KEY": str(self.work / "tls" / "server.key"),
             "STATIC_ROOT": self.env["STATIC_ROOT"],
+            "ACCESS_LOG": str(root / "access.log"),
             "UPSTREAM_SERVERS": "\n    ".join(f"server 127.0.0.1:{w.port} max_fails=0;" for w in self.workers),
         }
         site = render_template((DEPLOY / "nginx" / "chat.conf.template").read_text(), values)
@@ -301,9 +302,7 @@ pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format upstream '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
-                        'upstream=$upstream_addr session=$sockjs_session rt=$request_time';
-    access_log {root}/access.log upstream;
+    access_log off;  # the site's servers log with its own format (deploy/nginx: no query strings)
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
