@@ -740,7 +740,10 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
         logger.info("== chat (load average %s)", load_average())
 
         def loadgen(chat_args, server, token_file, label, timeout):
-            return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout)
+            # --profile: the max loads only (the paced sweep is mostly idle); delay past warm-up, 4 s of samples.
+            profile = Path(args.profile) if args.profile and label.endswith("/max") else None
+            return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout,
+                               profile=profile, profile_seconds=4, profile_delay=3)  # fmt: skip
 
         result = chat.run(databases=databases, servers=servers, cfg=cfg, running=running, loadgen=loadgen,
                           tokens=tokens, deadline=started + args.max_time)  # fmt: skip
