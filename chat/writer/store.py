@@ -14,8 +14,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
 from chat.api.serializers import message_json
 from chat.exceptions import ChatError, InvalidInput, NotFound
@@ -120,9 +121,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
 
     last_ids = _last_ids({m.room_id for m in new})
     if new:
-        Message.objects.bulk_create(new)
-        if new[0].pk is None:
-            raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
+        _insert(new)
     prev_of: dict[int, int] = {}
     for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
         prev_of[message.pk] = last_ids.get(message.room_id) or 0
@@ -163,17 +162,67 @@ def _stored_client_ids(writes: Sequence[MessageWrite], rooms: dict[int, Room]) -
         return {}
     authors = {w.author.pk: w.author for w in keyed}
     wanted = {(w.room.pk, w.author.pk, w.client_id) for w in keyed}
-    rows = Message.objects.filter(
-        room_id__in={k[0] for k in wanted}, author_id__in=authors.keys(), client_id__in={k[2] for k in wanted}
-    ).only("id", "room_id", "author_id", "body", "created", "client_id")
     found: dict[tuple[int, int, str], Message] = {}
-    for message in rows:
+    for message in _messages_with_keys(sorted(wanted)):
         key = (message.room_id, message.author_id, message.client_id)
         if key in wanted:
             message.room = rooms[message.room_id]
             message.author = authors[message.author_id]
             found[key] = message  # type: ignore[index]
     return found
+
+
+def _insert(messages: Sequence[Message]) -> None:
+    """One multi-row ``INSERT … RETURNING id`` per ``_ROWS_PER_INSERT`` messages; sets each one's id and
+    ``created`` (one timestamp for the batch). What ``bulk_create`` does, without compiling every value
+    through the ORM (a third of the writer's time in a 200-message batch)."""
+    now = timezone.now()
+    quote = connection.ops.quote_name
+    columns = ("room_id", "author_id", "body", "created", "client_id")
+    head = f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608 - quoted identifiers; values are parameters
+    created = connection.ops.adapt_datetimefield_value(now)
+    for start in range(0, len(messages), _ROWS_PER_INSERT):
+        chunk = messages[start : start + _ROWS_PER_INSERT]
+        params: list = []
+        for message in chunk:
+            params += (message.room_id, message.author_id, message.body, created, message.client_id)
+        sql = head + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = [row[0] for row in cursor.fetchall()]
+        if len(ids) != len(chunk):
+            raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
+        for message, pk in zip(chunk, ids, strict=True):  # RETURNING lists the rows in VALUES order
+            message.pk = pk
+            message.created = now
+            message._state.adding = False
+            message._state.db = connection.alias
+
+
+_ROWS_PER_INSERT = 500  # 2,500 parameters per statement at most
+
+
+def _messages_with_keys(keys: Sequence[tuple[int, int, str]]) -> list[Message]:
+    """The messages with these exact (room, author, client_id) triples.
+
+    One OR of exact triples, so that every term is a lookup in the unique (author, room, client_id) index;
+    the ORM's three IN lists made SQLite probe their cross product (rooms x authors x client_ids: ~6 ms for
+    a batch of 200 against ~0.4 ms).
+    """
+    quote = connection.ops.quote_name
+    room, author, client_id = quote("room_id"), quote("author_id"), quote("client_id")
+    term = f"({author} = %s AND {room} = %s AND {client_id} = %s)"
+    columns = ", ".join(quote(c) for c in ("id", "room_id", "author_id", "body", "created", "client_id"))
+    found: list[Message] = []
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        # Only quoted identifiers are formatted in; every value is a parameter.
+        sql = f"SELECT {columns} FROM {quote(Message._meta.db_table)} WHERE " + " OR ".join([term] * len(chunk))  # noqa: S608
+        found.extend(Message.objects.raw(sql, [v for r, a, c in chunk for v in (a, r, c)]))
+    return found
+
+
+_KEYS_PER_QUERY = 300  # parameters per statement stay far below every backend's limit
 
 
 def _last_ids(room_ids: set[int]) -> dict[int, int]:
