@@ -230,8 +230,16 @@ class Server:
 def start_python_server(
     kind: str, env: dict[str, str], log: Path, app: str = "chatproject.asgi:application", root: Path = REPO
 ):
+    """The project the way production runs it: ``python -m chatproject.daphne_server`` (daphne with the
+    write-backpressure adapter, as the systemd unit) and uvicorn with ``chatproject.uvicorn_ws:SansIOProtocol``;
+    plain daphne / ``websockets-sansio`` for the Channels baseline and for an older tree (--compare) that
+    lacks those modules."""
     port = free_port()
+    project = app == "chatproject.asgi:application"
     if kind == "uvicorn":
+        ws = "websockets-sansio"
+        if project and (root / "chatproject" / "uvicorn_ws.py").exists():
+            ws = "chatproject.uvicorn_ws:SansIOProtocol"
         argv = [
             sys.executable,
             "-m",
@@ -241,7 +249,7 @@ def start_python_server(
             "--port",
             str(port),
             "--ws",
-            "websockets-sansio",
+            ws,
             "--loop",
             "uvloop",
             "--http",
@@ -252,7 +260,10 @@ def start_python_server(
             app,
         ]
     else:
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
+        daphne = "daphne"
+        if project and (root / "chatproject" / "daphne_server.py").exists():
+            daphne = "chatproject.daphne_server"
+        argv = [sys.executable, "-m", daphne, "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     wait_port(port, process, timeout=60, what=f"{kind} ({app})")
@@ -733,7 +744,10 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
         logger.info("== chat (load average %s)", load_average())
 
         def loadgen(chat_args, server, token_file, label, timeout):
-            return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout)
+            # --profile: the max loads only (the paced sweep is mostly idle); delay past warm-up, 4 s of samples.
+            profile = Path(args.profile) if args.profile and label.endswith("/max") else None
+            return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout,
+                               profile=profile, profile_seconds=4, profile_delay=3)  # fmt: skip
 
         result = chat.run(databases=databases, servers=servers, cfg=cfg, running=running, loadgen=loadgen,
                           tokens=tokens, deadline=started + args.max_time)  # fmt: skip

@@ -22,8 +22,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,12 +40,14 @@ from chat.destinations import (
     ROOM_TOPIC,
     TYPING_SEND,
     TYPING_TOPIC,
+    room_topic,
     typing_topic,
 )
 from chat.exceptions import ChatError, NotFound
 from chat.models import Message, Room
 from chat.presence import presence
 from chat.realtime import (
+    Completion,
     Denied,
     Prepared,
     Rejected,
@@ -106,13 +110,39 @@ async def _commit(writes: Sequence[MessageWrite]) -> None:
         raise Rejected(str(exc), code=exc.code) from None
 
 
+# Rooms a connection's live subscription to ``/topic/rooms.<slug>`` proved it may post to: the subscribe
+# guard read the room and checked membership (or joined the public room) moments ago. Trusted by the room
+# SEND's validation only while that subscription lives: removing a member (chat/ops.py leave_room_here)
+# drops it, and the batch re-checks every room and private membership under the room lock anyway.
+_proven: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, Room]]] = weakref.WeakKeyDictionary()
+
+
+def _room_proven(connection: Any, slug: str) -> Room | None:
+    """The room if this connection's subscription that proved it is still live (by its subscription id)."""
+    rooms = _proven.get(connection)
+    entry = rooms.get(slug) if rooms else None
+    if entry is None:
+        return None
+    if not connection.is_subscribed(entry[0], room_topic(slug)):
+        del rooms[slug]  # unsubscribed, or dropped because the user left or was removed: prove it again
+        return None
+    return entry[1]
+
+
 @app_prepare(ROOM_SEND)
 async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
-    """Validate a chat SEND (body, client_id, room visibility) before it joins a write batch."""
+    """Validate a chat SEND (body, client_id, room visibility) before it joins a write batch.
+
+    Without a query when this connection's live subscription proved the room (see ``_proven``), or the
+    room is public and was seen in the last seconds; the batch re-checks both under the room lock.
+    """
     body, client_id = parse_chat_body(ctx)
     try:
-        room = public_rooms.get(slug)
-        if room is not None:  # a public room seen in the last seconds: nothing to read (the batch re-checks)
+        room = _room_proven(ctx.connection, slug)
+        if room is not None:
+            body, client_id = services.message_validate(body=body, client_id=client_id)
+            write = MessageWrite(room=room, author=ctx.user, body=body, client_id=client_id)
+        elif (room := public_rooms.get(slug)) is not None:  # nothing to read (the batch re-checks)
             write = services.message_prepare(room=room, author=ctx.user, body=body, client_id=client_id)
         else:
             # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
@@ -144,15 +174,19 @@ async def _send(ctx: SendContext, prepared: Prepared) -> None:
 
 
 @app_destination(ROOM_SEND)
-async def send_to_room(ctx: SendContext, slug: str) -> None:
-    """Store a chat message through the writer; the broadcast follows the commit, the RECEIPT follows both."""
-    await _send(ctx, await prepare_room_message(ctx, slug))
+async def send_to_room(ctx: SendContext, slug: str) -> Completion:
+    """Store a chat message through the writer; the broadcast follows the commit, the RECEIPT follows both.
+
+    Validated now, in frame order; the write is handed back as a ``Completion``, so the connection reads its
+    next frames while the batch is stored (the writer's FIFO keeps one connection's messages in order).
+    """
+    return Completion(asyncio.ensure_future(_send(ctx, await prepare_room_message(ctx, slug))))
 
 
 @app_destination(DM_SEND)
-async def send_direct_message(ctx: SendContext, username: str) -> None:
+async def send_direct_message(ctx: SendContext, username: str) -> Completion:
     """A direct message to ``username``, in the private room of the two users."""
-    await _send(ctx, await prepare_direct_message(ctx, username))
+    return Completion(asyncio.ensure_future(_send(ctx, await prepare_direct_message(ctx, username))))
 
 
 @read_only
@@ -186,9 +220,11 @@ def _enter_room(slug: str, user: Any) -> Room:
 async def members_only(ctx: SubscribeContext, slug: str) -> None:
     """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private."""
     try:
-        await _enter_room(slug, ctx.user)
+        room = await _enter_room(slug, ctx.user)
     except NotFound:
         raise Denied("Forbidden", f"no room {slug!r} that you can see", code="not-found") from None
+    if ctx.destination == room_topic(slug):
+        _proven.setdefault(ctx.connection, {})[slug] = (ctx.subscription_id, room)
 
 
 for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):

@@ -372,6 +372,8 @@ STOMP_MAX_HEADERS = env_int("STOMP_MAX_HEADERS", 64, minimum=8)
 STOMP_MAX_HEADER_LENGTH = env_int("STOMP_MAX_HEADER_LENGTH", 8 * 1024, minimum=256)
 STOMP_MAX_SUBSCRIPTIONS = env_int("STOMP_MAX_SUBSCRIPTIONS", 256, minimum=1)
 STOMP_SEND_QUEUE_LIMIT = env_int("STOMP_SEND_QUEUE_LIMIT", 10_000, minimum=16)
+# SENDs of one connection whose write may still be running while its next frames are read (RECEIPTs stay in order).
+STOMP_SEND_PIPELINE = env_int("STOMP_SEND_PIPELINE", 16, minimum=1)
 # What the server offers in CONNECTED's heart-beat (ms it can send, ms it wants), and the grace factor
 # applied before a silent client is dropped.
 STOMP_HEARTBEAT_SEND_MS = env_int("STOMP_HEARTBEAT_SEND_MS", 10_000)

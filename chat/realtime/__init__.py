@@ -6,6 +6,7 @@
 
 from chat.realtime.connection import StompConfig, StompConnection, Transport
 from chat.realtime.registry import (
+    Completion,
     Denied,
     DestinationRegistry,
     Prepared,
@@ -23,6 +24,7 @@ from chat.realtime.registry import (
 )
 
 __all__ = [
+    "Completion",
     "Denied",
     "DestinationRegistry",
     "Prepared",

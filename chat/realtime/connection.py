@@ -7,8 +7,12 @@ else (the CONNECT timeout, heart-beats both ways, token expiry, the bounded send
 ERROR) happens in here, so all transports behave the same.
 
 Frames are handled strictly in order: ``data_received`` awaits each application handler before the
-next frame is parsed. Outgoing frames go through a bounded queue drained by a writer task that exists
-only while there is something to write; frames queued meanwhile are joined into one transport write
+next frame is parsed, except the slow end of a validated SEND that its handler hands back as a
+``Completion`` (a chat write waiting for its batch): up to ``send_pipeline`` of those run while the next
+frames are handled, and their RECEIPTs (or refusals) go out strictly in frame order.
+
+Outgoing frames go through a bounded queue drained by a writer task that exists only while there is
+something to write; frames queued meanwhile are joined into one transport write
 (up to ``coalesce_bytes``), which is what keeps fan-out cheap.
 """
 
@@ -45,6 +49,7 @@ from chat.realtime.limits import (
     user_send_budget,
 )
 from chat.realtime.registry import (
+    Completion,
     Denied,
     DestinationRegistry,
     Rejected,
@@ -54,7 +59,7 @@ from chat.realtime.registry import (
     destinations,
 )
 from chat.realtime.tracking import tracker
-from chat.stomp.codec import message_prefix
+from chat.stomp.codec import Frame, encode, message_prefix
 from chat.stomp.errors import ProtocolViolation
 from chat.stomp.heartbeat import Beat, HeartbeatClock
 from chat.stomp.session import (
@@ -128,6 +133,7 @@ class StompConfig:
     max_replays: int = 4
     replay_wait: float = 30.0
     coalesce_bytes: int = 64 * 1024
+    send_pipeline: int = 16  # SENDs of one connection whose slow end (a write) may run while later frames are read
     send_limits: SendLimits = field(default_factory=SendLimits)
     # Shared by every connection with this config (settings: the process's, reconciled through Redis).
     user_budget: UserSendBudget = field(default_factory=UserSendBudget)
@@ -164,6 +170,7 @@ class StompConfig:
             max_replays=settings.STOMP_MAX_REPLAYS,
             replay_wait=settings.STOMP_REPLAY_WAIT,
             coalesce_bytes=settings.STOMP_COALESCE_BYTES,
+            send_pipeline=settings.STOMP_SEND_PIPELINE,
             policy=DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES),
             send_limits=default_limits(),
             user_budget=user_send_budget,
@@ -177,6 +184,17 @@ async def authenticate_jwt(raw: str) -> AuthenticatedLike:
     from accounts.tokens import authenticate_access_token
 
     return await database_sync_to_async(authenticate_access_token)(raw)
+
+
+@dataclass(slots=True)
+class _Reply:
+    """One place in a connection's reply order: a pipelined SEND's work (its RECEIPT or refusal follows it),
+    or ``data`` the session core produced behind it (``task`` None)."""
+
+    task: asyncio.Future[Any] | None
+    receipt: str | None = None
+    data: bytes = b""
+    started: float = 0.0  # when the SEND was taken up (metrics: SEND -> RECEIPT)
 
 
 class BrokerSubscriber:
@@ -255,6 +273,8 @@ class StompConnection:
         # The /app handler running now (with its SEND's receipt id), and whether a cancellation cut us off from it.
         self._inflight: tuple[asyncio.Future[Any], str | None] | None = None
         self._interrupted = False
+        # Pipelined SENDs (a Completion still running) and protocol output queued behind them, in frame order.
+        self._replies: list[_Reply] = []
 
     # -- the transport's side ----------------------------------------------------------------------------
     @property
@@ -302,6 +322,7 @@ class StompConnection:
         self._cancel_timers()
         self._detach(self._core.connection_lost())
         self._drop_queue()
+        self._replies.clear()  # the writes still finish; nobody is left to tell
         writer = self._writer
         if isinstance(writer, asyncio.Task) and writer is not asyncio.current_task():
             writer.cancel()
@@ -327,26 +348,36 @@ class StompConnection:
     def fail(self, message: str, detail: str = "", *, code: str | None = None, receipt_id: str | None = None) -> None:
         """Send an ERROR frame (``message`` header, ``detail`` body, optional ``code``) and close."""
         headers = (("code", code),) if code else ()
+        self._replies.clear()  # nothing may follow the ERROR frame; a resend with its client_id is stored once
         self._detach(self._core.fail(message, detail, headers=headers, receipt_id=receipt_id))
         self._begin_close(CLOSE_AFTER_ERROR)
 
     async def shutdown(self, *, grace: float = 5.0) -> None:
         """The server is stopping: finish the frame in progress, then ERROR (code ``shutdown``) and close.
 
-        A SEND whose handler was running is awaited (up to ``grace`` seconds) and gets its RECEIPT when it
-        succeeded, so a client never retries what was stored, nor trusts what was not.
+        A SEND whose handler was running, and every pipelined SEND still being written, is awaited (up to
+        ``grace`` seconds) and gets its RECEIPT when it succeeded, so a client never retries what was
+        stored, nor trusts what was not.
         """
         if self._transport_closed:
             return
         logger.debug("STOMP session %s: server shutting down", self.session_id)
         self._closing = True  # no further frame is taken up; the one in progress completes
+        deadline = self._loop.time() + grace
         inflight = self._inflight
         if inflight is not None:
             task, receipt = inflight
             done, _ = await asyncio.wait({task}, timeout=grace)
             # Not cut off, _route_send resumes first (its shield waited longer) and sends the RECEIPT itself.
             if self._interrupted and task in done and not task.cancelled() and task.exception() is None:
-                self._core.receipt(receipt)
+                result = task.result()
+                if isinstance(result, Completion):
+                    self._pipeline(result, receipt, metrics.now())
+                else:
+                    self._core.receipt(receipt)
+                    self._flush_core()
+        await asyncio.sleep(0)  # an uninterrupted _route_send hands its Completion over first
+        await self._replies_settled(deadline)
         self.fail("server shutting down", "the server is restarting: reconnect (and resume with since-id)",
                   code="shutdown")  # fmt: skip
         writer = self._writer
@@ -376,6 +407,11 @@ class StompConnection:
         """The destinations of this connection's live subscriptions."""
         return [subscription.destination for subscription in self._core.subscriptions.values()]
 
+    def is_subscribed(self, subscription_id: str, destination: str) -> bool:
+        """Whether subscription ``subscription_id`` is live and to ``destination`` (cheap: for every SEND)."""
+        subscription = self._core.subscriptions.get(subscription_id)
+        return subscription is not None and subscription.destination == destination
+
     def drop_subscriptions(self, predicate: Callable[[str], bool]) -> list[str]:
         """End, server-side, every subscription whose destination matches; returns their destinations."""
         dropped = [s for s in self._core.subscriptions.values() if predicate(s.destination)]
@@ -388,20 +424,31 @@ class StompConnection:
     async def _process(self) -> None:
         core = self._core
         while not self._closing:
+            if len(self._replies) >= self.config.send_pipeline:
+                await self._replies_settled(keep=self.config.send_pipeline - 1)  # memory stays bounded
+                continue
             event = core.next_event()
             if event is None:
                 break
+            if self._replies:
+                self._flush_core()  # what the core answered by itself follows the replies before it
+                if not isinstance(event, SendRequested):
+                    await self._replies_settled()  # anything else sees every earlier SEND finished
             try:
                 await self._handle(event)
             except Rejected as exc:
+                await self._replies_settled()
                 self._report_error(exc, getattr(event, "receipt", None))
             except Denied as exc:
                 metrics.connect_refused(event, exc.code)
+                await self._replies_settled()
                 self.fail(exc.message, exc.detail, code=exc.code, receipt_id=getattr(event, "receipt", None))
             except ProtocolViolation as exc:
+                await self._replies_settled()
                 self.fail(exc.message, exc.detail, receipt_id=getattr(event, "receipt", None))
             except Exception:
                 logger.exception("STOMP session %s: handling %s failed", self.session_id, type(event).__name__)
+                await self._replies_settled()
                 self.fail("internal error", "the server failed to handle this frame",
                           receipt_id=getattr(event, "receipt", None))  # fmt: skip
             self._flush_core()
@@ -414,9 +461,12 @@ class StompConnection:
         if isinstance(event, SendRequested):
             started = metrics.now()
             self._send_gate.admit([event.body], self._loop.time())
-            await self._route_send(event)
-            self._core.receipt(event.receipt)
-            metrics.receipt_latency(started)
+            completion = await self._route_send(event)
+            if completion is None:
+                self._core.receipt(event.receipt)
+                metrics.receipt_latency(started)
+            else:
+                self._pipeline(completion, event.receipt, started)
         elif isinstance(event, SubscribeRequested):
             await self._subscribe(event)
         elif isinstance(event, UnsubscribeRequested):
@@ -490,7 +540,8 @@ class StompConnection:
             "unauthorized", "no access token: send 'Authorization: Bearer <jwt>' (or passcode:<jwt>) in CONNECT"
         )
 
-    async def _route_send(self, send: SendRequested) -> None:
+    async def _route_send(self, send: SendRequested) -> Completion | None:
+        """Route one SEND; returns the handler's ``Completion`` when it finishes the SEND later."""
         destination = self._checked(send.destination, SEND)
         if destination.startswith(APP_PREFIX):
             resolved = self._registry.resolve_app(destination)
@@ -504,15 +555,16 @@ class StompConnection:
             task = asyncio.ensure_future(handler(context, **params))
             self._inflight = (task, send.receipt)
             try:
-                await asyncio.shield(task)
+                result = await asyncio.shield(task)
             except asyncio.CancelledError:
                 self._interrupted = True
                 raise
             finally:
                 if not self._interrupted:
                     self._inflight = None
-            return
+            return result if isinstance(result, Completion) else None
         self.broker.publish_frame(destination, destination, send.headers, send.body)
+        return None
 
     async def _commit_transaction(self, sends: tuple[SendRequested, ...]) -> None:
         """COMMIT: every SEND with a prepare hook is validated first, then they are committed as one unit
@@ -534,7 +586,57 @@ class StompConnection:
         for commit, items in prepared.items():
             await asyncio.shield(commit(items))  # a write in progress finishes even when the server stops
         for send in others:
-            await self._route_send(send)
+            completion = await self._route_send(send)
+            if completion is not None:
+                await asyncio.shield(completion.task)
+
+    # -- pipelined SENDs: RECEIPTs and refusals in frame order -----------------------------------------------
+    def _pipeline(self, completion: Completion, receipt: str | None, started: float) -> None:
+        """Answer this SEND when its work is done, after every SEND before it; go on reading frames meanwhile."""
+        self._replies.append(_Reply(completion.task, receipt, started=started))
+        completion.task.add_done_callback(self._reply_done)
+
+    def _reply_done(self, _task: asyncio.Future[Any]) -> None:
+        self._release_replies()
+
+    def _release_replies(self) -> None:
+        """Send the answers at the head of the reply order whose work is done (stop at the first still running)."""
+        replies = self._replies
+        while replies:
+            reply = replies[0]
+            task = reply.task
+            if task is not None and not task.done():
+                return
+            del replies[0]
+            if task is None:
+                self._queue_output(reply.data)
+                continue
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled():
+                logger.info("STOMP session %s: a SEND's work was cancelled; no RECEIPT", self.session_id)
+            elif error is None:
+                if reply.receipt is not None:
+                    self._queue_output(encode(Frame("RECEIPT", (("receipt-id", reply.receipt),)), self._core.escaping))
+                    metrics.receipt_latency(reply.started)
+            elif isinstance(error, Rejected):
+                self._report_error(error, reply.receipt)
+            elif isinstance(error, Denied):
+                self.fail(error.message, error.detail, code=error.code, receipt_id=reply.receipt)
+            else:
+                logger.error("STOMP session %s: finishing a SEND failed", self.session_id, exc_info=error)
+                self.fail("internal error", "the server failed to handle this frame", receipt_id=reply.receipt)
+
+    async def _replies_settled(self, deadline: float | None = None, *, keep: int = 0) -> None:
+        """Wait until at most ``keep`` pipelined SENDs are unanswered (or ``deadline``, a loop time, passes)."""
+        self._release_replies()
+        while len(self._replies) > keep:
+            timeout = None if deadline is None else deadline - self._loop.time()
+            if timeout is not None and timeout <= 0:
+                return
+            head = self._replies[0].task
+            assert head is not None  # protocol output is released as soon as nothing unanswered precedes it
+            await asyncio.wait({head}, timeout=timeout)
+            self._release_replies()
 
     async def _subscribe(self, event: SubscribeRequested) -> None:
         self._send_gate.admit_subscription(self._loop.time())
@@ -645,9 +747,16 @@ class StompConnection:
     def _flush_core(self) -> None:
         data = self._core.data_to_send()
         if data:
-            metrics.frames_out(data)
-            self._queue.append(data)  # protocol replies bypass the slow-consumer limits (but are counted)
-            self._queued_bytes += len(data)
+            if self._replies:  # after the answers of earlier pipelined SENDs
+                self._replies.append(_Reply(None, data=data))
+            else:
+                self._queue_output(data)
+
+    def _queue_output(self, data: bytes) -> None:
+        metrics.frames_out(data)
+        self._queue.append(data)  # protocol replies bypass the slow-consumer limits (but are counted)
+        self._queued_bytes += len(data)
+        if not self._closing:  # closing: whoever closes (fail, _begin_close) starts the last write
             self._ensure_writer()
 
     def _enqueue(self, data: bytes) -> None:

@@ -28,6 +28,12 @@ Inside a STOMP transaction, a SEND whose destination has an ``@app_prepare(templ
 on its own: at COMMIT every such SEND is prepared (validated) first, then all are committed together by
 one call of their ``Prepared.commit`` (all stored or none); a refusal of any refuses the COMMIT.
 
+A handler that has validated its SEND and only waits for slow work to finish (a write batch) may return
+``Completion(awaitable)`` instead of awaiting it: the connection then parses and handles the next frames
+while the work runs (at most ``STOMP_SEND_PIPELINE`` such SENDs per connection), and sends the RECEIPT,
+or the refusal the awaitable raises, strictly in frame order. Anything that must see the work done
+(another kind of frame, a refusal, DISCONNECT, shutdown) waits for every outstanding one first.
+
 Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
 
 - ``@subscription_replay(template)``: returns a ``Replay`` of messages this subscription gets before any
@@ -41,6 +47,7 @@ Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import re
@@ -173,7 +180,15 @@ class Prepared:
     commit: Callable[[Sequence[Any]], Awaitable[None]]
 
 
-AppHandler = Callable[..., Awaitable[None]]
+@dataclass(frozen=True)
+class Completion:
+    """What an ``/app`` handler returns to finish its SEND later (see the module docstring): a task, so the
+    work runs whether or not the connection still waits for it."""
+
+    task: asyncio.Future[Any]
+
+
+AppHandler = Callable[..., Awaitable[Completion | None]]
 Guard = Callable[..., Awaitable[bool | None]]
 Replayer = Callable[..., Awaitable[Replay | None]]
 Preparer = Callable[..., Awaitable[Prepared]]

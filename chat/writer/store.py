@@ -14,8 +14,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import DataError, IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
+from django.db import DataError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from chat.api.serializers import message_json
 from chat.exceptions import ChatError, InvalidInput, NotFound
@@ -78,12 +78,7 @@ def _lock_rooms(units: Sequence[Unit]) -> dict[int, Room]:
 def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResult]:
     """Store the units (all inside the caller's transaction, rooms locked); raises ROW_ERRORS on a constraint."""
     errors: dict[int, ChatError] = {}
-    pairs = {(w.room.pk, w.author.pk) for unit in units for w in unit}
-    members = set(
-        Membership.objects.filter(room_id__in={r for r, _ in pairs}, user_id__in={a for _, a in pairs}).values_list(
-            "room_id", "user_id"
-        )
-    )
+    members, repeated_ids, last_ids = _batch_state(units)
     joins: dict[tuple[int, int], Membership] = {}
     for index, unit in enumerate(units):
         for write in unit:
@@ -98,7 +93,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
         needed = {key for index, unit in live for key in ((w.room.pk, w.author.pk) for w in unit)}
         Membership.objects.bulk_create([m for key, m in joins.items() if key in needed], ignore_conflicts=True)
 
-    existing = _stored_client_ids([w for _, unit in live for w in unit], rooms)
+    existing = _stored_client_ids([w for _, unit in live for w in unit], rooms, repeated_ids)
     new: list[Message] = []
     plan: list[tuple[int, MessageWrite, Message, bool]] = []  # (unit index, write, message, created)
     in_batch: dict[tuple[int, int, str], Message] = {}
@@ -118,11 +113,8 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
             new.append(message)
             plan.append((index, write, message, True))
 
-    last_ids = _last_ids({m.room_id for m in new})
     if new:
-        Message.objects.bulk_create(new)
-        if new[0].pk is None:
-            raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
+        _insert(new)
     prev_of: dict[int, int] = {}
     for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
         prev_of[message.pk] = last_ids.get(message.room_id) or 0
@@ -156,17 +148,18 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
     ]
 
 
-def _stored_client_ids(writes: Sequence[MessageWrite], rooms: dict[int, Room]) -> dict[tuple[int, int, str], Message]:
-    """The stored messages whose (room, author, client_id) one of ``writes`` repeats."""
+def _stored_client_ids(
+    writes: Sequence[MessageWrite], rooms: dict[int, Room], ids: set[int]
+) -> dict[tuple[int, int, str], Message]:
+    """The stored messages (among ``ids``, from ``_batch_state``) whose (room, author, client_id) one of
+    ``writes`` repeats."""
     keyed = [w for w in writes if w.client_id]
-    if not keyed:
+    if not keyed or not ids:
         return {}
     authors = {w.author.pk: w.author for w in keyed}
     wanted = {(w.room.pk, w.author.pk, w.client_id) for w in keyed}
-    rows = Message.objects.filter(
-        room_id__in={k[0] for k in wanted}, author_id__in=authors.keys(), client_id__in={k[2] for k in wanted}
-    ).only("id", "room_id", "author_id", "body", "created", "client_id")
     found: dict[tuple[int, int, str], Message] = {}
+    rows = Message.objects.filter(pk__in=ids).only("id", "room_id", "author_id", "body", "created", "client_id")
     for message in rows:
         key = (message.room_id, message.author_id, message.client_id)
         if key in wanted:
@@ -176,12 +169,88 @@ def _stored_client_ids(writes: Sequence[MessageWrite], rooms: dict[int, Room]) -
     return found
 
 
-def _last_ids(room_ids: set[int]) -> dict[int, int]:
-    """Each room's newest message id before this batch (read after the room locks were taken)."""
-    if not room_ids:
-        return {}
-    newest = Message.objects.filter(room_id=OuterRef("pk")).order_by("-id").values("id")[:1]
-    return dict(Room.objects.filter(pk__in=room_ids).annotate(last=Subquery(newest)).values_list("pk", "last"))
+def _insert(messages: Sequence[Message]) -> None:
+    """One multi-row ``INSERT … RETURNING id`` per ``_ROWS_PER_INSERT`` messages; sets each one's id and
+    ``created`` (one timestamp for the batch). What ``bulk_create`` does, without compiling every value
+    through the ORM (a third of the writer's time in a 200-message batch)."""
+    now = timezone.now()
+    quote = connection.ops.quote_name
+    columns = ("room_id", "author_id", "body", "created", "client_id")
+    head = f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608 - quoted identifiers; values are parameters
+    created = connection.ops.adapt_datetimefield_value(now)
+    for start in range(0, len(messages), _ROWS_PER_INSERT):
+        chunk = messages[start : start + _ROWS_PER_INSERT]
+        params: list = []
+        for message in chunk:
+            params += (message.room_id, message.author_id, message.body, created, message.client_id)
+        sql = head + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = [row[0] for row in cursor.fetchall()]
+        if len(ids) != len(chunk):
+            raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
+        for message, pk in zip(chunk, ids, strict=True):  # RETURNING lists the rows in VALUES order
+            message.pk = pk
+            message.created = now
+            message._state.adding = False
+            message._state.db = connection.alias
+
+
+_ROWS_PER_INSERT = 500  # 2,500 parameters per statement at most
+
+
+def _batch_state(units: Sequence[Unit]) -> tuple[set[tuple[int, int]], set[int], dict[int, int]]:
+    """What the batch needs to know, read under the room locks in ONE round trip (usually): the (room, user)
+    memberships of its authors, the ids of stored messages with one of its (room, author, client_id), and
+    each room's newest message id before the batch. One statement of ``UNION ALL``ed parts, every value a
+    parameter: on a busy machine every round trip to PostgreSQL waits for its backend to be scheduled.
+
+    - memberships: ``room IN (…) AND user IN (…)``;
+    - repeats: an OR of exact triples, each one lookup in the unique (author, room, client_id) index (the
+      ORM's three IN lists made SQLite probe their cross product: ~6 ms for 200 messages against ~0.4 ms);
+    - newest ids: ``MAX(id)`` per room, one step down the (room, id) index on both databases.
+    """
+    writes = [w for unit in units for w in unit]
+    if not writes:
+        return set(), set(), {}
+    room_ids = sorted({w.room.pk for w in writes})
+    author_ids = sorted({w.author.pk for w in writes})
+    keys = sorted({(w.room.pk, w.author.pk, w.client_id) for w in writes if w.client_id})
+    q = connection.ops.quote_name
+    message, membership = q(Message._meta.db_table), q(Membership._meta.db_table)
+    room, user, author, client_id, pk = q("room_id"), q("user_id"), q("author_id"), q("client_id"), q("id")
+    # Only quoted identifiers and placeholders are formatted into the SQL below (noqa: S608).
+    parts: list[tuple[str, list]] = []  # (SELECT kind, a, b, its parameters)
+    rooms_in, authors_in = ", ".join(["%s"] * len(room_ids)), ", ".join(["%s"] * len(author_ids))
+    sql = f"SELECT 0, {room}, {user} FROM {membership} WHERE {room} IN ({rooms_in}) AND {user} IN ({authors_in})"  # noqa: S608
+    parts.append((sql, [*room_ids, *author_ids]))
+    term = f"({author} = %s AND {room} = %s AND {client_id} = %s)"
+    for start in range(0, len(keys), _KEYS_PER_PART):
+        chunk = keys[start : start + _KEYS_PER_PART]
+        sql = f"SELECT 1, {pk}, NULL FROM {message} WHERE " + " OR ".join([term] * len(chunk))  # noqa: S608
+        parts.append((sql, [v for r, a, c in chunk for v in (a, r, c)]))
+    newest = f"SELECT 2, CAST(%s AS INTEGER), (SELECT MAX({pk}) FROM {message} WHERE {room} = %s)"  # noqa: S608
+    parts.extend((newest, [room_id, room_id]) for room_id in room_ids)
+    members: set[tuple[int, int]] = set()
+    repeated: set[int] = set()
+    last_ids: dict[int, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(parts), _PARTS_PER_QUERY):  # SQLite allows 500 SELECTs in one UNION
+            chunk_parts = parts[start : start + _PARTS_PER_QUERY]
+            union = " UNION ALL ".join(part for part, _ in chunk_parts)
+            cursor.execute(union, [v for _, params in chunk_parts for v in params])
+            for kind, a, b in cursor.fetchall():
+                if kind == 0:
+                    members.add((a, b))
+                elif kind == 1:
+                    repeated.add(a)
+                elif b is not None:
+                    last_ids[a] = b
+    return members, repeated, last_ids
+
+
+_KEYS_PER_PART = 300  # parameters per statement stay far below every backend's limit
+_PARTS_PER_QUERY = 400
 
 
 def _previous_id(message: Message) -> int:

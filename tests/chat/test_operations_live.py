@@ -118,3 +118,35 @@ def test_removing_a_member_ends_their_room_subscriptions_at_once(workers, team, 
     assert sent.status_code == 201
     assert "after bob left" not in json.dumps(result["received"].get("/topic/rooms.team", []))
     assert not result["errors"]  # the connection itself stayed up
+
+
+def test_a_removed_member_cannot_post_on_the_connection_that_proved_membership(workers, team, make_user):
+    """A room SEND trusts the membership its connection's live room subscription proved (no query per SEND);
+    removing the member drops that subscription, so the next SEND is refused and nothing is stored."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from chat.models import Message
+    from tests.live.raw_stomp import connect
+
+    alice, bob, _ = team
+    one, two = workers
+    client = connect(two.url.replace("http", "ws"), str(AccessToken.for_user(bob)))
+    errors = "/user/queue/errors"
+    client.send("SUBSCRIBE", id="e", destination=errors)
+    client.send("SUBSCRIBE", id="t", destination="/topic/rooms.team", receipt="subscribed")
+    assert client.read_until(lambda f: f.get("receipt-id") == "subscribed", "RECEIPT") is not None
+    client.send("SEND", b"while a member", destination="/app/rooms.team", receipt="before")
+    assert client.read_until(lambda f: f.get("receipt-id") == "before", "RECEIPT") is not None
+    auth = {"Authorization": f"Bearer {access_token_for(alice)}"}
+    removed = httpx.request("DELETE", f"{one.url}/api/rooms/team/members/", json={"username": "bob"}, headers=auth,
+                            timeout=10)  # fmt: skip
+    assert removed.status_code == 204
+    notice = client.read_until(lambda f: f.get("destination") == errors and b'"removed"' in f.body, "removal")
+    assert notice is not None, client.frames
+    client.send("SEND", b"after removal", destination="/app/rooms.team", receipt="after")
+    refusal = client.read_until(lambda f: f.get("destination") == errors and b'"after"' in f.body, "refusal")
+    assert refusal is not None, client.frames
+    assert json.loads(refusal.body)["code"] == "not-found"
+    assert not [f for f in client.frames if f.get("receipt-id") == "after"]
+    assert list(Message.objects.filter(room__slug="team").values_list("body", flat=True)) == ["while a member"]
+    client.close()
