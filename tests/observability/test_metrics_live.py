@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.conftest import redis_restart, wait_for
-from tests.live.raw_stomp import connect
-from tests.observability.scrape import scrape, total
+from tests.observability.scrape import chat_across, scrape, total
 
 pytestmark = pytest.mark.live
 
@@ -27,17 +25,8 @@ def two_workers(daphne_factory, redis_server, tmp_path):
 
 def test_metrics_of_both_workers_are_summed_in_one_scrape(two_workers, make_user):
     one, two = two_workers
-    alice, bob = make_user("alice"), make_user("bob")
-    here = connect(one.ws_url, str(AccessToken.for_user(alice)))
-    there = connect(two.ws_url, str(AccessToken.for_user(bob)))
+    here, there = chat_across(one, two, make_user("alice"), make_user("bob"), "/topic/ops")
     try:
-        for client in (here, there):
-            client.send("SUBSCRIBE", id="1", destination="/topic/ops", receipt="s")
-            assert client.read_until(lambda f: f.command == "RECEIPT", "subscribed") is not None
-        for n in range(5):
-            here.send("SEND", f"m{n}".encode(), destination="/topic/ops", receipt=f"r{n}")
-        for client in (here, there):
-            assert client.read_until(lambda f, c=client: [x.command for x in c.frames].count("MESSAGE") == 5, "5")
         assert here.read_until(lambda f: f.get("receipt-id") == "r4", "the last receipt") is not None
 
         for worker in (one, two):  # either worker answers for both

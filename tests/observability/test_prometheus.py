@@ -10,11 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rest_framework_simplejwt.tokens import AccessToken
 
 from scripts.processes import free_port, port_open, stop
 from tests.conftest import OUTPUT, wait_for
-from tests.live.raw_stomp import connect
+from tests.observability.scrape import chat_across
 
 pytestmark = pytest.mark.live
 
@@ -97,18 +96,8 @@ def test_prometheus_scrapes_two_workers_during_a_chat_and_every_dashboard_query_
     url = prometheus([f"127.0.0.1:{one.port}", f"127.0.0.1:{two.port}"])
     wait_for(lambda: scalar(url, 'sum(up{job="chat"})') == 2, timeout=30, what="both workers scraped")
 
-    alice, bob = make_user("alice"), make_user("bob")
-    here = connect(one.ws_url, str(AccessToken.for_user(alice)))
-    there = connect(two.ws_url, str(AccessToken.for_user(bob)))
+    here, there = chat_across(one, two, make_user("alice"), make_user("bob"), "/topic/prom")
     try:
-        for client in (here, there):
-            client.send("SUBSCRIBE", id="1", destination="/topic/prom", receipt="s")
-            assert client.read_until(lambda f: f.command == "RECEIPT", "subscribed") is not None
-        for n in range(5):
-            here.send("SEND", f"m{n}".encode(), destination="/topic/prom", receipt=f"r{n}")
-        for client in (here, there):
-            assert client.read_until(lambda f, c=client: [x.command for x in c.frames].count("MESSAGE") == 5, "5")
-
         wait_for(lambda: scalar(url, "sum(chat_connections_open)") == 2, timeout=30, what="2 connections")
         by_instance = query(url, "sum by (instance) (chat_connections_open)")
         assert sorted(r["metric"]["instance"] for r in by_instance) == sorted(f"127.0.0.1:{w.port}" for w in (one, two))
