@@ -43,6 +43,7 @@ WORK = REPO / "var" / "bench-abuse"
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO))
 
+from bench.run import SERVER_ENV  # noqa: E402
 from scripts.processes import free_port, rss_kb, stop, wait_port  # noqa: E402
 
 logger = logging.getLogger("bench.abuse")
@@ -50,15 +51,7 @@ ERRORS = "/user/queue/errors"
 STORED = 500
 SECRET = secrets.token_urlsafe(48)  # one per run: the tokens made in prepare() must verify on every server
 SCENARIOS = ("nonreading", "user_flood", "sub_flood", "sse_flood", "slowloris")
-ENV = {
-    "DEBUG": "0",
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "SITE_ORIGIN": "http://127.0.0.1:8000",
-    "FRONTEND_ORIGINS": "http://127.0.0.1:*",
-    "JWT_ACCESS_LIFETIME": "86400",
-    "LOG_LEVEL": "WARNING",
-    "AUTH_THROTTLE_RATE": "100000/min",
-}
+ENV = SERVER_ENV  # the limits stay at their defaults: they are what is measured
 
 
 # -- data -----------------------------------------------------------------------------------------------------
