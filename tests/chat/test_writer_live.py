@@ -43,6 +43,19 @@ def errors_of(stomp: LiveStomp) -> list[dict]:
     return [json.loads(f.body) for f in stomp.messages(ERRORS)]
 
 
+def burst(senders: list[LiveStomp], per_sender: int) -> None:
+    """Every sender SENDs ``per_sender`` messages round robin over ROOMS, all in flight at once (pipelined),
+    then every one of them is RECEIPTed and none refused."""
+    for n in range(per_sender):
+        for i, sender in enumerate(senders):
+            slug = ROOMS[(n + i) % len(ROOMS)]
+            sender.send_json(f"/app/rooms.{slug}", {"body": f"{i}:{n}", "client_id": f"c{i}-{n}"}, receipt=f"c{n}")
+    for sender in senders:
+        for n in range(per_sender):
+            sender.receipt(f"c{n}", timeout=60)
+        assert not errors_of(sender)
+
+
 def room_ids(slug: str) -> list[int]:
     return list(Message.objects.filter(room__slug=slug).order_by("id").values_list("id", flat=True))
 
@@ -71,14 +84,7 @@ def test_many_senders_on_two_processes_every_receipt_stored_each_room_once_in_id
     watchers = [client(server, crowd[0], rooms=ROOMS) for server in (one, two)]
     senders = [client((one, two)[i % 2], user) for i, user in enumerate(crowd)]
     per_sender = 30
-    for n in range(per_sender):  # pipelined: every sender's frames are in flight at once
-        for i, sender in enumerate(senders):
-            slug = ROOMS[(n + i) % len(ROOMS)]
-            sender.send_json(f"/app/rooms.{slug}", {"body": f"{i}:{n}", "client_id": f"c{i}-{n}"}, receipt=f"c{n}")
-    for sender in senders:
-        for n in range(per_sender):
-            sender.receipt(f"c{n}", timeout=60)
-        assert not errors_of(sender)
+    burst(senders, per_sender)
 
     rows = list(Message.objects.values_list("author__username", "client_id"))
     assert len(rows) == len(set(rows)) == per_sender * len(senders)  # every RECEIPTed message stored once

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.chat.test_writer_live import ROOMS, client, errors_of, ids_on
+from tests.chat.test_writer_live import ROOMS, burst, client, errors_of, ids_on
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.live
@@ -77,14 +77,7 @@ def test_many_senders_on_two_processes_keep_each_rooms_order_and_resume_exact_on
     watchers = [client(server, users[0], rooms=ROOMS) for server in (one, two)]
     senders = [client((one, two)[i % 2], user) for i, user in enumerate(users)]
     per_sender = 40
-    for n in range(per_sender):
-        for i, sender in enumerate(senders):
-            slug = ROOMS[(n + i) % len(ROOMS)]
-            sender.send_json(f"/app/rooms.{slug}", {"body": f"{i}:{n}", "client_id": f"c{i}-{n}"}, receipt=f"c{n}")
-    for sender in senders:
-        for n in range(per_sender):
-            sender.receipt(f"c{n}", timeout=60)
-        assert not errors_of(sender)
+    burst(senders, per_sender)
     rows = db.rows("SELECT author_id, client_id FROM chat_message")
     assert len(rows) == len(set(rows)) == per_sender * len(senders)
     for slug in ROOMS:
