@@ -127,7 +127,7 @@ class Client:
     """A STOMP client on the websockets asyncio client: collects frames, answers ``receipts`` waiters."""
 
     def __init__(self, ws) -> None:
-        from chat.stomp.codec import FrameParser
+        from stompengine.stomp.codec import FrameParser
 
         self.ws = ws
         self.parser = FrameParser(max_frame_size=1 << 26)

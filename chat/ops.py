@@ -73,7 +73,7 @@ async def _listen() -> None:
 
 def worker_report() -> dict[str, Any]:
     """What this process has: STOMP connections (with transports and queues) and SSE streams."""
-    from chat.realtime.tracking import tracker
+    from stompengine.realtime.tracking import tracker
 
     try:
         from notifications.stream import registry as streams
@@ -91,7 +91,7 @@ def worker_report() -> dict[str, Any]:
 
 def disconnect_user_here(user_id: int, reason: str) -> int:
     """Close every STOMP connection of the user in this process with an ERROR; returns how many."""
-    from chat.realtime.tracking import tracker
+    from stompengine.realtime.tracking import tracker
 
     closing = tracker.matching(lambda c: getattr(c.user, "pk", None) == user_id)
     for connection in closing:
@@ -108,8 +108,8 @@ def close_streams_here(user_id: int, code: str, reason: str) -> int:
 
 def leave_room_here(user_id: int, slug: str) -> int:
     """End the user's subscriptions to the room's topics in this process and tell them why."""
-    from chat.realtime.connection import ERRORS_DESTINATION
-    from chat.realtime.tracking import tracker
+    from stompengine.realtime.connection import ERRORS_DESTINATION
+    from stompengine.realtime.tracking import tracker
 
     prefix = room_topic(slug)
     dropped = 0

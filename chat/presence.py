@@ -357,8 +357,8 @@ class Presence:
 
 
 def _announce(room: str, kind: str, user: str) -> None:
-    from chat import broker
     from chat.destinations import presence_topic
+    from stompengine import broker
 
     broker.publish(presence_topic(room), {"type": kind, "user": user})
 

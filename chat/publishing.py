@@ -12,9 +12,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from chat import broker
 from chat.destinations import DM_QUEUE, room_topic
 from chat.writer.events import MessageRepeated, MessageStored, NotificationsCreated, WriteEvent
+from stompengine import broker
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def write_events_publish(events: Sequence[WriteEvent]) -> None:
     """Publish a committed batch (on the event loop's thread).
 
     Room messages carry their id as ``seq`` and the room's previous id as ``prev``: every process
-    delivers them in id order (chat/broker/sequencer.py). A repeated client_id is re-announced with its
+    delivers them in id order (stompengine/broker/sequencer.py). A repeated client_id is re-announced with its
     original id (subscribers dedupe by id): it repairs a broadcast lost when a worker died between
     commit and publish. Notifications go to the streams in a background task: they are stored, and a
     stream that misses one replays it, so the RECEIPTs of the batch do not wait for Redis round trips.

@@ -2,8 +2,8 @@
 
 from django.urls import re_path
 
-from chat.consumers import StompWebSocketConsumer
 from chatproject.direct_routing import direct_asgi
+from stompengine.consumers import StompWebSocketConsumer
 
 # /ws/websocket is where SockJS clients look for a raw WebSocket; /ws itself serves plain STOMP clients.
 websocket_urlpatterns: list = [

@@ -32,7 +32,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import broker, selectors, services
+from chat import selectors, services
 from chat.api.serializers import message_json
 from chat.destinations import (
     PRESENCE_TOPIC,
@@ -46,7 +46,10 @@ from chat.destinations import (
 from chat.exceptions import ChatError, NotFound
 from chat.models import Message, Room
 from chat.presence import presence
-from chat.realtime import (
+from chat.writer import MessageWrite, get_writer
+from chat.writer.rooms import public_rooms
+from stompengine import broker
+from stompengine.realtime import (
     Completion,
     Denied,
     Prepared,
@@ -61,8 +64,6 @@ from chat.realtime import (
     subscription_guard,
     subscription_replay,
 )
-from chat.writer import MessageWrite, get_writer
-from chat.writer.rooms import public_rooms
 
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
 

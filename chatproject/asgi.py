@@ -19,13 +19,13 @@ from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from accounts.channels import WebSocketHandshake  # noqa: E402
-from chat.realtime.shutdown import install_daphne_shutdown_hook  # noqa: E402
 from chatproject import routing  # noqa: E402
 from chatproject.daphne_limits import install_daphne_receive_deadline  # noqa: E402
 from chatproject.direct_routing import DirectURLRouter  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
 from operations.asgi import Instrumented, configure_from_settings  # noqa: E402
 from sockjs.daphne import install_daphne_websocket_fixes  # noqa: E402
+from stompengine.realtime.shutdown import install_daphne_shutdown_hook  # noqa: E402
 
 redact_daphne_access_log()
 install_daphne_shutdown_hook()

@@ -3,7 +3,7 @@
 Takes exactly daphne's command line. The one difference: every HTTP and WebSocket scope carries
 ``scope["extensions"]["chat.write_buffer"]["pending_bytes"]``, the bytes of that connection still in
 Twisted's socket write buffer, which the STOMP connection adds to its own queue to bound a client
-that stops reading (chat/realtime/backpressure.py). Plain ``daphne`` works too, but then only the
+that stops reading (stompengine/realtime/backpressure.py). Plain ``daphne`` works too, but then only the
 connection's own queue is bounded and a non-reading client's backlog grows in daphne unchecked.
 
 It also gives a closing WebSocket ``CLOSE_HANDSHAKE_TIMEOUT`` seconds (autobahn's default: 1) before the
@@ -20,7 +20,7 @@ from typing import Any
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 
-from chat.realtime.backpressure import EXTENSION, write_buffer_extension
+from stompengine.realtime.backpressure import EXTENSION, write_buffer_extension
 
 logger = logging.getLogger(__name__)
 

@@ -385,7 +385,7 @@ STOMP_MAX_TRANSACTIONS = env_int("STOMP_MAX_TRANSACTIONS", 16, minimum=1)
 STOMP_MAX_TRANSACTION_FRAMES = env_int("STOMP_MAX_TRANSACTION_FRAMES", 1000, minimum=1)
 STOMP_MAX_TRANSACTION_BYTES = env_int("STOMP_MAX_TRANSACTION_BYTES", 1024 * 1024, minimum=1024)
 STOMP_MAX_PENDING_ACKS = env_int("STOMP_MAX_PENDING_ACKS", 10_000, minimum=16)
-# Abuse limits (chat/realtime/limits.py); 0 turns one off. A SEND body over the size, or beyond the rate
+# Abuse limits (stompengine/realtime/limits.py); 0 turns one off. A SEND body over the size, or beyond the rate
 # (a token bucket per connection: STOMP_SEND_RATE per second, bursts of STOMP_SEND_BURST), is refused on
 # /user/queue/errors without closing; refusals pile up (draining at the rate) and at STOMP_SEND_ABUSE_LIMIT
 # the connection is closed with an ERROR. Connections per user are counted per worker process.
@@ -394,7 +394,7 @@ STOMP_MAX_CONNECTIONS_PER_USER = env_int("STOMP_MAX_CONNECTIONS_PER_USER", 50)
 STOMP_SEND_RATE = env_float("STOMP_SEND_RATE", 500.0)
 STOMP_SEND_BURST = env_int("STOMP_SEND_BURST", 1000, minimum=1)
 STOMP_SEND_ABUSE_LIMIT = env_int("STOMP_SEND_ABUSE_LIMIT", 1000)
-# --- issue 16: output backpressure and per-user budgets (chat/realtime/limits.py, README "Security") ---
+# --- issue 16: output backpressure and per-user budgets (stompengine/realtime/limits.py, README "Security") ---
 # Bytes queued for one connection but not yet written to its socket (its own queue plus the server's
 # write buffer); past it: ERROR "slow consumer" (code slow-consumer) and the connection closes.
 STOMP_MAX_UNSENT_BYTES = env_int("STOMP_MAX_UNSENT_BYTES", 2 * 1024 * 1024)

@@ -12,10 +12,10 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from accounts.addresses import scope_client_address
-from chat.realtime.sockjs import StompSockJSHandler
 from chatproject.origins import origin_matcher
 from sockjs.endpoint import SockJSEndpoint
 from sockjs.testservices import test_endpoints
+from stompengine.realtime.sockjs import StompSockJSHandler
 
 
 def endpoint_options() -> dict[str, Any]:

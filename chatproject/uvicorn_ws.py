@@ -2,7 +2,7 @@
 
 Same as uvicorn's ``websockets-sansio`` implementation (the one the project runs; uvicorn deprecates the
 legacy ``websockets`` one), plus ``scope["extensions"]["chat.write_buffer"]["pending_bytes"]``: the asyncio
-transport's ``get_write_buffer_size()`` (chat/realtime/backpressure.py). Without it uvicorn still pauses
+transport's ``get_write_buffer_size()`` (stompengine/realtime/backpressure.py). Without it uvicorn still pauses
 ``send`` above the transport's high-water mark, so the backlog stays in the STOMP connection's own queue,
 which is bounded either way; with it the count is exact.
 """
@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from chat.realtime.backpressure import EXTENSION, write_buffer_extension
+from stompengine.realtime.backpressure import EXTENSION, write_buffer_extension
 
 
 def transport_pending_bytes(transport: Any) -> int:

@@ -1,7 +1,7 @@
 """Readiness of this process: database, Redis and the broker's subscriptions, and not shutting down.
 
 ``/readyz/`` (``operations.views``) answers with ``check()``'s result; ``mark_draining()`` is called by the
-SIGTERM hook (``chat.realtime.shutdown``) so a load balancer stops sending new clients here at once.
+SIGTERM hook (``stompengine.realtime.shutdown``) so a load balancer stops sending new clients here at once.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def _redis_ok(url: str, limit: float) -> tuple[bool, str]:
             await client.ping()
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
-    from chat.broker import _brokers
+    from stompengine.broker import _brokers
 
     broker = _brokers.get(loop)
     bridge = getattr(broker, "bridge", None)

@@ -29,7 +29,7 @@ def resident_bytes() -> int:
 
 def sample_once() -> None:
     """Record RSS and the send-queue depth of every live STOMP connection of this process."""
-    from chat.realtime.tracking import tracker
+    from stompengine.realtime.tracking import tracker
 
     metrics.RSS.set(resident_bytes())
     observe = metrics.SEND_QUEUE_DEPTH.observe

@@ -65,10 +65,10 @@ def configure(*, exporter_name: str) -> None:
 def install(provider: Any) -> None:
     """Wrap the traced methods, with spans from ``provider`` (idempotent; ``uninstall()`` undoes it)."""
     global _tracer
-    from chat.broker.broker import Broker
-    from chat.realtime.connection import StompConnection
     from chat.writer.writer import ChatWriter
     from notifications.stream import NotificationStreamConsumer
+    from stompengine.broker.broker import Broker
+    from stompengine.realtime.connection import StompConnection
 
     _tracer = provider.get_tracer("chat-server")
     _wrap(StompConnection, "_handle", _traced_handle)

@@ -91,8 +91,8 @@ class Stats:
 
 
 def frame(command: str, headers: dict[str, str], body: bytes = b"") -> str:
-    from chat.stomp.codec import encode
-    from chat.stomp.frames import Frame
+    from stompengine.stomp.codec import encode
+    from stompengine.stomp.frames import Frame
 
     return encode(Frame(command, tuple(headers.items()), body)).decode()
 
@@ -101,7 +101,7 @@ async def session(url: str, token: str, slug: str, slot: int, seq: list[int], st
     import websockets
     from websockets.typing import Subprotocol
 
-    from chat.stomp.codec import FrameParser
+    from stompengine.stomp.codec import FrameParser
 
     parser = FrameParser(max_frame_size=1 << 22)
     receipts: dict[str, asyncio.Future] = {}

@@ -97,8 +97,8 @@ def application():
 @pytest.fixture
 async def fresh_broker():
     """A new broker and STOMP configuration (settings read again) for the test, closed after it."""
-    from chat.broker import reset_brokers
-    from chat.realtime.connection import reset_config
+    from stompengine.broker import reset_brokers
+    from stompengine.realtime.connection import reset_config
 
     reset_config()
     yield

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.broker.local import Publication
-from chat.broker.sequencer import Sequencer
-from chat.stomp.frames import Escaping
+from stompengine.broker.local import Publication
+from stompengine.broker.sequencer import Sequencer
+from stompengine.stomp.frames import Escaping
 
 KEY = "/topic/rooms.general"
 

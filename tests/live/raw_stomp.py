@@ -11,8 +11,8 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from chat.stomp.codec import FrameParser
-from chat.stomp.frames import Frame
+from stompengine.stomp.codec import FrameParser
+from stompengine.stomp.frames import Frame
 from tests.stomp.fakes import wire
 
 WAIT = 30.0

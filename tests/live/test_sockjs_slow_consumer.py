@@ -19,7 +19,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.services import room_create
-from chat.stomp.codec import FrameParser
+from stompengine.stomp.codec import FrameParser
 from tests.conftest import wait_for
 from tests.stomp.fakes import wire
 

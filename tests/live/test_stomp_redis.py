@@ -54,7 +54,7 @@ def test_messages_cross_processes_through_redis_in_order(daphne_factory, redis_s
 
     # From sync code in a process with no subscribers (here: the test itself, like a management command),
     # a user destination reaches every session of that user, whichever process holds it.
-    from chat.broker import publish_sync
+    from stompengine.broker import publish_sync
 
     settings.REDIS_URL = url
     settings.STOMP_REDIS_PREFIX = prefix

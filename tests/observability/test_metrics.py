@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from chat.broker import Broker
-from chat.realtime.registry import DestinationRegistry
-from chat.realtime.tracking import tracker
 from operations import metrics, sampler
+from stompengine.broker import Broker
+from stompengine.realtime.registry import DestinationRegistry
+from stompengine.realtime.tracking import tracker
 from tests.stomp.fakes import wire
 from tests.stomp.test_stomp_connection import config, open_connection
 
@@ -99,7 +99,7 @@ async def test_a_slow_consumer_disconnect_is_counted(broker, registry):
 
 
 async def test_a_heartbeat_timeout_is_counted(broker, registry):
-    from chat.stomp.session import SessionLimits
+    from stompengine.stomp.session import SessionLimits
 
     timeouts = Sample("chat_stomp_heartbeat_timeouts_total")
     cfg = config(limits=SessionLimits(heartbeat_send_ms=20, heartbeat_receive_ms=40), heartbeat_grace=1.5)
@@ -191,8 +191,8 @@ def test_notifications_and_stream_tickets_are_counted(make_user):
 
 @pytest.mark.filterwarnings("ignore:coroutine '_before_shutdown.<locals>.run' was never awaited")
 def test_the_sigterm_hook_turns_readiness_false_and_flags_the_worker_as_draining():
-    from chat.realtime import shutdown
     from operations import readiness
+    from stompengine.realtime import shutdown
 
     try:
         shutdown._before_shutdown()  # no running event loop here: nothing to close, the flag still flips

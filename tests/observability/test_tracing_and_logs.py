@@ -11,13 +11,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from chat.broker import Broker
-from chat.realtime.connection import StompConnection
-from chat.realtime.registry import DestinationRegistry
 from chat.writer import ChatWriter
 from chat.writer.store import UnitResult
 from chatproject.logredact import RedactSecrets
 from operations import logs, tracing
+from stompengine.broker import Broker
+from stompengine.realtime.connection import StompConnection
+from stompengine.realtime.registry import DestinationRegistry
 from tests.stomp.fakes import wire
 from tests.stomp.test_stomp_connection import open_connection
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from chat.stomp.codec import FrameParser, encode
-from chat.stomp.frames import Frame
+from stompengine.stomp.codec import FrameParser, encode
+from stompengine.stomp.frames import Frame
 
 
 def wire(command: str, body: bytes = b"", **headers: str) -> bytes:

@@ -10,9 +10,9 @@ import secrets
 import pytest
 import redis
 
-from chat.broker import broker as broker_module
-from chat.broker.broker import Broker
-from chat.broker.local import Publication
+from stompengine.broker import broker as broker_module
+from stompengine.broker.broker import Broker
+from stompengine.broker.local import Publication
 from tests.conftest import redis_restart
 
 pytestmark = pytest.mark.live

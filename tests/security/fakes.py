@@ -7,11 +7,11 @@ from datetime import timedelta
 from django.utils import timezone
 
 from accounts.tokens import TokenRejected
-from chat.broker import Broker
-from chat.realtime.connection import StompConfig, StompConnection
-from chat.realtime.limits import SendLimits
-from chat.realtime.registry import DestinationRegistry
-from chat.stomp.session import SessionLimits
+from stompengine.broker import Broker
+from stompengine.realtime.connection import StompConfig, StompConnection
+from stompengine.realtime.limits import SendLimits
+from stompengine.realtime.registry import DestinationRegistry
+from stompengine.stomp.session import SessionLimits
 from tests.stomp.fakes import Authenticated, FakeTransport, FakeUser, wire
 
 USERS = {f"user{n}-token": FakeUser(1000 + n, f"user{n}") for n in range(10)}

@@ -7,8 +7,8 @@ import json
 
 from channels.testing import WebsocketCommunicator
 
-from chat.stomp.codec import FrameParser
-from chat.stomp.frames import Frame
+from stompengine.stomp.codec import FrameParser
+from stompengine.stomp.frames import Frame
 from tests.security.fakes import wire
 
 WAIT = 5.0

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from chat.broker import Broker
-from chat.realtime.limits import BudgetSync, SendLimits, UserSendBudget
-from chat.realtime.registry import Replay
+from stompengine.broker import Broker
+from stompengine.realtime.limits import BudgetSync, SendLimits, UserSendBudget
+from stompengine.realtime.registry import Replay
 from tests.security.fakes import config, echo_registry, open_connection, wire
 from tests.stomp.fakes import FakeTransport
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.broker import Broker
-from chat.stomp.codec import encode
-from chat.stomp.frames import Frame
 from sockjs.protocol import PayloadError, decode_jsonp_send, decode_websocket, decode_xhr_send
+from stompengine.broker import Broker
+from stompengine.stomp.codec import encode
+from stompengine.stomp.frames import Frame
 from tests.security.fakes import config, open_connection, wire
 
 COMMANDS = ["CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT", "ABORT",

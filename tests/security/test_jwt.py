@@ -16,7 +16,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from chat.stomp.codec import FrameParser
+from stompengine.stomp.codec import FrameParser
 from tests.security.fakes import wire
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_broker")]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from chat.broker import Broker
-from chat.realtime.limits import SendGate, SendLimits, TokenBucket, UserConnections, user_connections
-from chat.realtime.registry import Denied, Rejected
+from stompengine.broker import Broker
+from stompengine.realtime.limits import SendGate, SendLimits, TokenBucket, UserConnections, user_connections
+from stompengine.realtime.registry import Denied, Rejected
 from tests.security.fakes import config, open_connection, wire
 
 ERRORS = "/user/queue/errors"

@@ -7,10 +7,10 @@ import socket
 
 from twisted.internet.abstract import FileDescriptor
 
-from chat.consumers import WebSocketTransport
-from chat.realtime.backpressure import EXTENSION, scope_pending_bytes
 from chatproject.daphne_server import CLOSE_HANDSHAKE_TIMEOUT, BackpressureServer, twisted_pending_bytes
 from chatproject.uvicorn_ws import transport_pending_bytes
+from stompengine.consumers import WebSocketTransport
+from stompengine.realtime.backpressure import EXTENSION, scope_pending_bytes
 
 
 class QuietReactor:

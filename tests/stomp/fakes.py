@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from chat.stomp.codec import FrameParser, encode
-from chat.stomp.frames import Frame
+from stompengine.stomp.codec import FrameParser, encode
+from stompengine.stomp.frames import Frame
 
 WAIT = 5.0  # upper bound for anything awaited here
 

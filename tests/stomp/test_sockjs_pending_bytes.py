@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from chat.realtime.sockjs import WRITE_BUFFER_EXTENSION, SockJSTransport
 from sockjs.session import Session
+from stompengine.realtime.sockjs import WRITE_BUFFER_EXTENSION, SockJSTransport
 
 FOREVER = 3600.0
 

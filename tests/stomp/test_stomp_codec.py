@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.stomp import errors
-from chat.stomp.codec import (
+from stompengine.stomp import errors
+from stompengine.stomp.codec import (
     FrameParser,
     encode,
     encode_message_tail,
@@ -18,7 +18,7 @@ from chat.stomp.codec import (
     splice_message,
     unescape,
 )
-from chat.stomp.frames import ALL_COMMANDS, Escaping, Frame, frame
+from stompengine.stomp.frames import ALL_COMMANDS, Escaping, Frame, frame
 
 
 def parse_all(data: bytes, **kwargs) -> list[Frame]:
@@ -98,7 +98,7 @@ def test_unknown_command_is_an_error():
 
 
 def test_server_commands_are_refused_by_a_client_command_parser():
-    from chat.stomp.frames import CLIENT_COMMANDS
+    from stompengine.stomp.frames import CLIENT_COMMANDS
 
     with pytest.raises(errors.UnknownCommand):
         parse_all(b"MESSAGE\n\n\0", commands=CLIENT_COMMANDS)

@@ -9,13 +9,13 @@ import pytest
 from django.utils import timezone
 
 from accounts.tokens import TokenRejected
-from chat.broker import Broker
-from chat.broker.destinations import DestinationPolicy
-from chat.realtime.connection import StompConfig, StompConnection
-from chat.realtime.registry import Denied, DestinationRegistry, Replay
-from chat.stomp.codec import FrameParser
-from chat.stomp.frames import Frame
-from chat.stomp.session import SessionLimits, State
+from stompengine.broker import Broker
+from stompengine.broker.destinations import DestinationPolicy
+from stompengine.realtime.connection import StompConfig, StompConnection
+from stompengine.realtime.registry import Denied, DestinationRegistry, Replay
+from stompengine.stomp.codec import FrameParser
+from stompengine.stomp.frames import Frame
+from stompengine.stomp.session import SessionLimits, State
 from tests.stomp.fakes import WAIT, Authenticated, FakeTransport, FakeUser, wire
 
 TOKENS = {"alice-token": FakeUser(1, "alice"), "bob-token": FakeUser(2, "bob")}
@@ -307,7 +307,7 @@ async def test_token_expiry_closes_with_token_expired(broker, registry):
 
 
 async def test_refresh_moves_the_expiry(broker, registry):
-    import chat.realtime.connection as module
+    import stompengine.realtime.connection as module
 
     registry.register_app("/app/auth.refresh", module.refresh_token)
     connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=300))
@@ -367,8 +367,8 @@ class FakeSockJSSession:
 
 
 async def test_sockjs_adapter_carries_stomp_as_text(broker, registry, monkeypatch):
-    import chat.realtime.connection as module
-    from chat.realtime.sockjs import StompSockJSHandler
+    import stompengine.realtime.connection as module
+    from stompengine.realtime.sockjs import StompSockJSHandler
 
     monkeypatch.setattr(module, "default_config", config)
     monkeypatch.setattr(module, "authenticate_jwt", make_authenticator())

@@ -10,10 +10,10 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chat.broker import get_broker
-from chat.realtime.connection import reset_config
-from chat.stomp.codec import FrameParser, encode
-from chat.stomp.frames import Frame
+from stompengine.broker import get_broker
+from stompengine.realtime.connection import reset_config
+from stompengine.stomp.codec import FrameParser, encode
+from stompengine.stomp.frames import Frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_broker")]
 WAIT = 5.0

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from chat.broker import Broker
-from chat.realtime.registry import Completion, DestinationRegistry, Rejected
+from stompengine.broker import Broker
+from stompengine.realtime.registry import Completion, DestinationRegistry, Rejected
 from tests.stomp.fakes import wire
 from tests.stomp.test_stomp_connection import config, open_connection
 

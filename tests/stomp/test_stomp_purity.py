@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import chat.stomp
+import stompengine.stomp
 
-PACKAGE = Path(chat.stomp.__file__).parent
+PACKAGE = Path(stompengine.stomp.__file__).parent
 FORBIDDEN = {"django", "channels", "asyncio", "socket", "selectors", "threading", "redis", "time", "asgiref"}
 
 
@@ -31,7 +31,7 @@ def test_stomp_package_imports_nothing_that_does_io():
 def test_importing_the_stomp_package_loads_no_io_module():
     code = (
         "import sys; before = set(sys.modules); "
-        "import chat.stomp, chat.stomp.session, chat.stomp.heartbeat; "
+        "import stompengine.stomp, stompengine.stomp.session, stompengine.stomp.heartbeat; "
         f"print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {sorted(FORBIDDEN)!r}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,

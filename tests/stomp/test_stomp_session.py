@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from chat.stomp.codec import FrameParser, encode
-from chat.stomp.errors import ProtocolViolation
-from chat.stomp.frames import Frame
-from chat.stomp.heartbeat import Beat, HeartbeatClock, HeartbeatTerms, negotiate_heartbeat, parse_heartbeat
-from chat.stomp.session import (
+from stompengine.stomp.codec import FrameParser, encode
+from stompengine.stomp.errors import ProtocolViolation
+from stompengine.stomp.frames import Frame
+from stompengine.stomp.heartbeat import Beat, HeartbeatClock, HeartbeatTerms, negotiate_heartbeat, parse_heartbeat
+from stompengine.stomp.session import (
     AckMode,
     ConnectionFailed,
     ConnectRequested,

@@ -4,10 +4,10 @@ Nothing in this package imports Django, asyncio or sockets (``tests/stomp/test_p
 so the same code serves the raw WebSocket consumer, the SockJS transports and the tests.
 """
 
-from chat.stomp.codec import FrameParser, encode
-from chat.stomp.errors import FrameError, ProtocolViolation, StompError
-from chat.stomp.frames import Escaping, Frame, frame
-from chat.stomp.session import AckMode, ServerSession, SessionLimits, State
+from stompengine.stomp.codec import FrameParser, encode
+from stompengine.stomp.errors import FrameError, ProtocolViolation, StompError
+from stompengine.stomp.frames import Escaping, Frame, frame
+from stompengine.stomp.session import AckMode, ServerSession, SessionLimits, State
 
 __all__ = [
     "AckMode",

@@ -2,7 +2,7 @@
 
 From async code in this process::
 
-    from chat import broker
+    from stompengine import broker
     broker.publish("/topic/rooms.lobby", {"id": 1, "body": "hi"})           # JSON body
     broker.publish_to_user(user.pk, "/queue/notifications", "you have mail")  # every session of that user
 
@@ -23,9 +23,9 @@ import functools
 import logging
 from typing import Any
 
-from chat.broker.broker import Body, Broker, HeaderItems
-from chat.broker.destinations import DestinationPolicy, InvalidDestination
-from chat.broker.local import Publication
+from stompengine.broker.broker import Body, Broker, HeaderItems
+from stompengine.broker.destinations import DestinationPolicy, InvalidDestination
+from stompengine.broker.local import Publication
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from chat.realtime.connection import StompConnection
 from operations import metrics
+from stompengine.realtime.connection import StompConnection
 
 SOCKJS_CLOSE_REASON = "Normal closure"
 # The server's write-buffer figure for a scope (chatproject/daphne_server.py provides it under daphne).

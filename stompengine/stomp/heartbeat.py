@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from chat.stomp.errors import ProtocolViolation
+from stompengine.stomp.errors import ProtocolViolation
 
 _HEARTBEAT = re.compile(r"\s*([0-9]{1,9})\s*,\s*([0-9]{1,9})\s*")
 

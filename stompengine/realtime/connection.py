@@ -26,8 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chat.broker import Broker, get_broker
-from chat.broker.destinations import (
+from operations import metrics
+from stompengine.broker import Broker, get_broker
+from stompengine.broker.destinations import (
     APP_PREFIX,
     SEND,
     SUBSCRIBE,
@@ -37,8 +38,8 @@ from chat.broker.destinations import (
     user_routing_key,
     validate_destination,
 )
-from chat.broker.local import Publication
-from chat.realtime.limits import (
+from stompengine.broker.local import Publication
+from stompengine.realtime.limits import (
     SendGate,
     SendLimits,
     UserSendBudget,
@@ -48,7 +49,7 @@ from chat.realtime.limits import (
     user_connections,
     user_send_budget,
 )
-from chat.realtime.registry import (
+from stompengine.realtime.registry import (
     Completion,
     Denied,
     DestinationRegistry,
@@ -58,11 +59,11 @@ from chat.realtime.registry import (
     autodiscover,
     destinations,
 )
-from chat.realtime.tracking import tracker
-from chat.stomp.codec import Frame, encode, message_prefix
-from chat.stomp.errors import ProtocolViolation
-from chat.stomp.heartbeat import Beat, HeartbeatClock
-from chat.stomp.session import (
+from stompengine.realtime.tracking import tracker
+from stompengine.stomp.codec import Frame, encode, message_prefix
+from stompengine.stomp.errors import ProtocolViolation
+from stompengine.stomp.heartbeat import Beat, HeartbeatClock
+from stompengine.stomp.session import (
     AckMode,
     ConnectionFailed,
     ConnectRequested,
@@ -76,7 +77,6 @@ from chat.stomp.session import (
     TransactionCommitted,
     UnsubscribeRequested,
 )
-from operations import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -705,7 +705,7 @@ class StompConnection:
 
     def send_to(self, subscriber: BrokerSubscriber, body: Any, headers: Any = ()) -> None:
         """A MESSAGE for one subscription only (replays, snapshots), encoded like a broker publication."""
-        from chat.broker.broker import encode_body
+        from stompengine.broker.broker import encode_body
 
         items = list(headers.items() if hasattr(headers, "items") else headers)
         content_type = next((v for k, v in items if k == "content-type"), None)

@@ -4,7 +4,7 @@ An app registers both in its ``stomp_destinations`` module, imported once on the
 (like ``admin.py``; list extra modules in ``settings.STOMP_HANDLER_MODULES``)::
 
     # chat/stomp_destinations.py
-    from chat.realtime import Denied, SendContext, SubscribeContext, app_destination, subscription_guard
+    from stompengine.realtime import Denied, SendContext, SubscribeContext, app_destination, subscription_guard
 
     @app_destination("/app/rooms.{slug}")
     async def send_to_room(ctx: SendContext, slug: str) -> None:
@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chat.realtime.connection import StompConnection
+    from stompengine.realtime.connection import StompConnection
 
 logger = logging.getLogger(__name__)
 

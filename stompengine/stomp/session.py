@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from chat.stomp.codec import (
+from stompengine.stomp.codec import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_HEADER_LENGTH,
     DEFAULT_MAX_HEADERS,
@@ -24,9 +24,9 @@ from chat.stomp.codec import (
     ack_line,
     encode,
 )
-from chat.stomp.errors import ProtocolViolation, StompError
-from chat.stomp.frames import CLIENT_COMMANDS, Escaping, Frame, Headers
-from chat.stomp.heartbeat import HeartbeatTerms, negotiate_heartbeat, parse_heartbeat
+from stompengine.stomp.errors import ProtocolViolation, StompError
+from stompengine.stomp.frames import CLIENT_COMMANDS, Escaping, Frame, Headers
+from stompengine.stomp.heartbeat import HeartbeatTerms, negotiate_heartbeat, parse_heartbeat
 
 SUPPORTED_VERSIONS = ("1.2", "1.1", "1.0")  # best first
 SUBPROTOCOL_VERSIONS = {"v12.stomp": "1.2", "v11.stomp": "1.1", "v10.stomp": "1.0"}

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from enum import Enum
 
-from chat.stomp.errors import (
+from stompengine.stomp.errors import (
     FrameError,
     FrameNotTerminated,
     FrameTooLarge,
@@ -25,7 +25,7 @@ from chat.stomp.errors import (
     TooManyHeaders,
     UnknownCommand,
 )
-from chat.stomp.frames import ALL_COMMANDS, UNESCAPED_COMMANDS, Escaping, Frame, Headers
+from stompengine.stomp.frames import ALL_COMMANDS, UNESCAPED_COMMANDS, Escaping, Frame, Headers
 
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024
 DEFAULT_MAX_HEADERS = 64

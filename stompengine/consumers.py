@@ -19,9 +19,9 @@ from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.sessions import InstanceSessionWrapper
 
-from chat.realtime.backpressure import scope_pending_bytes
-from chat.realtime.connection import StompConnection
-from chat.stomp.session import choose_subprotocol
+from stompengine.realtime.backpressure import scope_pending_bytes
+from stompengine.realtime.connection import StompConnection
+from stompengine.stomp.session import choose_subprotocol
 
 logger = logging.getLogger(__name__)
 

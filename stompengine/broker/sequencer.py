@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from chat.broker.local import Publication
+from stompengine.broker.local import Publication
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The transport-agnostic STOMP connection and the registry of application destinations and guards.
 
-``StompConnection`` ties the sans-IO session core (``chat.stomp``) to authentication, the broker
-(``chat.broker``) and the ``/app`` handlers and subscription guards registered here.
+``StompConnection`` ties the sans-IO session core (``stompengine.stomp``) to authentication, the broker
+(``stompengine.broker``) and the ``/app`` handlers and subscription guards registered here.
 """
 
-from chat.realtime.connection import StompConfig, StompConnection, Transport
-from chat.realtime.registry import (
+from stompengine.realtime.connection import StompConfig, StompConnection, Transport
+from stompengine.realtime.registry import (
     Completion,
     Denied,
     DestinationRegistry,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class StompError(Exception):
-    """Base of every error raised by ``chat.stomp``; ``message`` goes into the ERROR frame's header."""
+    """Base of every error raised by ``stompengine.stomp``; ``message`` goes into the ERROR frame's header."""
 
     message = "protocol error"
     #: Extra ERROR frame headers (e.g. ``version`` when no version could be agreed).

@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from chat.realtime.registry import Denied, Rejected
+from stompengine.realtime.registry import Denied, Rejected
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chat.broker.destinations import user_routing_key, user_visible_destination, validate_destination
-from chat.broker.local import LocalBroker, Publication, Subscriber
-from chat.broker.redis_bridge import RedisBridge
-from chat.broker.sequencer import Sequencer
+from stompengine.broker.destinations import user_routing_key, user_visible_destination, validate_destination
+from stompengine.broker.local import LocalBroker, Publication, Subscriber
+from stompengine.broker.redis_bridge import RedisBridge
+from stompengine.broker.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
 

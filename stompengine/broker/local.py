@@ -11,9 +11,9 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from chat.stomp.codec import FrameParser, encode_message_tail
-from chat.stomp.frames import Escaping, Headers
 from operations import metrics
+from stompengine.stomp.codec import FrameParser, encode_message_tail
+from stompengine.stomp.frames import Escaping, Headers
 
 logger = logging.getLogger(__name__)
 
