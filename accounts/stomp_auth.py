@@ -21,7 +21,8 @@ TokenCheck = Callable[[str], Awaitable[AuthenticatedToken]]
 
 async def check_access_token(raw: str) -> AuthenticatedToken:
     """Validate an access token and load its user (one query, in the database thread)."""
-    return await database_sync_to_async(authenticate_access_token)(raw)
+    checked: AuthenticatedToken = await database_sync_to_async(authenticate_access_token)(raw)
+    return checked
 
 
 class JWTAuthenticator:

@@ -15,7 +15,8 @@ from operations import metrics
 from stompengine.broker.destinations import APP_PREFIX, SEND
 from stompengine.connection.subscriptions import SubscriptionsMixin
 from stompengine.realtime.registry import Completion, Denied, Rejected, SendContext
-from stompengine.stomp.codec import Frame, encode
+from stompengine.stomp.codec import encode
+from stompengine.stomp.frames import Frame
 from stompengine.stomp.session import SendRequested
 
 logger = logging.getLogger(__name__)

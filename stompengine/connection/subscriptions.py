@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from stompengine.broker.broker import encode_body
@@ -154,9 +154,9 @@ class SubscriptionsMixin(ConnectionBase):
                 for watcher, params in self._registry.unsubscribed_for(subscription.destination):
                     self._spawn(watcher(self.handle, subscription.destination, **params))
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
         """Run a hook in the background (detaching is synchronous), keeping a reference until it ends."""
-        task = self._loop.create_task(coroutine)
+        task = asyncio.ensure_future(coroutine)
         background.add(task)
         task.add_done_callback(_hook_done)
 
