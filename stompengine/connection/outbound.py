@@ -236,8 +236,6 @@ class Outbound:
             self._finished()
         finally:
             self._writer = None
-        if self.queue and self.closing and not self.transport_closed:
-            self._ensure_writer()  # closed while this write ran in the scheduler's task: finish in our own
 
 
 def _ignore(_detail: str) -> None:
