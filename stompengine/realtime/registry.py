@@ -97,8 +97,33 @@ class Rejected(Exception):
         self.extra = extra
 
 
+class _Context:
+    """What both contexts offer: who is connected, the frame's headers, a message to this session."""
+
+    connection: ConnectionHandle
+    headers: tuple[tuple[str, str], ...]
+
+    @property
+    def user(self) -> Any:
+        """The authenticated user (never anonymous)."""
+        return self.connection.user
+
+    @property
+    def session_id(self) -> str:
+        """The STOMP session id (CONNECTED's ``session`` header)."""
+        return self.connection.session_id
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a header of the frame (credential headers are not included)."""
+        return first_header(self.headers, name, default)
+
+    def notify(self, destination: str, body: Any) -> bool:
+        """A MESSAGE to this session's own subscriptions to ``destination``; False when it has none."""
+        return self.connection.notify(destination, body)
+
+
 @dataclass(frozen=True)
-class SendContext:
+class SendContext(_Context):
     """A SEND to an application destination, as a handler sees it (``connection``: a ``ConnectionHandle``)."""
 
     connection: ConnectionHandle = field(repr=False)
@@ -111,16 +136,6 @@ class SendContext:
     receipt: str | None = None
 
     @property
-    def user(self) -> Any:
-        """The authenticated user (never anonymous)."""
-        return self.connection.user
-
-    @property
-    def session_id(self) -> str:
-        """The STOMP session id (CONNECTED's ``session`` header)."""
-        return self.connection.session_id
-
-    @property
     def text(self) -> str:
         """The body as UTF-8 text (Denied with ``message:invalid body`` when it is not)."""
         try:
@@ -128,45 +143,19 @@ class SendContext:
         except UnicodeDecodeError:
             raise Denied("invalid body", "the body is not valid UTF-8", code="invalid-body") from None
 
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The first value of a header of the SEND frame (credential headers are not included)."""
-        return first_header(self.headers, name, default)
-
-    def notify(self, destination: str, body: Any) -> bool:
-        """A MESSAGE to this session's own subscriptions to ``destination``; False when it has none."""
-        return self.connection.notify(destination, body)
-
     async def reauthenticate(self, headers: Mapping[str, str]) -> None:
         """Re-authenticate this connection with fresh credentials (see ``ConnectionHandle.reauthenticate``)."""
         await self.connection.reauthenticate(headers)
 
 
 @dataclass(frozen=True)
-class SubscribeContext:
+class SubscribeContext(_Context):
     """A SUBSCRIBE being authorised, as a guard sees it (``connection``: a ``ConnectionHandle``)."""
 
     connection: ConnectionHandle = field(repr=False)
     destination: str
     subscription_id: str
     headers: tuple[tuple[str, str], ...]
-
-    @property
-    def user(self) -> Any:
-        """The authenticated user (never anonymous)."""
-        return self.connection.user
-
-    @property
-    def session_id(self) -> str:
-        """The STOMP session id."""
-        return self.connection.session_id
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The first value of a header of the SUBSCRIBE frame."""
-        return first_header(self.headers, name, default)
-
-    def notify(self, destination: str, body: Any) -> bool:
-        """A MESSAGE to this session's own subscriptions to ``destination``; False when it has none."""
-        return self.connection.notify(destination, body)
 
 
 @dataclass(frozen=True)
