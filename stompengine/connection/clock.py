@@ -13,6 +13,8 @@ import itertools
 from collections.abc import Callable
 from typing import Protocol
 
+_MAX_TIMERS_PER_ADVANCE = 100_000
+
 
 class Timer(Protocol):
     """A pending callback; ``cancel()`` is idempotent."""
@@ -83,7 +85,11 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move time forward, calling every timer that falls due on the way, in time order."""
         target = self.now + seconds
+        fired = 0
         while self._timers and self._timers[0][0] <= target:
+            fired += 1
+            if fired > _MAX_TIMERS_PER_ADVANCE:  # a timer that keeps setting itself for the same instant
+                raise RuntimeError(f"more than {_MAX_TIMERS_PER_ADVANCE} timers fell due in one advance")
             when, _, timer = heapq.heappop(self._timers)
             self.now = max(self.now, when)
             if not timer.cancelled:

@@ -164,3 +164,14 @@ def test_load_authenticator_instantiates_a_class_and_refuses_what_cannot_authent
     assert type(load_authenticator("accounts.stomp_auth.JWTAuthenticator")).__name__ == "JWTAuthenticator"
     with pytest.raises(TypeError, match="authenticate"):
         load_authenticator("datetime.timedelta")
+
+
+def test_a_heartbeat_polled_at_its_own_deadline_is_due_despite_rounding():
+    from stompengine.stomp.heartbeat import Beat, HeartbeatClock, HeartbeatTerms
+
+    clock = HeartbeatClock(HeartbeatTerms(send_ms=20, receive_ms=40), grace=1.5, now=1000.0)
+    deadline = clock.next_deadline()
+    assert deadline is not None and clock.poll(deadline) is Beat.SEND  # 1000.0 + 0.02 - 1000.0 < 0.02
+    clock.sent(deadline)
+    clock.sent(clock.next_deadline() or 0.0)
+    assert clock.poll(clock.next_deadline() or 0.0) is Beat.TIMEOUT

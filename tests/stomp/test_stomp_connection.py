@@ -273,15 +273,23 @@ async def test_disconnect_with_receipt_closes_normally(broker, registry):
 
 
 async def test_connect_timeout_closes_a_silent_socket(broker, registry):
-    _connection, transport = await open_connection(broker, registry, token=None, cfg=config(connect_timeout=0.05))
+    clock = ManualClock()
+    _connection, transport = await open_connection(broker, registry, token=None, cfg=config(connect_timeout=0.05),
+                                                   clock=clock)  # fmt: skip
+    clock.advance(0.05)
     await transport.wait_for(lambda: transport.closed is not None, "close")
     assert transport.frames[-1].get("message") == "connect timeout"
 
 
 async def test_server_sends_heartbeats_and_drops_a_silent_client(broker, registry):
+    clock = ManualClock()
     cfg = config(limits=SessionLimits(heartbeat_send_ms=20, heartbeat_receive_ms=40), heartbeat_grace=1.5)
-    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg)
+    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg, clock=clock)
     await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="40,20", passcode="alice-token"))
+    await transport.wait_for(lambda: transport.frames, "CONNECTED")
+    clock.advance(0.02)  # the server's heart-beat is due
+    await transport.wait_for(lambda: b"\n" in transport.writes, "a server heart-beat")
+    clock.advance(0.05)  # 60 ms of client silence: past 40 ms x grace 1.5
     await transport.wait_for(lambda: transport.closed is not None, "close after missing heart-beats")
     assert transport.frames[0].get("heart-beat") == "20,40"
     assert b"\n" in transport.writes[1:-1]  # at least one server heart-beat before the timeout
@@ -303,7 +311,10 @@ async def test_client_heartbeats_keep_the_connection_alive(broker, registry):
 
 
 async def test_token_expiry_closes_with_token_expired(broker, registry):
-    _connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=50))
+    clock = ManualClock()
+    _connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=50),
+                                                   clock=clock)  # fmt: skip
+    clock.advance(0.05)
     await transport.wait_for(lambda: transport.closed is not None, "close at expiry")
     error = transport.frames[-1]
     assert (error.get("message"), error.get("code")) == ("Unauthorized", "token-expired")
