@@ -16,6 +16,7 @@ Past either, the backlog is dropped and the owner is told (``on_slow``: ERROR sl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -277,7 +278,9 @@ class WriteScheduler:
                 self._start()
 
     def _start(self) -> None:
-        self._flusher = self._loop.create_task(self._flush())
+        # An empty context: the task writes for every connection, not for the one whose frame started it
+        # (log records and traces would otherwise name that one).
+        self._flusher = self._loop.create_task(self._flush(), context=contextvars.Context())
 
     def _watch(self) -> None:
         """Runs when the flusher yields: if it waits inside a write, the others get a task of their own."""
