@@ -108,7 +108,7 @@ def close_streams_here(user_id: int, code: str, reason: str) -> int:
 
 def leave_room_here(user_id: int, slug: str) -> int:
     """End the user's subscriptions to the room's topics in this process and tell them why."""
-    from stompengine.realtime.connection import ERRORS_DESTINATION
+    from stompengine.connection import ERRORS_DESTINATION
     from stompengine.realtime.tracking import tracker
 
     prefix = room_topic(slug)

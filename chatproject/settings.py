@@ -363,6 +363,8 @@ CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
 
 # --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
 STOMP_SERVER_NAME = "chatproject/1.0"
+# Checks the credentials of every CONNECT (and of /app/auth.refresh): a JWT access token (accounts).
+STOMP_AUTHENTICATOR = "accounts.stomp_auth.JWTAuthenticator"
 STOMP_MAX_FRAME_SIZE = env_int("STOMP_MAX_FRAME_SIZE", 64 * 1024, minimum=1024)
 # The WebSocket message limit follows the frame limit (one setting): twice the frame size leaves room for
 # SockJS's JSON escaping and a few frames per message, so an oversized frame still gets a STOMP ERROR;

@@ -57,7 +57,7 @@ def install_realtime_context() -> None:
     global _installed
     if _installed:
         return
-    from stompengine.realtime.connection import StompConnection
+    from stompengine.connection import StompConnection
 
     received, handle = StompConnection.data_received, StompConnection._handle
 

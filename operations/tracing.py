@@ -68,7 +68,7 @@ def install(provider: Any) -> None:
     from chat.writer.writer import ChatWriter
     from notifications.stream import NotificationStreamConsumer
     from stompengine.broker.broker import Broker
-    from stompengine.realtime.connection import StompConnection
+    from stompengine.connection import StompConnection
 
     _tracer = provider.get_tracer("chat-server")
     _wrap(StompConnection, "_handle", _traced_handle)

@@ -19,8 +19,8 @@ from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.sessions import InstanceSessionWrapper
 
+from stompengine.connection import StompConnection
 from stompengine.realtime.backpressure import scope_pending_bytes
-from stompengine.realtime.connection import StompConnection
 from stompengine.stomp.session import choose_subprotocol
 
 logger = logging.getLogger(__name__)

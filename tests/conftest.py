@@ -98,7 +98,7 @@ def application():
 async def fresh_broker():
     """A new broker and STOMP configuration (settings read again) for the test, closed after it."""
     from stompengine.broker import reset_brokers
-    from stompengine.realtime.connection import reset_config
+    from stompengine.connection import reset_config
 
     reset_config()
     yield

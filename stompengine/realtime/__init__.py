@@ -4,7 +4,6 @@
 (``stompengine.broker``) and the ``/app`` handlers and subscription guards registered here.
 """
 
-from stompengine.realtime.connection import StompConfig, StompConnection, Transport
 from stompengine.realtime.registry import (
     Completion,
     Denied,
@@ -22,6 +21,17 @@ from stompengine.realtime.registry import (
     subscription_guard,
     subscription_replay,
 )
+
+
+def __getattr__(name: str) -> object:
+    """``StompConfig``, ``StompConnection``, ``Transport``: they live in ``stompengine.connection`` now, which
+    imports from this package (limits, registry), so they are looked up on first use, not at import."""
+    if name in ("StompConfig", "StompConnection", "Transport"):
+        import stompengine.connection
+
+        return getattr(stompengine.connection, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Completion",

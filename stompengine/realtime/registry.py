@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stompengine.realtime.connection import StompConnection
+    from stompengine.connection.handle import ConnectionHandle
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +97,11 @@ class Rejected(Exception):
         self.extra = extra
 
 
-@dataclass(frozen=True)
-class SendContext:
-    """A SEND to an application destination, as a handler sees it."""
+class _Context:
+    """What both contexts offer: who is connected, the frame's headers, a message to this session."""
 
-    connection: StompConnection = field(repr=False)
-    destination: str
+    connection: ConnectionHandle
     headers: tuple[tuple[str, str], ...]
-    body: bytes
-    #: The SEND's Authorization header (kept out of ``headers`` and of reprs; for /app/auth.refresh).
-    authorization: str | None = field(default=None, repr=False)
 
     @property
     def user(self) -> Any:
@@ -118,6 +113,28 @@ class SendContext:
         """The STOMP session id (CONNECTED's ``session`` header)."""
         return self.connection.session_id
 
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a header of the frame (credential headers are not included)."""
+        return first_header(self.headers, name, default)
+
+    def notify(self, destination: str, body: Any) -> bool:
+        """A MESSAGE to this session's own subscriptions to ``destination``; False when it has none."""
+        return self.connection.notify(destination, body)
+
+
+@dataclass(frozen=True)
+class SendContext(_Context):
+    """A SEND to an application destination, as a handler sees it (``connection``: a ``ConnectionHandle``)."""
+
+    connection: ConnectionHandle = field(repr=False)
+    destination: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    #: The SEND's Authorization header (kept out of ``headers`` and of reprs; for /app/auth.refresh).
+    authorization: str | None = field(default=None, repr=False)
+    #: The SEND's receipt id (its RECEIPT goes out when the handler succeeds), or None.
+    receipt: str | None = None
+
     @property
     def text(self) -> str:
         """The body as UTF-8 text (Denied with ``message:invalid body`` when it is not)."""
@@ -126,33 +143,19 @@ class SendContext:
         except UnicodeDecodeError:
             raise Denied("invalid body", "the body is not valid UTF-8", code="invalid-body") from None
 
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The first value of a header of the SEND frame (credential headers are not included)."""
-        return first_header(self.headers, name, default)
+    async def reauthenticate(self, headers: Mapping[str, str]) -> None:
+        """Re-authenticate this connection with fresh credentials (see ``ConnectionHandle.reauthenticate``)."""
+        await self.connection.reauthenticate(headers)
 
 
 @dataclass(frozen=True)
-class SubscribeContext:
-    """A SUBSCRIBE being authorised, as a guard sees it."""
+class SubscribeContext(_Context):
+    """A SUBSCRIBE being authorised, as a guard sees it (``connection``: a ``ConnectionHandle``)."""
 
-    connection: StompConnection = field(repr=False)
+    connection: ConnectionHandle = field(repr=False)
     destination: str
     subscription_id: str
     headers: tuple[tuple[str, str], ...]
-
-    @property
-    def user(self) -> Any:
-        """The authenticated user (never anonymous)."""
-        return self.connection.user
-
-    @property
-    def session_id(self) -> str:
-        """The STOMP session id."""
-        return self.connection.session_id
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The first value of a header of the SUBSCRIBE frame."""
-        return first_header(self.headers, name, default)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ Guard = Callable[..., Awaitable[bool | None]]
 Replayer = Callable[..., Awaitable[Replay | None]]
 Preparer = Callable[..., Awaitable[Prepared]]
 #: ``on_subscribe`` hooks get ``(SubscribeContext, **params)``; ``on_unsubscribe`` hooks get
-#: ``(connection, destination, **params)``.
+#: ``(ConnectionHandle, destination, **params)``.
 Watcher = Callable[..., Awaitable[None]]
 
 
@@ -250,7 +253,8 @@ class DestinationRegistry:
         self._subscribed.append(_Route(compile_template(template), watcher))
 
     def register_unsubscribed(self, template: str | re.Pattern[str], watcher: Watcher) -> None:
-        """Call ``watcher(connection, destination, **params)`` when such a subscription ends, however it ends."""
+        """Call ``watcher(handle, destination, **params)`` when such a subscription ends, however it ends
+        (``handle``: the connection's ``ConnectionHandle``)."""
         self._unsubscribed.append(_Route(compile_template(template), watcher))
 
     def app(self, template: str | re.Pattern[str]) -> Callable[[AppHandler], AppHandler]:

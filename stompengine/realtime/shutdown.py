@@ -34,7 +34,7 @@ def install_daphne_shutdown_hook() -> None:
 
 async def shutdown_connections(grace: float) -> int:
     """Shut down every live STOMP connection of this process concurrently; returns how many there were."""
-    from stompengine.realtime.connection import _background
+    from stompengine.connection.subscriptions import background as _background
     from stompengine.realtime.tracking import tracker
 
     connections = list(tracker.connections.values())

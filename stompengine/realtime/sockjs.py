@@ -18,7 +18,7 @@ import contextlib
 from typing import Any
 
 from operations import metrics
-from stompengine.realtime.connection import StompConnection
+from stompengine.connection import StompConnection
 
 SOCKJS_CLOSE_REASON = "Normal closure"
 # The server's write-buffer figure for a scope (chatproject/daphne_server.py provides it under daphne).

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stompengine.realtime.connection import StompConnection
+    from stompengine.connection import StompConnection
 
 from operations import metrics
 

@@ -70,9 +70,11 @@ class HeartbeatClock:
 
     def poll(self, now: float) -> Beat:
         """TIMEOUT if the peer is overdue, SEND if we are due to beat, else NOTHING."""
-        if self._receive_window and now - self._last_received >= self._receive_window:
+        # The same sums as next_deadline(): polled at that deadline, this answers (``now - last >= interval``
+        # can be a rounding error short of it, and the timer would be set again for the same instant).
+        if self._receive_window and now >= self._last_received + self._receive_window:
             return Beat.TIMEOUT
-        if self._send and now - self._last_sent >= self._send:
+        if self._send and now >= self._last_sent + self._send:
             return Beat.SEND
         return Beat.NOTHING
 

@@ -16,7 +16,7 @@ from chat.writer.store import UnitResult
 from chatproject.logredact import RedactSecrets
 from operations import logs, tracing
 from stompengine.broker import Broker
-from stompengine.realtime.connection import StompConnection
+from stompengine.connection import StompConnection
 from stompengine.realtime.registry import DestinationRegistry
 from tests.stomp.fakes import wire
 from tests.stomp.test_stomp_connection import open_connection

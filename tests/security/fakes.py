@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from accounts.stomp_auth import JWTAuthenticator
 from accounts.tokens import TokenRejected
 from stompengine.broker import Broker
-from stompengine.realtime.connection import StompConfig, StompConnection
+from stompengine.connection import StompConfig, StompConnection
 from stompengine.realtime.limits import SendLimits
 from stompengine.realtime.registry import DestinationRegistry
 from stompengine.stomp.session import SessionLimits
@@ -41,12 +42,18 @@ def echo_registry() -> DestinationRegistry:
 
 
 async def open_connection(
-    *, token: str | None = "user0-token", cfg: StompConfig | None = None, broker=None, registry=None
+    *,
+    token: str | None = "user0-token",
+    cfg: StompConfig | None = None,
+    broker=None,
+    registry=None,
+    transport: FakeTransport | None = None,
 ) -> tuple[StompConnection, FakeTransport]:
     """A connection that has sent CONNECT (and got CONNECTED, when ``token`` is valid)."""
-    transport = FakeTransport()
+    transport = transport or FakeTransport()
     connection = StompConnection(transport, config=cfg or config(), broker=broker or Broker(),
-                                 registry=registry or echo_registry(), authenticate=authenticate)  # fmt: skip
+                                 registry=registry or echo_registry(),
+                                 authenticator=JWTAuthenticator(authenticate))  # fmt: skip
     await connection.open()
     if token is not None:
         await connection.data_received(wire("CONNECT", accept_version="1.2", Authorization=f"Bearer {token}"))

@@ -37,11 +37,9 @@ class BufferingTransport(FakeTransport):
 
 
 async def open_buffered(cfg, *, token="user0-token", broker=None, registry=None):
-    connection, _transport = await open_connection(token=None, cfg=cfg, broker=broker, registry=registry)
     buffered = BufferingTransport()
-    # The fixture's transport carried nothing yet; swap in one that buffers, then CONNECT.
-    connection._transport = buffered
-    connection._pending_bytes = buffered.pending_bytes
+    connection, _transport = await open_connection(token=None, cfg=cfg, broker=broker, registry=registry,
+                                                   transport=buffered)  # fmt: skip
     await connection.data_received(wire("CONNECT", accept_version="1.2", Authorization=f"Bearer {token}"))
     await buffered.wait_for(lambda: buffered.frames, "CONNECTED")
     return connection, buffered

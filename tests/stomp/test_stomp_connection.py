@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.stomp_auth import JWTAuthenticator
 from accounts.tokens import TokenRejected
 from stompengine.broker import Broker
 from stompengine.broker.destinations import DestinationPolicy
-from stompengine.realtime.connection import StompConfig, StompConnection
+from stompengine.connection import ManualClock, StompConfig, StompConnection
 from stompengine.realtime.registry import Denied, DestinationRegistry, Replay
 from stompengine.stomp.codec import FrameParser
 from stompengine.stomp.frames import Frame
@@ -48,10 +49,11 @@ def broker():
     return Broker()
 
 
-async def open_connection(broker, registry, *, token="alice-token", cfg=None, lifetime=timedelta(minutes=5)):
+async def open_connection(broker, registry, *, token="alice-token", cfg=None, lifetime=timedelta(minutes=5),
+                          clock=None):  # fmt: skip
     transport = FakeTransport()
-    connection = StompConnection(transport, config=cfg or config(), broker=broker, registry=registry,
-                                 authenticate=make_authenticator(lifetime))  # fmt: skip
+    connection = StompConnection(transport, config=cfg or config(), broker=broker, registry=registry, clock=clock,
+                                 authenticator=JWTAuthenticator(make_authenticator(lifetime)))  # fmt: skip
     await connection.open()
     if token is not None:
         await connection.data_received(wire("CONNECT", accept_version="1.2", Authorization=f"Bearer {token}"))
@@ -95,7 +97,7 @@ async def test_handshake_bearer_authenticates_a_connect_without_token(broker, re
     transport = FakeTransport()
     scope = {"handshake_auth": Authenticated(FakeUser(3, "carol"), timezone.now() + timedelta(minutes=1))}
     connection = StompConnection(transport, scope=scope, config=config(), broker=broker, registry=registry,
-                                 authenticate=make_authenticator())  # fmt: skip
+                                 authenticator=JWTAuthenticator(make_authenticator()))  # fmt: skip
     await connection.data_received(wire("CONNECT", accept_version="1.2"))
     await transport.wait_for(lambda: transport.frames, "CONNECTED")
     assert transport.frames[0].get("user-name") == "carol"
@@ -271,15 +273,23 @@ async def test_disconnect_with_receipt_closes_normally(broker, registry):
 
 
 async def test_connect_timeout_closes_a_silent_socket(broker, registry):
-    _connection, transport = await open_connection(broker, registry, token=None, cfg=config(connect_timeout=0.05))
+    clock = ManualClock()
+    _connection, transport = await open_connection(broker, registry, token=None, cfg=config(connect_timeout=0.05),
+                                                   clock=clock)  # fmt: skip
+    clock.advance(0.05)
     await transport.wait_for(lambda: transport.closed is not None, "close")
     assert transport.frames[-1].get("message") == "connect timeout"
 
 
 async def test_server_sends_heartbeats_and_drops_a_silent_client(broker, registry):
+    clock = ManualClock()
     cfg = config(limits=SessionLimits(heartbeat_send_ms=20, heartbeat_receive_ms=40), heartbeat_grace=1.5)
-    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg)
+    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg, clock=clock)
     await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="40,20", passcode="alice-token"))
+    await transport.wait_for(lambda: transport.frames, "CONNECTED")
+    clock.advance(0.02)  # the server's heart-beat is due
+    await transport.wait_for(lambda: b"\n" in transport.writes, "a server heart-beat")
+    clock.advance(0.05)  # 60 ms of client silence: past 40 ms x grace 1.5
     await transport.wait_for(lambda: transport.closed is not None, "close after missing heart-beats")
     assert transport.frames[0].get("heart-beat") == "20,40"
     assert b"\n" in transport.writes[1:-1]  # at least one server heart-beat before the timeout
@@ -287,36 +297,41 @@ async def test_server_sends_heartbeats_and_drops_a_silent_client(broker, registr
 
 
 async def test_client_heartbeats_keep_the_connection_alive(broker, registry):
-    # Deadline 300 ms x grace 3 = 0.9 s; the client beats every 0.1 s for 2 s, well past the deadline, with
-    # slack for a loaded machine (a single gap would have to exceed 0.9 s to close the connection).
+    # Deadline 300 ms x grace 3 = 0.9 s; the client beats every 0.1 s for 2 s, well past the deadline. On a
+    # ManualClock: time moves only when the test says so, so a loaded machine cannot make a gap look long.
+    clock = ManualClock()
     cfg = config(limits=SessionLimits(heartbeat_send_ms=0, heartbeat_receive_ms=300), heartbeat_grace=3.0)
-    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg)
+    connection, transport = await open_connection(broker, registry, token=None, cfg=cfg, clock=clock)
     await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="300,0", passcode="alice-token"))
     for _ in range(20):
-        await asyncio.sleep(0.1)
+        clock.advance(0.1)
         await connection.data_received(b"\n")
     assert transport.closed is None
     await connection.data_received(wire("DISCONNECT"))
 
 
 async def test_token_expiry_closes_with_token_expired(broker, registry):
-    _connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=50))
+    clock = ManualClock()
+    _connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=50),
+                                                   clock=clock)  # fmt: skip
+    clock.advance(0.05)
     await transport.wait_for(lambda: transport.closed is not None, "close at expiry")
     error = transport.frames[-1]
     assert (error.get("message"), error.get("code")) == ("Unauthorized", "token-expired")
 
 
 async def test_refresh_moves_the_expiry(broker, registry):
-    import stompengine.realtime.connection as module
+    from accounts.stomp_destinations import refresh_token
 
-    registry.register_app("/app/auth.refresh", module.refresh_token)
-    connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=300))
-    connection._authenticate = make_authenticator(timedelta(minutes=5))
+    registry.register_app("/app/auth.refresh", refresh_token)
+    clock = ManualClock()
+    connection, transport = await open_connection(broker, registry, lifetime=timedelta(milliseconds=300), clock=clock)
+    connection._authenticator = JWTAuthenticator(make_authenticator(timedelta(minutes=5)))
     await connection.data_received(
         wire("SEND", destination="/app/auth.refresh", Authorization="Bearer alice-token", receipt="r")
     )
     await transport.wait_for(lambda: "RECEIPT" in transport.commands(), "refresh receipt")
-    await asyncio.sleep(0.4)
+    clock.advance(0.4)  # past the first token's expiry
     assert transport.closed is None
     await connection.data_received(wire("SEND", destination="/app/auth.refresh", Authorization="Bearer bob-token"))
     await transport.wait_for(lambda: transport.closed is not None, "close")
@@ -367,11 +382,10 @@ class FakeSockJSSession:
 
 
 async def test_sockjs_adapter_carries_stomp_as_text(broker, registry, monkeypatch):
-    import stompengine.realtime.connection as module
+    import stompengine.connection.lifecycle as module
     from stompengine.realtime.sockjs import StompSockJSHandler
 
-    monkeypatch.setattr(module, "default_config", config)
-    monkeypatch.setattr(module, "authenticate_jwt", make_authenticator())
+    monkeypatch.setattr(module, "default_config", lambda: config(authenticator=JWTAuthenticator(make_authenticator())))
     monkeypatch.setattr(module, "get_broker", lambda: broker)
     session = FakeSockJSSession()
     handler = StompSockJSHandler(session)

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
 from stompengine.broker import get_broker
-from stompengine.realtime.connection import reset_config
+from stompengine.connection import reset_config
 from stompengine.stomp.codec import FrameParser, encode
 from stompengine.stomp.frames import Frame
 
