@@ -64,6 +64,8 @@ class RedisBridge:
         self._writing = False
         self._drained = asyncio.Event()  # set each time the writer finishes a batch
         self._publisher_stale = False  # the subscriber saw Redis go: the PUBLISH connection died with it
+        self._queued = 0  # PUBLISHes queued ever
+        self._settled = 0  # of those, how many were handed to Redis (or failed, or were dropped)
 
     # -- public ---------------------------------------------------------------------------------------------
     @property
@@ -118,19 +120,40 @@ class RedisBridge:
         pending = self._confirmations.get(self._channel(key))
         return pending is None or pending.done()
 
-    def publish(self, key: str, payload: bytes) -> None:
-        """Queue a PUBLISH; the writer task sends queued messages in order, pipelined."""
+    @property
+    def commands(self) -> aioredis.Redis | None:
+        """The command connection (PUBLISH, and other processes' parts' commands: presence, budgets, PING)."""
+        self._start()
+        return self._client
+
+    def publish(self, key: str, payload: bytes) -> int:
+        """Queue a PUBLISH; the writer task sends queued messages in order, pipelined. Returns its mark
+        for ``settled``."""
         if self._closed:
-            return
+            return 0
         self._start()
         self._outbox.append((self._channel(key), payload))
+        self._queued += 1
         self._outbox_ready.set()
         if len(self._outbox) > OUTBOX_LIMIT:
             _, oldest = self._outbox.pop(0)
+            self._settled += 1
             self._dropped += 1
             if self._dropped % 1000 == 1:
                 logger.warning("Redis is not keeping up: dropped %d cross-process messages so far", self._dropped)
             self._unrouted([oldest])
+        return self._queued
+
+    @property
+    def queued(self) -> int:
+        """The mark of the newest queued PUBLISH (for ``settled``)."""
+        return self._queued
+
+    async def settled(self, mark: int) -> None:
+        """Wait until the PUBLISH ``publish`` returned ``mark`` for was handed to Redis (or failed)."""
+        while self._settled < mark and not self._closed:
+            self._drained.clear()
+            await self._drained.wait()
 
     async def flush(self) -> None:
         """Wait until every queued PUBLISH has been handed to Redis (or failed); bound it with a timeout."""
@@ -304,5 +327,6 @@ class RedisBridge:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             finally:
+                self._settled += len(batch)
                 self._writing = False
                 self._drained.set()
