@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from operations import metrics
-from stompengine.broker import Broker, get_broker
+from stompengine import runtime as runtimes  # [bus]
+from stompengine.broker import Broker
 from stompengine.broker.destinations import (
     APP_PREFIX,
     SEND,
@@ -39,6 +39,7 @@ from stompengine.broker.destinations import (
     validate_destination,
 )
 from stompengine.broker.local import Publication
+from stompengine.gating import ReplayGate, replay_then_live  # [bus]
 from stompengine.realtime.limits import (
     SendGate,
     SendLimits,
@@ -197,10 +198,14 @@ class _Reply:
     started: float = 0.0  # when the SEND was taken up (metrics: SEND -> RECEIPT)
 
 
+def _publication_seq(publication: Publication) -> int:  # [bus] a publication's number for the replay gate
+    return publication.seq
+
+
 class BrokerSubscriber:
     """The broker's handle on one subscription of one connection: pre-encoded prefix, routing key."""
 
-    __slots__ = ("auto", "connection", "floor", "held", "key", "prefix", "subscription")
+    __slots__ = ("auto", "connection", "gate", "key", "prefix", "subscription")
 
     def __init__(self, connection: StompConnection, subscription: Subscription, key: str, prefix: bytes) -> None:
         self.connection = connection
@@ -208,17 +213,14 @@ class BrokerSubscriber:
         self.key = key
         self.prefix = prefix
         self.auto = subscription.ack is AckMode.AUTO
-        # Live messages waiting while a replay is sent (None: deliver at once).
-        self.held: list[Publication] | None = None
-        # Sequenced messages up to this number were in the replay: a late live copy is a duplicate.
-        self.floor = 0
+        # [bus] A subscription with a replay: holds live messages while it is sent, then drops late copies of
+        # replayed ones (stompengine.gating, shared with the SSE stream). None: deliver at once.
+        self.gate: ReplayGate[Publication] | None = None
 
     def deliver(self, publication: Publication) -> None:
         """Queue a MESSAGE frame for this subscription (or hold it back while a replay is being sent)."""
-        if self.held is not None:
-            self.held.append(publication)
-            return
-        if publication.seq and publication.seq <= self.floor:
+        gate = self.gate
+        if gate is not None and not gate.admit(publication):
             return
         self.connection.deliver(self, publication)
 
@@ -239,8 +241,10 @@ class StompConnection:
         broker: Broker | None = None,
         registry: DestinationRegistry | None = None,
         authenticate: Authenticator | None = None,
+        runtime: runtimes.Runtime | None = None,
     ) -> None:
-        self.config = config or default_config()
+        self.runtime = runtime or runtimes.current()  # [bus] this loop's broker, configuration and parts
+        self.config = config or self.runtime.config
         self.scope = scope or {}
         self.user: Any = None
         self.session_id = secrets.token_urlsafe(12)
@@ -291,7 +295,7 @@ class StompConnection:
     def broker(self) -> Broker:
         """The broker of this connection's event loop."""
         if self._broker is None:
-            self._broker = get_broker()
+            self._broker = self.runtime.broker  # [bus]
         return self._broker
 
     async def open(self) -> None:
@@ -656,35 +660,45 @@ class StompConnection:
         subscriber = BrokerSubscriber(self, subscription, key, message_prefix(subscription.id, self._core.escaping))
         subscription.handle = subscriber
         replayers = self._registry.replayers_for(destination)
+        # [bus] begin: replay-then-live and the confirmation barrier are stompengine.gating's
         if replayers:
-            subscriber.held = []  # from the moment it is live, until the replay is out
-        await self.broker.subscribe(key, subscriber)
-        if self._closing:  # closed while Redis confirmed: the close already ran, undo our part
-            self.broker.unsubscribe(key, subscriber)
-            return
-        if replayers:
-            await self._replay(context, subscriber, replayers)
-            self._replay_ends = (*self._replay_ends, self._handed_bytes + self._queued_bytes)
+            gate = subscriber.gate = ReplayGate(_publication_seq)  # holds from the moment it is live
+            held = await replay_then_live(
+                gate,
+                lambda: self.broker.subscribe(key, subscriber),  # returns once Redis confirmed the SUBSCRIBE
+                lambda gate: self._replay(context, subscriber, replayers, gate),
+            )
             if self._closing:
                 return
+            for publication in held:
+                self.deliver(subscriber, publication)
+            if not gate.floor:
+                subscriber.gate = None  # nothing was replayed with a sequence: nothing to recognise later
+            self._replay_ends = (*self._replay_ends, self._handed_bytes + self._queued_bytes)
+        else:
+            await self.broker.subscribe(key, subscriber)
+            if self._closing:  # closed while Redis confirmed: the close already ran, undo our part
+                self.broker.unsubscribe(key, subscriber)
+                return
+        # [bus] end
         self._core.receipt(event.receipt)
         for watcher, params in self._registry.subscribed_for(destination):
             await watcher(context, **params)
 
-    async def _replay(self, context: SubscribeContext, subscriber: BrokerSubscriber, replayers: list) -> None:
-        """Send what the replay hooks return, then the live messages held meanwhile (minus duplicates)."""
-        try:
-            for replayer, params in replayers:
-                replay = await replayer(context, **params)
-                if replay is None:
-                    continue
-                for body, headers in replay.messages:
-                    self.send_to(subscriber, body, headers)
-                subscriber.floor = max(subscriber.floor, replay.after_seq)
-        finally:
-            held, subscriber.held = subscriber.held or [], None
-        for publication in held:
-            subscriber.deliver(publication)
+    async def _replay(
+        self, context: SubscribeContext, subscriber: BrokerSubscriber, replayers: list, gate: ReplayGate
+    ) -> None:
+        """[bus] Send what the replay hooks return (the gate then releases what was held meanwhile)."""
+        if self._closing:  # closed while Redis confirmed: the close already ran, undo our part
+            self.broker.unsubscribe(subscriber.key, subscriber)
+            return
+        for replayer, params in replayers:
+            replay = await replayer(context, **params)
+            if replay is None:
+                continue
+            for body, headers in replay.messages:
+                self.send_to(subscriber, body, headers)
+            gate.replayed_through(replay.after_seq)
 
     def _report_error(self, exc: Rejected, receipt: str | None) -> None:
         """A refused SEND: tell this session on /user/queue/errors; no RECEIPT, the connection stays."""
@@ -827,7 +841,7 @@ class StompConnection:
             self._writer = self._loop.create_task(self._drain())
         elif not self._write_scheduled:
             self._write_scheduled = True
-            _write_scheduler(self._loop).add(self)
+            self.runtime.attach("stomp.writes", _WriteScheduler.of_runtime).add(self)  # [bus]
 
     def _start_writer(self) -> None:
         """Drive the writer directly; only a write that has to wait (flow control) gets a task."""
@@ -954,7 +968,6 @@ class StompConnection:
             )
 
 
-_config: StompConfig | None = None
 _background: set[asyncio.Task[Any]] = set()
 _DRIVING = object()  # StompConnection._writer while _WriteScheduler drives it without a task
 _REPLAY_POLL = 0.05  # seconds between looks at the transport's buffer while a SUBSCRIBE waits for a replay slot
@@ -975,6 +988,10 @@ class _WriteScheduler:
         self._loop = loop
         self._pending: list[StompConnection] = []
 
+    @classmethod
+    def of_runtime(cls, _runtime: Any) -> _WriteScheduler:  # [bus] one per runtime (event loop)
+        return cls(asyncio.get_running_loop())
+
     def add(self, connection: StompConnection) -> None:
         """Start this connection's writer in this loop iteration's flush."""
         if not self._pending:
@@ -988,16 +1005,6 @@ class _WriteScheduler:
                 connection._start_writer()
             except Exception:
                 logger.exception("STOMP session %s: writer failed", connection.session_id)
-
-
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteScheduler] = weakref.WeakKeyDictionary()
-
-
-def _write_scheduler(loop: asyncio.AbstractEventLoop) -> _WriteScheduler:
-    scheduler = _schedulers.get(loop)
-    if scheduler is None:
-        scheduler = _schedulers[loop] = _WriteScheduler(loop)
-    return scheduler
 
 
 async def _finish(coroutine: Any, awaited: Any) -> None:
@@ -1030,17 +1037,15 @@ def _hook_done(task: asyncio.Task[Any]) -> None:
 
 
 def default_config() -> StompConfig:
-    """The StompConfig built from settings (once per process)."""
-    global _config
-    if _config is None:
-        _config = StompConfig.from_settings()
-    return _config
+    """[bus] The StompConfig of the running loop's runtime (built from settings on first use)."""
+    return runtimes.current().config
 
 
 def reset_config() -> None:
-    """Forget the cached settings (tests that change STOMP_* settings)."""
-    global _config
-    _config = None
+    """[bus] Read the settings again on next use (tests that change STOMP_* settings)."""
+    found = runtimes.existing()
+    if found is not None:
+        found.forget_settings()
 
 
 @destinations.app("/app/auth.refresh")
