@@ -392,29 +392,34 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
             raise RuntimeError(f"channel layer {settings.NOTIFICATIONS_CHANNEL_LAYER!r} is not configured")
         self.layer = layer
         self.layer_channel = await layer.new_channel()
-        gate = self.gate = ReplayGate(_event_id, limit=settings.SSE_REPLAY_BUFFER_LIMIT)
+        self.gate = ReplayGate(_event_id, limit=settings.SSE_REPLAY_BUFFER_LIMIT)
         self.receiver = asyncio.get_running_loop().create_task(self.receive_events())
         self.group = group_name(user.pk)
-        channel = self.layer_channel
+        # 2-3. Replay what the client missed, in batches; 4. then what arrived meanwhile, then live.
+        await self.replay_and_go_live(user_id=user.pk, after=last_id)
+        heartbeats.add(self)
+
+    async def replay_and_go_live(self, *, user_id: int, after: int | None) -> None:
+        """Join the group (the barrier), send the headers and the replay, then the held events; then live."""
+        gate, layer, group, channel = self.gate, self.layer, self.group, self.layer_channel
+        assert gate is not None and layer is not None and group is not None and channel is not None
 
         async def replay(gate: ReplayGate[StreamEvent]) -> None:
             await self.start()
             await self.write(encode_retry(settings.SSE_RETRY_MS))
-            await self.replay(gate, user_id=user.pk, after=last_id)
+            await self.replay(gate, user_id=user_id, after=after)
 
-        # 2-3. Replay what the client missed, in batches; 4. then what arrived meanwhile, then live.
-        held = await replay_then_live(gate, lambda: layer.group_add(self.group, channel), replay)
+        held = await replay_then_live(gate, lambda: layer.group_add(group, channel), replay)
         if held:
             await self.write(b"".join(sse_frame(e) for e in held))
             metrics.SSE_EVENTS.inc(len(held))
         replayed = len(gate.recent or ())
-        metrics.sse_replayed(last_id, replayed + len(held))
+        metrics.sse_replayed(after, replayed + len(held))
         if replayed:
             # A notification read by the replay may still have its live copy in flight (its publisher
             # commits, then publishes): remember the newest replayed ids for a while to drop that copy.
             gate.keep_newest(settings.SSE_REPLAY_BUFFER_LIMIT)
             self.forget_timer = asyncio.get_running_loop().call_later(DEDUPLICATION_WINDOW, self.forget_replayed)
-        heartbeats.add(self)
 
     async def replay(self, gate: ReplayGate[StreamEvent], *, user_id: int, after: int | None) -> None:
         """Write the stored notifications after ``after`` in batches; again from the first dropped on overflow."""

@@ -27,9 +27,17 @@ FLUSH_ON_CLOSE = 5.0  # seconds a closing runtime waits for Redis to take what w
 class Runtime:
     """One event loop's broker, configuration and attachments; ``close()`` stops them in reverse order."""
 
-    def __init__(self, *, redis_url: str | None = None, redis_prefix: str = "stomp:") -> None:
-        self.broker = Broker(redis_url=redis_url or None, redis_prefix=redis_prefix)
-        self._config: Any = None
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        redis_prefix: str = "stomp:",
+        broker: Broker | None = None,
+        config: Any = None,
+    ) -> None:
+        """``broker``/``config``: parts a test built itself (default: a new broker, settings read on first use)."""
+        self.broker = broker or Broker(redis_url=redis_url or None, redis_prefix=redis_prefix)
+        self._config: Any = config
         self._limits: Any = None
         self._attached: dict[str, Any] = {}
         self.closed = False

@@ -368,11 +368,11 @@ class FakeSockJSSession:
 
 async def test_sockjs_adapter_carries_stomp_as_text(broker, registry, monkeypatch):
     import stompengine.realtime.connection as module
+    from stompengine import runtime
     from stompengine.realtime.sockjs import StompSockJSHandler
 
-    monkeypatch.setattr(module, "default_config", config)
+    runtime.install(runtime.Runtime(broker=broker, config=config()))  # this loop's runtime: the test's parts
     monkeypatch.setattr(module, "authenticate_jwt", make_authenticator())
-    monkeypatch.setattr(module, "get_broker", lambda: broker)
     session = FakeSockJSSession()
     handler = StompSockJSHandler(session)
     await handler.on_open()
