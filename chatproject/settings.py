@@ -210,7 +210,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
-# One bus (docs/architecture.md): the channel layer rides the STOMP broker, in memory in one process and,
+# One bus (docs/bus.md): the channel layer rides the STOMP broker, in memory in one process and,
 # with REDIS_URL, over the broker's own Redis connections (one subscriber + one command connection per
 # process), so notifications, operations and chat share one cross-process mechanism.
 CHANNEL_LAYERS = {"default": {"BACKEND": "stompengine.layers.BrokerChannelLayer", "CONFIG": {"capacity": 1000}}}
