@@ -115,9 +115,12 @@ class Runtime:
         self._attached.clear()
         bridge = self.broker.bridge
         if bridge is not None:
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(FLUSH_ON_CLOSE):
                     await bridge.flush()
+            except TimeoutError:
+                logger.warning("Redis did not take the published messages within %.0f s; they may be lost",
+                               FLUSH_ON_CLOSE)  # fmt: skip
         await self.broker.close()
 
 
@@ -132,7 +135,26 @@ def current() -> Runtime:
         for stale in [known for known in _runtimes if known.is_closed()]:
             del _runtimes[stale]
         found = install(Runtime.from_settings())
+        _close_with(loop, found)
     return found
+
+
+def _close_with(loop: asyncio.AbstractEventLoop, built: Runtime) -> None:
+    """Close a runtime built on demand when its loop closes (async_to_sync's temporary loops): its Redis
+    connections are closed then, not left to the garbage collector."""
+    original = loop.close
+
+    def close() -> None:
+        if _runtimes.get(loop) is built:
+            del _runtimes[loop]
+        if not built.closed and not loop.is_running() and not loop.is_closed():
+            try:
+                loop.run_until_complete(built.close())
+            except Exception:
+                logger.debug("closing the runtime of a closing event loop failed", exc_info=True)
+        original()
+
+    loop.close = close  # type: ignore[method-assign]
 
 
 def existing() -> Runtime | None:
