@@ -1,10 +1,11 @@
 """Live operations across every worker, through the channel layer: reports for the admin, and enforcement.
 
 Each worker process runs one listener (started with its first STOMP connection) in the channel-layer
-group ``chat.ops``. The admin's operations page asks the group for reports and collects the answers for
-a moment; deactivating a user or removing a member publishes an order that every worker carries out
-on its own connections at once. SSE streams start the listener too: deactivation and logout end a user's
-notification streams on every worker.
+group ``chat.ops``, attached to the runtime of its event loop (``stompengine.runtime``); the layer is the
+bus layer, so these orders travel on the same Redis connections as chat. The admin's operations page
+asks the group for reports and collects the answers for a moment; deactivating a user or removing a
+member publishes an order that every worker carries out on its own connections at once. SSE streams
+start the listener too: deactivation and logout end a user's notification streams on every worker.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import logging
 import os
 import socket
-import uuid
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -26,17 +26,29 @@ logger = logging.getLogger(__name__)
 OPS_GROUP = "chat.ops"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
-_listeners: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+class Listener:
+    """The operations listener of one runtime: a task in the ``chat.ops`` group, restarted if it ended."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    def ensure(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(_listen(), name="chat-ops-listener")
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
 
 
 def ensure_listener() -> None:
-    """Start this process's listener on the running loop (idempotent)."""
-    loop = asyncio.get_running_loop()
-    task = _listeners.get(loop)
-    if task is None or task.done():
-        for stale in [known for known in _listeners if known.is_closed()]:
-            del _listeners[stale]
-        _listeners[loop] = loop.create_task(_listen(), name="chat-ops-listener")
+    """Start the listener of the running loop's runtime (idempotent)."""
+    from stompengine import runtime
+
+    runtime.current().attach("chat.ops", lambda _rt: Listener()).ensure()
 
 
 async def _listen() -> None:
@@ -148,9 +160,9 @@ async def collect_reports(*, wait: float = 0.7) -> list[dict[str, Any]]:
     # This process answers for itself directly: the view may run on another loop than the listener's,
     # and a listener started here would die with that loop and leave a dead member in the group.
     reports: dict[str, dict[str, Any]] = {WORKER: worker_report()}
-    # A plain channel name, not new_channel()'s process-local "…!…" one: a sync view may run this on
-    # another event loop than the listener's, and two loops of one process must not share that list.
-    reply = f"chat.ops.reply.{uuid.uuid4().hex}"
+    # A channel of this loop's runtime, live before the question goes out, so no answer can come too early
+    # (a sync view may run this on another loop than the listener's: each loop's runtime has its own).
+    reply = await layer.new_channel("chat.ops.reply.")
     await layer.group_send(OPS_GROUP, {"type": "ops.report", "reply": reply})
     deadline = asyncio.get_running_loop().time() + wait
     while True:

@@ -178,10 +178,12 @@ class RedisPresence:
     end the user's connection with an internal error.
     """
 
-    def __init__(self, url: str, prefix: str, *, lease: float, worker: str | None = None) -> None:
-        import redis.asyncio as redis
+    def __init__(self, redis: Any, prefix: str, *, lease: float, worker: str | None = None) -> None:
+        if isinstance(redis, str):  # a URL (tests); the server passes its bus's command connection
+            import redis.asyncio as aioredis
 
-        self._redis = redis.from_url(url)
+            redis = aioredis.from_url(redis)
+        self._redis = redis
         self._prefix = prefix
         self.lease = lease
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -347,6 +349,12 @@ class Presence:
             if await self.store.leave(room, user):
                 self.announce(room, "leave", user)
 
+    async def close(self) -> None:
+        """Stop the store's lease renewal, if it has one (its runtime is closing)."""
+        stop = getattr(self.store, "stop", None)
+        if stop is not None:
+            await stop()
+
     async def flush(self) -> None:
         """Count every waiting leave now (graceful shutdown), and wait for those already under way."""
         for key in list(self._timers):
@@ -363,34 +371,31 @@ def _announce(room: str, kind: str, user: str) -> None:
     broker.publish(presence_topic(room), {"type": kind, "user": user})
 
 
-_presences: dict[asyncio.AbstractEventLoop, Presence] = {}
+def _build(runtime: Any) -> Presence:
+    store: PresenceStore
+    if runtime.commands is not None:
+        # The bus's command connection: presence opens no Redis client of its own.
+        redis_store = RedisPresence(runtime.commands, settings.STOMP_REDIS_PREFIX, lease=settings.CHAT_PRESENCE_LEASE)
+        redis_store.announce = _announce
+        redis_store.start()
+        store = redis_store
+    else:
+        store = MemoryPresence()
+    return Presence(store, announce=_announce, debounce=settings.CHAT_PRESENCE_DEBOUNCE_MS / 1000)
 
 
 def presence() -> Presence:
-    """The presence of the running event loop (Redis when REDIS_URL is set)."""
-    loop = asyncio.get_running_loop()
-    found = _presences.get(loop)
-    if found is None:
-        for stale in [known for known in _presences if known.is_closed()]:
-            del _presences[stale]
-        store: PresenceStore
-        if settings.REDIS_URL:
-            redis_store = RedisPresence(
-                settings.REDIS_URL, settings.STOMP_REDIS_PREFIX, lease=settings.CHAT_PRESENCE_LEASE
-            )
-            redis_store.announce = _announce
-            redis_store.start()
-            store = redis_store
-        else:
-            store = MemoryPresence()
-        found = _presences[loop] = Presence(
-            store, announce=_announce, debounce=settings.CHAT_PRESENCE_DEBOUNCE_MS / 1000
-        )
-    return found
+    """The presence of the running event loop's runtime (Redis when the bus has Redis)."""
+    from stompengine import runtime
+
+    return runtime.current().attach("chat.presence", _build)
 
 
 async def presence_flush() -> None:
     """Graceful shutdown: count the waiting leaves of this loop's presence now."""
-    found = _presences.get(asyncio.get_running_loop())
-    if found is not None:
-        await found.flush()
+    from stompengine import runtime
+
+    found = runtime.existing()
+    part = found.attached("chat.presence") if found is not None else None
+    if part is not None:
+        await part.flush()

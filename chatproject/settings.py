@@ -210,17 +210,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # A read timeout longer than the layer's 5 s blocking pop: with redis-py 8's default of 5 s an idle
-            # receive() (the operations listener, chat/ops.py) failed every few seconds with a logged traceback.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1000, "expiry": 60},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# One bus (docs/bus.md): the channel layer rides the STOMP broker, in memory in one process and,
+# with REDIS_URL, over the broker's own Redis connections (one subscriber + one command connection per
+# process), so notifications, operations and chat share one cross-process mechanism.
+CHANNEL_LAYERS = {"default": {"BACKEND": "stompengine.layers.BrokerChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 # Throttle counters (and anything else cached) must be shared by every process once there are several.
 if REDIS_URL:
@@ -460,22 +453,10 @@ SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 20, minimum=1)
 # the counts of a worker that died expire after at most that long.
 CHAT_PRESENCE_DEBOUNCE_MS = env_int("CHAT_PRESENCE_DEBOUNCE_MS", 1000)
 CHAT_PRESENCE_LEASE = env_float("CHAT_PRESENCE_LEASE", 30.0, minimum=1.0)
-# Notifications travel on their own channel layer alias. With Redis it is channels_redis' pub/sub layer:
-# one PUBLISH per notification pushed to every process, no per-process queue to overflow, and a
-# disconnect never interrupts a blocking pop shared by the process's other streams (the core layer's
-# design, which under redis-py 8 can also hang a cancelled receive). Pub/sub is at-most-once;
-# Last-Event-ID replay from the database covers a stream that lost its connection.
+# Notifications name their channel layer alias (notifications/publishing.py): the same bus layer. Pub/sub is
+# at-most-once; Last-Event-ID replay from the database covers a stream that lost its connection.
 NOTIFICATIONS_CHANNEL_LAYER = "notifications"
-if REDIS_URL:
-    CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "notifications"},
-    }
-else:
-    CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = {
-        "BACKEND": "channels.layers.InMemoryChannelLayer",
-        "CONFIG": {"capacity": 1000},
-    }
+CHANNEL_LAYERS[NOTIFICATIONS_CHANNEL_LAYER] = CHANNEL_LAYERS["default"]
 
 # --- CORS, CSRF, TLS behind a proxy ---------------------------------------------------------------------
 # django-cors-headers asks ORIGIN_MATCHER through its check_request_enabled signal (chatproject/apps.py),

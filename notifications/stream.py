@@ -4,9 +4,9 @@ No thread and no database connection is held by an open stream: authentication a
 through ``database_sync_to_async`` and return; live events arrive through the channel layer already
 encoded as JSON. Resume without gap or duplicate (Last-Event-ID header or ``?last_event_id=``):
 
-1. join the recipient's group and wait for a barrier message to come back through it, so every event
-   committed from now on reaches this consumer (a Redis SUBSCRIBE is otherwise unacknowledged);
-2. hold the live events that arrive while replaying (``Replay``);
+1. join the recipient's group: the bus layer returns once the group's subscription is live, so every
+   event committed from now on reaches this consumer (the barrier of ``stompengine.gating``);
+2. hold the live events that arrive while replaying (a ``ReplayGate``, as STOMP's ``since-id`` does);
 3. replay the stored notifications after the client's id in batches, oldest first;
 4. send the held events that the replay did not already contain, then write live events directly
    (a live copy of a notification the replay already sent, still in flight, is recognised and dropped).
@@ -28,9 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -50,6 +48,7 @@ from notifications.publishing import EVENT_TYPE, StreamEvent, channel_layer, gro
 from notifications.sse import Event, encode_comment, encode_event, encode_retry
 from notifications.tickets import StreamUnauthorized, stream_identity_resolve
 from operations import metrics
+from stompengine.gating import ReplayGate, replay_then_live
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +58,6 @@ APPLICATION_JSON = b"application/json"
 MAX_LAST_EVENT_ID = 2**63 - 1
 PREFLIGHT_MAX_AGE = b"3600"
 ALLOWED_REQUEST_HEADERS = b"accept, authorization, cache-control, last-event-id"
-BARRIER_TYPE = "notification.barrier"
-BARRIER_ATTEMPTS = 8
-BARRIER_WAIT = 0.25  # seconds, times the attempt number
 TASK_EXIT_TIMEOUT = 5.0  # seconds a disconnect waits for its cancelled tasks
 HEARTBEAT_MAX_TICK = 1.0  # seconds between the heart-beat task's looks at the streams
 HEARTBEAT_SLICE = 100  # heart-beat writes between yields to the event loop
@@ -109,83 +105,7 @@ class StreamRegistry:
             "heartbeat_streams": len(heartbeats.streams),
             "asyncio_tasks": len(asyncio.all_tasks()),
             "users": len(self.by_user),
-            "barriers_sent": confirmations.barriers_sent,
         }
-
-
-class GroupConfirmations:
-    """Which user groups this process is known to be subscribed to, confirmed once per subscription.
-
-    A Redis pub/sub SUBSCRIBE is not acknowledged to the caller, so the first stream of a user in this
-    process sends a barrier through the group and waits for it to come back. Every later stream of that
-    user joins a subscription that has been active since that barrier returned (the layer keeps it while
-    any of the user's streams here is in the group), so it needs no barrier of its own. One barrier per
-    subscription, not per stream: a barrier reaches every stream of the group in this process, and one
-    per stream made the cost grow with the square of a user's streams.
-    """
-
-    def __init__(self) -> None:
-        self.members: defaultdict[str, set[NotificationStreamConsumer]] = defaultdict(set)
-        self.confirmed: set[str] = set()
-        self.pending: dict[str, tuple[str, asyncio.Future[None], asyncio.Task[None]]] = {}
-        self.barriers_sent = 0
-
-    def joining(self, group: str, stream: NotificationStreamConsumer) -> None:
-        """Call right before ``group_add``, with no await in between."""
-        self.members[group].add(stream)
-
-    def leaving(self, group: str, stream: NotificationStreamConsumer) -> None:
-        """Call right before ``group_discard``, with no await in between: the last one out unconfirms."""
-        members = self.members.get(group)
-        if members is not None:
-            members.discard(stream)
-            if not members:
-                del self.members[group]
-                self.confirmed.discard(group)
-                pending = self.pending.pop(group, None)
-                if pending is not None:
-                    pending[2].cancel()
-
-    async def wait_confirmed(self, layer: BaseChannelLayer, group: str) -> None:
-        """Return once the group's subscription in this process is known to be active."""
-        if group in self.confirmed:
-            return
-        pending = self.pending.get(group)
-        if pending is None:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            token = uuid.uuid4().hex
-            task = asyncio.get_running_loop().create_task(self._confirm(layer, group, token, future))
-            pending = self.pending[group] = (token, future, task)
-        await asyncio.shield(pending[1])
-
-    def barrier_returned(self, group: str | None, token: object) -> None:
-        pending = self.pending.get(group) if group is not None else None
-        if pending is not None and token == pending[0]:
-            del self.pending[group]  # type: ignore[arg-type]
-            self.confirmed.add(group)  # type: ignore[arg-type]
-            if not pending[1].done():
-                pending[1].set_result(None)
-
-    async def _confirm(self, layer: BaseChannelLayer, group: str, token: str, future: asyncio.Future[None]) -> None:
-        try:
-            for attempt in range(1, BARRIER_ATTEMPTS + 1):
-                self.barriers_sent += 1
-                await layer.group_send(group, {"type": BARRIER_TYPE, "token": token})
-                try:
-                    await asyncio.wait_for(asyncio.shield(future), timeout=BARRIER_WAIT * attempt)
-                    return
-                except TimeoutError:
-                    logger.info("stream group subscription not confirmed yet (attempt %d)", attempt)
-            raise RuntimeError(f"the channel layer did not confirm the subscription to {group}")
-        except asyncio.CancelledError:
-            if not future.done():
-                future.cancel()
-            raise
-        except Exception as exc:
-            if self.pending.get(group, (None,))[0] == token:
-                del self.pending[group]
-            if not future.done():
-                future.set_exception(exc)
 
 
 class Heartbeats:
@@ -232,7 +152,6 @@ class Heartbeats:
 registry = StreamRegistry()
 _closing: set[asyncio.Task[None]] = set()  # close events being written (a reference until they are)
 heartbeats = Heartbeats()
-confirmations = GroupConfirmations()
 
 
 def close_user_streams(user_id: int, *, code: str, detail: str) -> int:
@@ -241,6 +160,10 @@ def close_user_streams(user_id: int, *, code: str, detail: str) -> int:
     for stream in streams:
         stream.revoke(code, detail)
     return len(streams)
+
+
+def _event_id(event: StreamEvent) -> int:
+    return event.id
 
 
 def sse_frame(event: StreamEvent) -> bytes:
@@ -284,27 +207,6 @@ def session_key(scope: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass
-class Replay:
-    """The connect phase: live events held back while stored ones are replayed."""
-
-    limit: int
-    held: deque[StreamEvent] = field(default_factory=deque)
-    replayed_ids: set[int] = field(default_factory=set)
-    overflowed: bool = False
-    lowest_dropped: int | None = None
-
-    def hold(self, event: StreamEvent) -> None:
-        if self.overflowed or len(self.held) >= self.limit:
-            # Everything held is stored (published only after commit): another replay pass finds it.
-            self.overflowed = True
-            lowest = min([event.id, *(e.id for e in self.held)])
-            self.lowest_dropped = lowest if self.lowest_dropped is None else min(self.lowest_dropped, lowest)
-            self.held.clear()
-            return
-        self.held.append(event)
-
-
 class NotificationStreamConsumer(AsyncHttpConsumer):
     """One open EventSource: authenticate, join the user's group, replay, then relay live events.
 
@@ -322,11 +224,10 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
         self.layer: BaseChannelLayer | None = None
         self.layer_channel: str | None = None
         self.group: str | None = None
-        self.replay: Replay | None = None
+        # Holds live events while the stored ones are replayed, then drops late copies of replayed ones.
+        self.gate: ReplayGate[StreamEvent] | None = None
         self.user_id: int | None = None
         self.expiry_timer: asyncio.TimerHandle | None = None
-        self.live = False
-        self.recently_replayed: set[int] | None = None
         self.forget_timer: asyncio.TimerHandle | None = None
         self.started = False
         self.finished = False
@@ -390,8 +291,6 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
                 kind = message.get("type")
                 if kind == EVENT_TYPE:
                     await self.notification_event(message)
-                elif kind == BARRIER_TYPE:
-                    confirmations.barrier_returned(self.group, message.get("token"))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -437,12 +336,9 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
     async def notification_event(self, message: dict[str, Any]) -> None:
         """A live notification for this stream's user."""
         event = StreamEvent(recipient_id=0, id=int(message["id"]), kind=message["kind"], data=message["data"])
-        if self.live:
-            if self.recently_replayed is None or event.id not in self.recently_replayed:
-                await self.write(sse_frame(event))
-                metrics.SSE_EVENTS.inc()
-        elif self.replay is not None:
-            self.replay.hold(event)
+        if self.gate is not None and self.gate.admit(event):
+            await self.write(sse_frame(event))
+            metrics.SSE_EVENTS.inc()
 
     # --- The connect phase ---------------------------------------------------------------------------
 
@@ -496,21 +392,37 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
             raise RuntimeError(f"channel layer {settings.NOTIFICATIONS_CHANNEL_LAYER!r} is not configured")
         self.layer = layer
         self.layer_channel = await layer.new_channel()
-        self.replay = Replay(limit=settings.SSE_REPLAY_BUFFER_LIMIT)
+        self.gate = ReplayGate(_event_id, limit=settings.SSE_REPLAY_BUFFER_LIMIT)
         self.receiver = asyncio.get_running_loop().create_task(self.receive_events())
         self.group = group_name(user.pk)
-        confirmations.joining(self.group, self)
-        await layer.group_add(self.group, self.layer_channel)
-        await confirmations.wait_confirmed(layer, self.group)
-        await self.start()
-        await self.write(encode_retry(settings.SSE_RETRY_MS))
         # 2-3. Replay what the client missed, in batches; 4. then what arrived meanwhile, then live.
         await self.replay_and_go_live(user_id=user.pk, after=last_id)
         heartbeats.add(self)
 
     async def replay_and_go_live(self, *, user_id: int, after: int | None) -> None:
-        replay = self.replay
-        assert replay is not None
+        """Join the group (the barrier), send the headers and the replay, then the held events; then live."""
+        gate, layer, group, channel = self.gate, self.layer, self.group, self.layer_channel
+        assert gate is not None and layer is not None and group is not None and channel is not None
+
+        async def replay(gate: ReplayGate[StreamEvent]) -> None:
+            await self.start()
+            await self.write(encode_retry(settings.SSE_RETRY_MS))
+            await self.replay(gate, user_id=user_id, after=after)
+
+        held = await replay_then_live(gate, lambda: layer.group_add(group, channel), replay)
+        if held:
+            await self.write(b"".join(sse_frame(e) for e in held))
+            metrics.SSE_EVENTS.inc(len(held))
+        replayed = len(gate.recent or ())
+        metrics.sse_replayed(after, replayed + len(held))
+        if replayed:
+            # A notification read by the replay may still have its live copy in flight (its publisher
+            # commits, then publishes): remember the newest replayed ids for a while to drop that copy.
+            gate.keep_newest(settings.SSE_REPLAY_BUFFER_LIMIT)
+            self.forget_timer = asyncio.get_running_loop().call_later(DEDUPLICATION_WINDOW, self.forget_replayed)
+
+    async def replay(self, gate: ReplayGate[StreamEvent], *, user_id: int, after: int | None) -> None:
+        """Write the stored notifications after ``after`` in batches; again from the first dropped on overflow."""
         batch_size = settings.SSE_REPLAY_BATCH
         cursor = after
         while True:
@@ -521,44 +433,27 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
                     )
                     if events:
                         cursor = events[-1].id
-                        fresh = [e for e in events if e.id not in replay.replayed_ids]
-                        replay.replayed_ids.update(e.id for e in fresh)
+                        fresh = set(gate.replayed([e.id for e in events]))
                         if fresh:
-                            await self.write(b"".join(sse_frame(e) for e in fresh))
+                            await self.write(b"".join(sse_frame(e) for e in events if e.id in fresh))
                             metrics.SSE_EVENTS.inc(len(fresh))
                     if len(events) < batch_size:
                         break
-            if not replay.overflowed:
-                break
             # Too much arrived while replaying: it is all stored, so replay again from where the
             # dropped events start (a client without Last-Event-ID gets them from the first dropped).
-            assert replay.lowest_dropped is not None
-            cursor = replay.lowest_dropped - 1 if cursor is None else min(cursor, replay.lowest_dropped - 1)
-            replay.overflowed, replay.lowest_dropped = False, None
-        while replay.held:
-            event = replay.held.popleft()
-            if event.id not in replay.replayed_ids:
-                replay.replayed_ids.add(event.id)
-                await self.write(sse_frame(event))
-                metrics.SSE_EVENTS.inc()
-        # No await between the empty check above and this line: nothing can slip in between.
-        self.live = True
-        metrics.sse_replayed(after, len(replay.replayed_ids))
-        self.replay = None
-        if replay.replayed_ids:
-            # A notification read by the replay may still have its live copy in flight (its publisher
-            # commits, then publishes): remember the newest replayed ids for a while to drop that copy.
-            self.recently_replayed = set(sorted(replay.replayed_ids)[-settings.SSE_REPLAY_BUFFER_LIMIT :])
-            self.forget_timer = asyncio.get_running_loop().call_later(DEDUPLICATION_WINDOW, self.forget_replayed)
+            again = gate.take_overflow()
+            if again is None:
+                return
+            cursor = again if cursor is None else min(cursor, again)
 
     def forget_replayed(self) -> None:
-        self.recently_replayed = None
+        if self.gate is not None:
+            self.gate.forget_replayed()
         self.forget_timer = None
 
     async def leave_group(self) -> None:
         if self.group is not None and self.layer is not None and self.layer_channel is not None:
             group, self.group = self.group, None
-            confirmations.leaving(group, self)
             try:
                 await self.layer.group_discard(group, self.layer_channel)
             except Exception:

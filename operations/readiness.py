@@ -16,7 +16,6 @@ from operations import metrics
 
 logger = logging.getLogger(__name__)
 _draining = False
-_redis_clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
 
 def mark_draining() -> None:
@@ -54,23 +53,22 @@ def _database_ok() -> tuple[bool, str]:
 
 
 async def _redis_ok(url: str, limit: float) -> tuple[bool, str]:
-    """PING Redis, then ask the broker of this loop whether its subscriber connection is live."""
-    import redis.asyncio as aioredis
+    """PING Redis over the bus's command connection, then ask the broker whether its subscriptions are live.
 
-    loop = asyncio.get_running_loop()
-    client = _redis_clients.get(loop)
+    ``url`` is the bus's (``REDIS_URL``): readiness opens no Redis client of its own.
+    """
+    from stompengine import runtime
+
+    bus = runtime.current()
+    client = bus.commands
     if client is None:
-        client = _redis_clients[loop] = aioredis.Redis.from_url(url, socket_timeout=limit,
-                                                               socket_connect_timeout=limit)  # fmt: skip
+        return False, f"the bus of this process has no Redis (REDIS_URL is {url!r} in the check only)"
     try:
         async with asyncio.timeout(limit):
             await client.ping()
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
-    from stompengine.broker import _brokers
-
-    broker = _brokers.get(loop)
-    bridge = getattr(broker, "bridge", None)
+    bridge = bus.broker.bridge
     if bridge is not None and bridge.subscribed_keys and not bridge.connected:
         return False, "the broker's Redis subscriptions are not live (reconnecting)"
     return True, "ok"

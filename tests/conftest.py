@@ -96,14 +96,12 @@ def application():
 
 @pytest.fixture
 async def fresh_broker():
-    """A new broker and STOMP configuration (settings read again) for the test, closed after it."""
-    from stompengine.broker import reset_brokers
-    from stompengine.connection import reset_config
+    """A runtime of the test's own (a new broker, settings read again), closed after it."""
+    from stompengine import runtime
 
-    reset_config()
-    yield
-    await reset_brokers()
-    reset_config()
+    built = runtime.install(runtime.Runtime.from_settings())
+    yield built
+    await runtime.uninstall()
 
 
 # --- Real server processes -----------------------------------------------------------------------------

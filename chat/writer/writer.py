@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -209,7 +208,6 @@ class ChatWriter:
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
-_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ChatWriter] = weakref.WeakKeyDictionary()
 
 
 def writer_executor() -> ThreadPoolExecutor:
@@ -222,12 +220,10 @@ def writer_executor() -> ThreadPoolExecutor:
 
 
 def get_writer() -> ChatWriter:
-    """The writer of the running event loop (one per process in a server)."""
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = ChatWriter.from_settings()
-    return writer
+    """The writer attached to the running event loop's runtime (one per process in a server)."""
+    from stompengine import runtime
+
+    return runtime.current().attach("chat.writer", lambda _rt: ChatWriter.from_settings())
 
 
 async def message_writes_submit(unit: Sequence[MessageWrite]) -> tuple[WriteEvent, ...]:

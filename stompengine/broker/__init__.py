@@ -18,7 +18,6 @@ the event loop's thread alike. From another thread (sync views run in one) use `
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from typing import Any
@@ -42,28 +41,19 @@ __all__ = [
     "reset_brokers",
 ]
 
-_brokers: dict[asyncio.AbstractEventLoop, Broker] = {}
-
 
 def get_broker() -> Broker:
-    """The broker of the running event loop (one per process in a server; one per test loop in tests)."""
-    from django.conf import settings
+    """The broker of the running event loop's runtime (``stompengine.runtime.current()``)."""
+    from stompengine import runtime
 
-    loop = asyncio.get_running_loop()
-    broker = _brokers.get(loop)
-    if broker is None:
-        for stale in [known for known in _brokers if known.is_closed()]:
-            del _brokers[stale]
-        broker = Broker(redis_url=settings.REDIS_URL or None, redis_prefix=settings.STOMP_REDIS_PREFIX)
-        _brokers[loop] = broker
-    return broker
+    return runtime.current().broker
 
 
 async def reset_brokers() -> None:
-    """Close and forget the running loop's broker (tests)."""
-    broker = _brokers.pop(asyncio.get_running_loop(), None)
-    if broker is not None:
-        await broker.close()
+    """Close and forget the running loop's runtime, broker included (tests)."""
+    from stompengine import runtime
+
+    await runtime.uninstall()
 
 
 def publish(
@@ -94,20 +84,15 @@ def publish_sync(destination: str, body: Body, *, user_id: Any = None, **kwargs:
         # In a server, async_to_sync runs this on the server's loop, whose broker has the subscribers.
         # Elsewhere (a management command, a shell) the loop is a temporary one: its broker only
         # reaches other processes through Redis, so wait for the hand-off and close it again.
-        temporary = asyncio.get_running_loop() not in _brokers
+        from stompengine import runtime
+
+        temporary = runtime.existing() is None
         if user_id is None:
             publish(destination, body, **kwargs)
         else:
             publish_to_user(user_id, destination, body, **kwargs)
         if temporary:
-            broker = get_broker()
-            if broker.bridge is not None:
-                try:
-                    async with asyncio.timeout(5.0):
-                        await broker.bridge.flush()
-                except TimeoutError:
-                    logger.warning("Redis did not take a published message within 5 s; it may be lost")
-            await reset_brokers()
+            await runtime.uninstall()  # waits (bounded) for Redis to take the message first
 
     async_to_sync(run)()
 

@@ -1,12 +1,14 @@
 """Cross-process fan-out over Redis pub/sub: one Redis subscription per routing key per process, refcounted.
 
 Routing (which keys, which local subscribers) is the broker's; this module only moves bytes and keeps
-the Redis connections alive. Two connections per process: one subscribed (a reader task), one for
-PUBLISH (a writer task that pipelines whatever accumulated, so messages keep their publish order and
-a burst costs one round trip). When Redis goes away, local delivery is unaffected: publishes are
-dropped with a warning and the subscriber reconnects with backoff, resubscribing every key that still
-has local subscribers. The owner hears of both (``on_unrouted`` with the payloads no subscriber got,
-``on_disconnect`` when the subscriber connection drops), since it may be waiting for those echoes.
+the Redis connections alive. Two connections per process: one subscribed (a reader task, started with
+the first subscription), one for PUBLISH (a writer task that pipelines whatever accumulated, so messages
+keep their publish order and a burst costs one round trip) that the process's other Redis commands share
+(``commands``: presence, the per-user budget, the readiness PING). When Redis goes away, local delivery
+is unaffected: publishes are dropped with a warning and the subscriber reconnects with backoff,
+resubscribing every key that still has local subscribers. The owner hears of both (``on_unrouted`` with
+the payloads no subscriber got, ``on_disconnect`` when the subscriber connection drops), since it may be
+waiting for those echoes.
 """
 
 from __future__ import annotations
@@ -58,12 +60,16 @@ class RedisBridge:
         self._outbox: list[tuple[bytes, bytes]] = []
         self._outbox_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._ready = asyncio.Event()  # set while the subscriber connection is up
         self._dropped = 0
         self._writing = False
         self._drained = asyncio.Event()  # set each time the writer finishes a batch
         self._publisher_stale = False  # the subscriber saw Redis go: the PUBLISH connection died with it
+        self._queued = 0  # PUBLISHes queued ever
+        self._settled = 0  # of those, how many were handed to Redis (or failed, or were dropped)
 
     # -- public ---------------------------------------------------------------------------------------------
     @property
@@ -86,7 +92,7 @@ class RedisBridge:
             if pending is not None:
                 await self._wait(pending)
             return
-        self._start()
+        self._start(reader=True)
         confirmation = asyncio.get_running_loop().create_future()
         self._confirmations[channel] = confirmation
         try:
@@ -118,23 +124,45 @@ class RedisBridge:
         pending = self._confirmations.get(self._channel(key))
         return pending is None or pending.done()
 
-    def publish(self, key: str, payload: bytes) -> None:
-        """Queue a PUBLISH; the writer task sends queued messages in order, pipelined."""
+    @property
+    def commands(self) -> aioredis.Redis | None:
+        """The command connection (PUBLISH, and the commands of the process's other parts: presence, budgets,
+        PING); None once closed."""
+        self._connect_client()
+        return self._client
+
+    def publish(self, key: str, payload: bytes) -> int:
+        """Queue a PUBLISH; the writer task sends queued messages in order, pipelined. Returns its mark
+        for ``settled``."""
         if self._closed:
-            return
+            return 0
         self._start()
         self._outbox.append((self._channel(key), payload))
+        self._queued += 1
         self._outbox_ready.set()
         if len(self._outbox) > OUTBOX_LIMIT:
             _, oldest = self._outbox.pop(0)
+            self._settled += 1
             self._dropped += 1
             if self._dropped % 1000 == 1:
                 logger.warning("Redis is not keeping up: dropped %d cross-process messages so far", self._dropped)
             self._unrouted([oldest])
+        return self._queued
+
+    @property
+    def queued(self) -> int:
+        """The mark of the newest queued PUBLISH (for ``settled``)."""
+        return self._queued
+
+    async def settled(self, mark: int) -> None:
+        """Wait until the PUBLISH ``publish`` returned ``mark`` for was handed to Redis (or failed)."""
+        while self._settled < mark and not self._closed and self._writer_alive():
+            self._drained.clear()
+            await self._drained.wait()
 
     async def flush(self) -> None:
         """Wait until every queued PUBLISH has been handed to Redis (or failed); bound it with a timeout."""
-        while self._outbox or self._writing:
+        while (self._outbox or self._writing) and self._writer_alive():
             self._drained.clear()
             await self._drained.wait()
 
@@ -158,14 +186,26 @@ class RedisBridge:
     def _channel(self, key: str) -> bytes:
         return self._prefix_bytes + key.encode("utf-8")
 
-    def _start(self) -> None:
-        if self._tasks or self._closed:
+    def _connect_client(self) -> None:
+        if self._client is None and not self._closed:
+            self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, socket_keepalive=True)
+
+    def _start(self, *, reader: bool = False) -> None:
+        """Start the writer task, and the reader too when asked: a process that only publishes (a command,
+        a sync caller's temporary loop) never opens the subscriber connection."""
+        if self._closed:
             return
-        self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, socket_keepalive=True)
-        self._tasks = [
-            asyncio.get_running_loop().create_task(self._read_forever(), name="stomp-redis-reader"),
-            asyncio.get_running_loop().create_task(self._write_forever(), name="stomp-redis-writer"),
-        ]
+        self._connect_client()
+        loop = asyncio.get_running_loop()
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_forever(), name="stomp-redis-writer")
+            self._tasks.append(self._writer)
+        if reader and self._reader is None:
+            self._reader = loop.create_task(self._read_forever(), name="stomp-redis-reader")
+            self._tasks.append(self._reader)
+
+    def _writer_alive(self) -> bool:
+        return self._writer is not None and not self._writer.done()
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -304,5 +344,6 @@ class RedisBridge:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             finally:
+                self._settled += len(batch)
                 self._writing = False
                 self._drained.set()

@@ -70,18 +70,18 @@ class StompConfig:
         )
 
 
-_config: StompConfig | None = None
-
-
 def default_config() -> StompConfig:
-    """The StompConfig built from settings (once per process)."""
-    global _config
-    if _config is None:
-        _config = StompConfig.from_settings()
-    return _config
+    """The StompConfig of the running loop's runtime (built from settings on first use)."""
+    from stompengine import runtime as runtimes
+
+    config: StompConfig = runtimes.current().config
+    return config
 
 
 def reset_config() -> None:
-    """Forget the cached settings (tests that change STOMP_* settings)."""
-    global _config
-    _config = None
+    """Read the settings again on next use (tests that change STOMP_* settings)."""
+    from stompengine import runtime as runtimes
+
+    found = runtimes.existing()
+    if found is not None:
+        found.forget_settings()

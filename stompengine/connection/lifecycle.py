@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from operations import metrics
+from stompengine import runtime as runtimes
 from stompengine.auth import Authenticator
-from stompengine.broker import Broker, get_broker
+from stompengine.broker import Broker
 from stompengine.connection import auth
 from stompengine.connection.clock import Clock, LoopClock
-from stompengine.connection.config import StompConfig, default_config
+from stompengine.connection.config import StompConfig
 from stompengine.connection.handle import ConnectionHandle
 from stompengine.connection.keepalive import Keepalive
 from stompengine.connection.outbound import Outbound, Transport, WriteScheduler
@@ -65,8 +65,10 @@ class StompConnection(SendsMixin):
         registry: DestinationRegistry | None = None,
         clock: Clock | None = None,
         authenticator: Authenticator | None = None,
+        runtime: runtimes.Runtime | None = None,
     ) -> None:
-        self.config = config or default_config()
+        self.runtime = runtime or runtimes.current()  # this loop's broker, configuration and parts
+        self.config = config or self.runtime.config
         self._authenticator = authenticator or self.config.authenticator
         self.scope = scope or {}
         self.user = None
@@ -81,7 +83,8 @@ class StompConnection(SendsMixin):
         self._clock = clock or LoopClock(self._loop)
         self._keepalive = Keepalive(self, self._clock)
         config = self.config
-        self._out = Outbound(transport, write_scheduler(self._loop), send_queue_limit=config.send_queue_limit,
+        scheduler = self.runtime.attach("stomp.writes", _write_scheduler)
+        self._out = Outbound(transport, scheduler, send_queue_limit=config.send_queue_limit,
                              max_unsent_bytes=config.max_unsent_bytes, coalesce_bytes=config.coalesce_bytes,
                              session_id=self.session_id)  # fmt: skip
         self._out.on_slow = self._slow_consumer
@@ -110,7 +113,7 @@ class StompConnection(SendsMixin):
     def broker(self) -> Broker:
         """The broker of this connection's event loop."""
         if self._broker is None:
-            self._broker = get_broker()
+            self._broker = self.runtime.broker
         return self._broker
 
     @property
@@ -345,12 +348,6 @@ class StompConnection(SendsMixin):
         self._out.close(code)
 
 
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriteScheduler] = weakref.WeakKeyDictionary()
-
-
-def write_scheduler(loop: asyncio.AbstractEventLoop) -> WriteScheduler:
-    """The write scheduler of an event loop (one per loop: its connections' writes share its task)."""
-    scheduler = _schedulers.get(loop)
-    if scheduler is None:
-        scheduler = _schedulers[loop] = WriteScheduler(loop)
-    return scheduler
+def _write_scheduler(_runtime: runtimes.Runtime) -> WriteScheduler:
+    """The write scheduler of a runtime (one per event loop: its connections' writes share its task)."""
+    return WriteScheduler(asyncio.get_running_loop())

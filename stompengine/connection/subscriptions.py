@@ -22,6 +22,7 @@ from stompengine.broker.destinations import (
 )
 from stompengine.broker.local import Publication
 from stompengine.connection.state import ERRORS_DESTINATION, ConnectionBase
+from stompengine.gating import ReplayGate, replay_then_live
 from stompengine.realtime.registry import Denied, Rejected, Replayer, SubscribeContext
 from stompengine.stomp.codec import message_prefix
 from stompengine.stomp.errors import ProtocolViolation
@@ -34,10 +35,15 @@ _REPLAY_POLL = 0.05  # seconds between looks at the transport's buffer while a S
 background: set[asyncio.Task[Any]] = set()
 
 
+def _publication_seq(publication: Publication) -> int:
+    """A publication's number for the replay gate (0: unsequenced)."""
+    return publication.seq
+
+
 class BrokerSubscriber:
     """The broker's handle on one subscription of one connection: pre-encoded prefix, routing key."""
 
-    __slots__ = ("auto", "connection", "floor", "held", "key", "prefix", "subscription")
+    __slots__ = ("auto", "connection", "gate", "key", "prefix", "subscription")
 
     def __init__(self, connection: SubscriptionsMixin, subscription: Subscription, key: str, prefix: bytes) -> None:
         self.connection = connection
@@ -45,17 +51,14 @@ class BrokerSubscriber:
         self.key = key
         self.prefix = prefix
         self.auto = subscription.ack is AckMode.AUTO
-        # Live messages waiting while a replay is sent (None: deliver at once).
-        self.held: list[Publication] | None = None
-        # Sequenced messages up to this number were in the replay: a late live copy is a duplicate.
-        self.floor = 0
+        # A subscription with a replay: holds live messages while it is sent, then drops late copies of
+        # replayed ones (stompengine.gating, shared with the SSE stream). None: deliver at once.
+        self.gate: ReplayGate[Publication] | None = None
 
     def deliver(self, publication: Publication) -> None:
         """Queue a MESSAGE frame for this subscription (or hold it back while a replay is being sent)."""
-        if self.held is not None:
-            self.held.append(publication)
-            return
-        if publication.seq and publication.seq <= self.floor:
+        gate = self.gate
+        if gate is not None and not gate.admit(publication):
             return
         self.connection.deliver(self, publication)
 
@@ -204,15 +207,24 @@ class SubscriptionsMixin(ConnectionBase):
         subscription.handle = subscriber
         replayers = self._registry.replayers_for(destination)
         if replayers:
-            subscriber.held = []  # from the moment it is live, until the replay is out
-        await self.broker.subscribe(key, subscriber)
-        if self._out.closing:  # closed while Redis confirmed: the close already ran, undo our part
-            self.broker.unsubscribe(key, subscriber)
-            return
-        if replayers:
-            await self._replay(context, subscriber, replayers)
-            self._replay_ends = (*self._replay_ends, self._out.handed_bytes + self._out.queued_bytes)
+            # Replay-then-live and the confirmation barrier are stompengine.gating's (shared with SSE).
+            gate = subscriber.gate = ReplayGate(_publication_seq)  # holds from the moment it is live
+            held = await replay_then_live(
+                gate,
+                lambda: self.broker.subscribe(key, subscriber),  # returns once Redis confirmed the SUBSCRIBE
+                lambda gate: self._replay(context, subscriber, replayers, gate),
+            )
             if self._out.closing:
+                return
+            for publication in held:
+                self.deliver(subscriber, publication)
+            if not gate.floor:
+                subscriber.gate = None  # nothing was replayed with a sequence: nothing to recognise later
+            self._replay_ends = (*self._replay_ends, self._out.handed_bytes + self._out.queued_bytes)
+        else:
+            await self.broker.subscribe(key, subscriber)
+            if self._out.closing:  # closed while Redis confirmed: the close already ran, undo our part
+                self.broker.unsubscribe(key, subscriber)
                 return
         self._core.receipt(event.receipt)
         for watcher, params in self._registry.subscribed_for(destination):
@@ -223,20 +235,19 @@ class SubscriptionsMixin(ConnectionBase):
         context: SubscribeContext,
         subscriber: BrokerSubscriber,
         replayers: Iterable[tuple[Replayer, dict[str, str]]],
+        gate: ReplayGate[Publication],
     ) -> None:
-        """Send what the replay hooks return, then the live messages held meanwhile (minus duplicates)."""
-        try:
-            for replayer, params in replayers:
-                replay = await replayer(context, **params)
-                if replay is None:
-                    continue
-                for body, headers in replay.messages:
-                    self.send_to(subscriber, body, headers)
-                subscriber.floor = max(subscriber.floor, replay.after_seq)
-        finally:
-            held, subscriber.held = subscriber.held or [], None
-        for publication in held:
-            subscriber.deliver(publication)
+        """Send what the replay hooks return (the gate then releases what was held meanwhile)."""
+        if self._out.closing:  # closed while Redis confirmed: the close already ran, undo our part
+            self.broker.unsubscribe(subscriber.key, subscriber)
+            return
+        for replayer, params in replayers:
+            replay = await replayer(context, **params)
+            if replay is None:
+                continue
+            for body, headers in replay.messages:
+                self.send_to(subscriber, body, headers)
+            gate.replayed_through(replay.after_seq)
 
 
 def _hook_done(task: asyncio.Task[Any]) -> None:

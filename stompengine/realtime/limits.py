@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -329,42 +328,38 @@ class BudgetSync:
 
 user_connections = UserConnections()
 user_send_budget = UserSendBudget()
-_limits: SendLimits | None = None
 
 
 def default_limits() -> SendLimits:
-    """The SendLimits built from settings (once per process)."""
-    global _limits
-    if _limits is None:
-        _limits = SendLimits.from_settings()
-    return _limits
+    """The SendLimits of the running loop's runtime (built from settings on first use)."""
+    from stompengine import runtime
+
+    return runtime.current().limits
 
 
 def reset_limits() -> None:
-    """Forget the cached settings (tests that change them)."""
-    global _limits
-    _limits = None
+    """Read the settings again on next use (tests that change them)."""
+    from stompengine import runtime
 
-
-_budget_syncs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary] = (
-    weakref.WeakKeyDictionary()
-)
+    found = runtime.existing()
+    if found is not None:
+        found.forget_settings()
 
 
 def start_budget_sync(loop: asyncio.AbstractEventLoop, limits: SendLimits, budget: UserSendBudget) -> None:
-    """Start the reconciliation task of ``budget`` on this event loop once (through Redis with ``REDIS_URL``)."""
-    tasks = _budget_syncs.setdefault(loop, weakref.WeakKeyDictionary())
-    if limits.user_send_rate <= 0 or budget in tasks:
+    """Start the reconciliation task of ``budget`` in the running loop's runtime once (through the bus's
+    Redis command connection when it has Redis)."""
+    if limits.user_send_rate <= 0:
         return
     from django.conf import settings
 
-    redis = None
-    if settings.REDIS_URL:
-        import redis.asyncio as aioredis
+    from stompengine import runtime
 
-        redis = aioredis.from_url(settings.REDIS_URL)
-    sync = BudgetSync(budget, redis, prefix=settings.STOMP_REDIS_PREFIX, interval=limits.user_budget_sync)
-    tasks[budget] = loop.create_task(sync.run(loop.time))
+    def start(bus: runtime.Runtime) -> asyncio.Task[None]:
+        sync = BudgetSync(budget, bus.commands, prefix=settings.STOMP_REDIS_PREFIX, interval=limits.user_budget_sync)
+        return loop.create_task(sync.run(loop.time), name="stomp-budget-sync")
+
+    runtime.current().attach(f"stomp.budget-sync.{id(budget)}", start)
 
 
 def too_many_connections(limit: int) -> Denied:

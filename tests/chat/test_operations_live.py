@@ -22,9 +22,7 @@ def redis_layer(redis_server, settings):
     from channels.layers import channel_layers
 
     url = f"redis://127.0.0.1:{redis_server.port}/0"
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
-    }
+    settings.REDIS_URL = url  # the bus layer of this process rides it
     channel_layers.backends = {}
     yield url
     channel_layers.backends = {}

@@ -40,7 +40,7 @@ def settings_json(**env: str) -> dict:
 def test_defaults_are_sqlite_in_memory_layer_and_same_origin():
     values = settings_json()
     assert values["db"] == "django.db.backends.sqlite3"
-    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["layer"] == "stompengine.layers.BrokerChannelLayer"  # in memory without REDIS_URL
     assert values["site"] == values["api"] == "http://localhost:8000"
     # runserver prints http://127.0.0.1:8000/: a page opened there may call the API too (development only).
     assert values["frontend"] == ["http://localhost:8000", "http://127.0.0.1:8000"]
@@ -48,8 +48,9 @@ def test_defaults_are_sqlite_in_memory_layer_and_same_origin():
     assert "journal_mode=WAL" in values["opts"]["init_command"]
 
 
-def test_redis_url_selects_channels_redis():
-    assert settings_json(REDIS_URL="redis://127.0.0.1:6399/0")["layer"] == "channels_redis.core.RedisChannelLayer"
+def test_redis_url_keeps_the_bus_layer_which_then_crosses_processes():
+    # Issue 18: the channel layer rides the broker's Redis bridge (not channels_redis) with and without Redis.
+    assert settings_json(REDIS_URL="redis://127.0.0.1:6399/0")["layer"] == "stompengine.layers.BrokerChannelLayer"
 
 
 def test_postgres_database_url_is_understood():

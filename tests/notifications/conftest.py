@@ -158,9 +158,9 @@ def redis_url(redis_server) -> str:
 @pytest.fixture
 def redis_layer(settings, redis_url):
     """This test process publishes through the same Redis as the servers (as another daphne would)."""
-    settings.CHANNEL_LAYERS = {
-        **settings.CHANNEL_LAYERS,
-        "notifications": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                          "CONFIG": {"hosts": [redis_url], "prefix": "notifications"}},
-    }  # fmt: skip
-    return redis_url
+    from channels.layers import channel_layers
+
+    settings.REDIS_URL = redis_url  # the bus (stompengine.runtime) of each loop of this process rides it
+    channel_layers.backends = {}
+    yield redis_url
+    channel_layers.backends = {}

@@ -273,7 +273,7 @@ def test_disconnect_frees_the_group_membership_and_the_task_at_once(daphne_facto
     baseline = staff_stats(server, staff)
     streams = [sse.open(stream_url(server.url, ticket=ticket_for(server.url, bob))) for _ in range(5)]
     redis_client = redis.Redis.from_url(redis_layer)
-    redis_channel = f"notifications__group__notifications.user.{bob.pk}"
+    redis_channel = f"stomp:layer:g:notifications.user.{bob.pk}"  # the bus layer's Redis channel of the group
 
     def subscribers() -> int:  # processes subscribed to bob's group in Redis (pub/sub layer)
         return dict(redis_client.pubsub_numsub(redis_channel))[redis_channel.encode()]

@@ -26,10 +26,7 @@ def ops_layer(settings, redis_url):
     """This test process sends operations orders (chat/ops.py) through the servers' Redis, as a worker would."""
     from channels.layers import channel_layers
 
-    settings.CHANNEL_LAYERS = {
-        **settings.CHANNEL_LAYERS,
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}},
-    }
+    settings.REDIS_URL = redis_url  # the bus layer of this process rides it
     channel_layers.backends = {}
     yield redis_url
     channel_layers.backends = {}

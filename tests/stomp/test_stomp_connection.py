@@ -382,11 +382,11 @@ class FakeSockJSSession:
 
 
 async def test_sockjs_adapter_carries_stomp_as_text(broker, registry, monkeypatch):
-    import stompengine.connection.lifecycle as module
+    from stompengine import runtime
     from stompengine.realtime.sockjs import StompSockJSHandler
 
-    monkeypatch.setattr(module, "default_config", lambda: config(authenticator=JWTAuthenticator(make_authenticator())))
-    monkeypatch.setattr(module, "get_broker", lambda: broker)
+    # this loop's runtime: the test's parts
+    runtime.install(runtime.Runtime(broker=broker, config=config(authenticator=JWTAuthenticator(make_authenticator()))))
     session = FakeSockJSSession()
     handler = StompSockJSHandler(session)
     await handler.on_open()
