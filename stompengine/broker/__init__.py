@@ -26,6 +26,7 @@ from typing import Any
 from stompengine.broker.broker import Body, Broker, HeaderItems
 from stompengine.broker.destinations import DestinationPolicy, InvalidDestination
 from stompengine.broker.local import Publication
+from stompengine.conf import stomp_settings
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,13 @@ _brokers: dict[asyncio.AbstractEventLoop, Broker] = {}
 
 def get_broker() -> Broker:
     """The broker of the running event loop (one per process in a server; one per test loop in tests)."""
-    from django.conf import settings
-
     loop = asyncio.get_running_loop()
     broker = _brokers.get(loop)
     if broker is None:
         for stale in [known for known in _brokers if known.is_closed()]:
             del _brokers[stale]
-        broker = Broker(redis_url=settings.REDIS_URL or None, redis_prefix=settings.STOMP_REDIS_PREFIX)
+        conf = stomp_settings()
+        broker = Broker(redis_url=conf.redis_url or None, redis_prefix=conf.redis_prefix)
         _brokers[loop] = broker
     return broker
 
