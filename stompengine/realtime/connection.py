@@ -146,32 +146,22 @@ class StompConfig:
 
     @classmethod
     def from_settings(cls) -> StompConfig:
-        """Build from the STOMP_* settings."""
-        from django.conf import settings
+        """Build from the STOMP_* settings (``stompengine.conf``)."""
+        from stompengine.conf import stomp_settings
 
+        conf = stomp_settings()
         return cls(
-            limits=SessionLimits(
-                max_frame_size=settings.STOMP_MAX_FRAME_SIZE,
-                max_headers=settings.STOMP_MAX_HEADERS,
-                max_header_length=settings.STOMP_MAX_HEADER_LENGTH,
-                max_subscriptions=settings.STOMP_MAX_SUBSCRIPTIONS,
-                max_transactions=settings.STOMP_MAX_TRANSACTIONS,
-                max_transaction_frames=settings.STOMP_MAX_TRANSACTION_FRAMES,
-                max_transaction_bytes=settings.STOMP_MAX_TRANSACTION_BYTES,
-                max_pending_acks=settings.STOMP_MAX_PENDING_ACKS,
-                heartbeat_send_ms=settings.STOMP_HEARTBEAT_SEND_MS,
-                heartbeat_receive_ms=settings.STOMP_HEARTBEAT_RECEIVE_MS,
-            ),
-            server_name=settings.STOMP_SERVER_NAME,
-            heartbeat_grace=settings.STOMP_HEARTBEAT_GRACE,
-            connect_timeout=settings.STOMP_CONNECT_TIMEOUT,
-            send_queue_limit=settings.STOMP_SEND_QUEUE_LIMIT,
-            max_unsent_bytes=settings.STOMP_MAX_UNSENT_BYTES,
-            max_replays=settings.STOMP_MAX_REPLAYS,
-            replay_wait=settings.STOMP_REPLAY_WAIT,
-            coalesce_bytes=settings.STOMP_COALESCE_BYTES,
-            send_pipeline=settings.STOMP_SEND_PIPELINE,
-            policy=DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES),
+            limits=conf.session_limits(),
+            server_name=conf.server_name,
+            heartbeat_grace=conf.heartbeat_grace,
+            connect_timeout=conf.connect_timeout,
+            send_queue_limit=conf.send_queue_limit,
+            max_unsent_bytes=conf.max_unsent_bytes,
+            max_replays=conf.max_replays,
+            replay_wait=conf.replay_wait,
+            coalesce_bytes=conf.coalesce_bytes,
+            send_pipeline=conf.send_pipeline,
+            policy=DestinationPolicy.from_rules(conf.destination_rules),
             send_limits=default_limits(),
             user_budget=user_send_budget,
         )
