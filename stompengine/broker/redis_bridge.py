@@ -19,7 +19,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from operations import metrics
+from stompengine import metrics
 
 logger = logging.getLogger(__name__)
 
