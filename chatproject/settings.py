@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "stompengine",  # the STOMP engine: checks its settings, imports every app's stomp_destinations at start-up
     "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt",
@@ -419,7 +420,7 @@ STOMP_DESTINATION_RULES = [
     ("/app/", "send"),
     ("/user/queue/", "subscribe"),
 ]
-# Modules imported (once, on the first STOMP connection) to register /app handlers and subscription
+# Modules imported at start-up (the stompengine app's ready()) to register /app handlers and subscription
 # guards; besides these, every installed app's ``stomp_destinations`` module is imported.
 STOMP_HANDLER_MODULES: list[str] = []
 
