@@ -15,10 +15,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from channels.consumer import AsyncConsumer, get_handler_name
+from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.sessions import InstanceSessionWrapper
 
+from stompengine.dispatch import DirectDispatchMixin
 from stompengine.realtime.backpressure import scope_pending_bytes
 from stompengine.realtime.connection import StompConnection
 from stompengine.stomp.session import choose_subprotocol
@@ -65,7 +66,7 @@ class WebSocketTransport:
         await self._send({"type": "websocket.close", "code": code})
 
 
-class StompWebSocketConsumer(AsyncConsumer):
+class StompWebSocketConsumer(DirectDispatchMixin, AsyncConsumer):
     """STOMP 1.0-1.2 over a raw WebSocket (``/ws`` and ``/ws/websocket``), subprotocols ``v1x.stomp``."""
 
     channel_layer_alias = "__stomp_has_no_channel_layer__"
@@ -86,13 +87,6 @@ class StompWebSocketConsumer(AsyncConsumer):
             if self.connection is not None:
                 await self.connection.shutdown()
             raise
-
-    async def dispatch(self, message):
-        """Call the handler for a message type (without Channels' per-message thread hop)."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def websocket_connect(self, message) -> None:
         """Accept, choosing the best offered STOMP subprotocol, and start the STOMP connection."""
