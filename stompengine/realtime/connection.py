@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from operations import metrics
+from stompengine import metrics
 from stompengine.broker import Broker, get_broker
 from stompengine.broker.destinations import (
     APP_PREFIX,
