@@ -33,6 +33,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from stompengine.conf import stomp_settings
+
 logger = logging.getLogger(__name__)
 
 Announce = Callable[[str, str, str], None]  # (room, "join" | "leave", user)
@@ -376,7 +378,7 @@ def presence() -> Presence:
         store: PresenceStore
         if settings.REDIS_URL:
             redis_store = RedisPresence(
-                settings.REDIS_URL, settings.STOMP_REDIS_PREFIX, lease=settings.CHAT_PRESENCE_LEASE
+                settings.REDIS_URL, stomp_settings().redis_prefix, lease=settings.CHAT_PRESENCE_LEASE
             )
             redis_store.announce = _announce
             redis_store.start()

@@ -383,7 +383,7 @@ CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
 # stompengine.conf holds every engine setting's default and minimum (README "Configuration" lists them):
 # this module sets one only when its environment variable is given, so no default is written twice.
 # Abuse limits (stompengine/realtime/limits.py) and output backpressure: README "Security".
-ENGINE_ENV_SETTINGS = {
+ENGINE_ENV_SETTINGS: dict[str, Callable[..., Any]] = {
     **dict.fromkeys(
         (
             "STOMP_MAX_FRAME_SIZE", "STOMP_MAX_HEADERS", "STOMP_MAX_HEADER_LENGTH", "STOMP_MAX_SUBSCRIPTIONS",

@@ -153,7 +153,8 @@ def setting_name(spec: dataclasses.Field[Any]) -> str:
 
 def _checked(spec: dataclasses.Field[Any], value: Any) -> Any:
     """``value`` in the field's type (sequences frozen to tuples), or ImproperlyConfigured naming the setting."""
-    kind, name, minimum = type(spec.default), setting_name(spec), spec.metadata.get("minimum")
+    default: Any = spec.default  # every field has one (dataclasses types it as possibly MISSING)
+    kind, name, minimum = type(default), setting_name(spec), spec.metadata.get("minimum")
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:

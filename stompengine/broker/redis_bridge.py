@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -167,7 +168,7 @@ class RedisBridge:
             asyncio.get_running_loop().create_task(self._write_forever(), name="stomp-redis-writer"),
         ]
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
@@ -252,7 +253,7 @@ class RedisBridge:
         except Exception:
             logger.exception("the handler of undelivered Redis messages failed")
 
-    def _dispatch(self, message: dict) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message.get("channel") or b""
         if isinstance(kind, bytes):

@@ -335,9 +335,9 @@ def reset_limits() -> None:
     _limits = None
 
 
-_budget_syncs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary] = (
-    weakref.WeakKeyDictionary()
-)
+_budget_syncs: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[UserSendBudget, asyncio.Task[None]]
+] = weakref.WeakKeyDictionary()
 
 
 def start_budget_sync(loop: asyncio.AbstractEventLoop, limits: SendLimits, budget: UserSendBudget) -> None:

@@ -32,7 +32,7 @@ def install_daphne_shutdown_hook() -> None:
         return  # another ASGI server: it closes WebSockets itself (uvicorn sends 1012 and waits)
     from twisted.internet import reactor
 
-    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)  # type: ignore[attr-defined,arg-type]
+    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)  # type: ignore[arg-type]
     _installed = True
 
 

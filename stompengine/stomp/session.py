@@ -12,7 +12,7 @@ Every error closes the session: the ERROR frame is queued and the state becomes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -335,7 +335,7 @@ class ServerSession:
             return self._on_connect(frame)
         if command in ("CONNECT", "STOMP"):
             raise _violation(f"{command} is not allowed in state {self.state.value}: already connected")
-        handler = getattr(self, f"_on_{command.lower()}")
+        handler: Callable[[Frame], Event | None] = getattr(self, f"_on_{command.lower()}")
         return handler(frame)
 
     def _on_connect(self, frame: Frame) -> ConnectRequested:
