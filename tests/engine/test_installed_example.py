@@ -66,11 +66,15 @@ def installed(tmp_path_factory) -> Installed:
     assert not project_site.is_relative_to(REPO.resolve())
     (site_packages / "project_dependencies.pth").write_text(f"{project_site}\n")
     env = clean_env()
+    # pip builds in the checkout (setuptools' build/ and egg-info): remove what this install leaves there.
+    leftovers = [path for path in (REPO / "build", REPO / "django_stompengine.egg-info") if not path.exists()]
     result = subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir",
          "--disable-pip-version-check", str(REPO)],
         cwd=root, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
     assert result.returncode == 0, result.stdout + result.stderr
     example = root / "echo"
     shutil.copytree(REPO / "examples" / "echo", example, ignore=shutil.ignore_patterns("__pycache__"))
