@@ -63,7 +63,11 @@ async def run(consumer: AsyncConsumer, *types: str) -> None:
         await consumer({"type": "test"}, queue.get, send)
 
 
-async def test_upstream_receive_loop_passes_every_message_through_dispatch():
+async def test_upstream_receive_loop_passes_every_message_through_dispatch(monkeypatch):
+    async def no_database() -> None:  # the hop itself is pinned below; this test needs no database
+        return None
+
+    monkeypatch.setattr(channels_consumer, "aclose_old_connections", no_database)
     recorder = Recorder()
     await run(recorder, "test.ping", "test.ping", "test.stop")
     assert recorder.dispatched == ["test.ping", "test.ping", "test.stop"]
