@@ -96,6 +96,8 @@ soak: deps-dev system-test
 	mkdir -p test-output
 	$(PY) scripts/soak.py --report test-output/soak.json $(SOAK_ARGS)
 
+# mypy: the project with pyproject's defaults, the installable engine (stompengine/) with --strict's flags
+# (pyproject's [[tool.mypy.overrides]]; tests/engine/test_engine_types.py runs the same check).
 lint: deps-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

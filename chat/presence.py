@@ -33,6 +33,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from stompengine.conf import stomp_settings
+
 logger = logging.getLogger(__name__)
 
 Announce = Callable[[str, str, str], None]  # (room, "join" | "leave", user)
@@ -375,7 +377,7 @@ def _build(runtime: Any) -> Presence:
     store: PresenceStore
     if runtime.commands is not None:
         # The bus's command connection: presence opens no Redis client of its own.
-        redis_store = RedisPresence(runtime.commands, settings.STOMP_REDIS_PREFIX, lease=settings.CHAT_PRESENCE_LEASE)
+        redis_store = RedisPresence(runtime.commands, stomp_settings().redis_prefix, lease=settings.CHAT_PRESENCE_LEASE)
         redis_store.announce = _announce
         redis_store.start()
         store = redis_store

@@ -10,13 +10,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from chatproject.origins import InvalidOriginPattern, OriginMatcher, normalize_origin
+from stompengine.conf import StompSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
@@ -71,6 +74,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_given(parsers: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+    """The settings among ``parsers`` whose environment variable is given, each parsed (bad values refused).
+
+    For settings whose default lives in the package that reads them (the STOMP engine's stompengine.conf),
+    so the default is written once: a variable left unset leaves the setting undefined here.
+    """
+    given = {}
+    for name, parse in parsers.items():
+        raw = os.environ.get(name)
+        if raw is not None and raw.strip() != "":
+            given[name] = parse(name, None)  # env_int & co. read the variable themselves; no default is used
+    return given
+
+
 def env_origin(name: str, default: str) -> str:
     raw = env_str(name, default)
     origin = normalize_origin(raw)
@@ -116,6 +133,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "stompengine",  # the STOMP engine: checks its settings, imports every app's stomp_destinations at start-up
     "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt",
@@ -354,61 +372,41 @@ CHAT_WRITE_WINDOW_MS = env_float("CHAT_WRITE_WINDOW_MS", 3.0)
 CHAT_WRITE_BATCH_MAX = env_int("CHAT_WRITE_BATCH_MAX", 500, minimum=1)
 CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
 
-# --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
+# --- STOMP engine (stompengine/) ------------------------------------------------------------------------
+# stompengine.conf holds every engine setting's default and minimum (README "Configuration" lists them):
+# this module sets one only when its environment variable is given, so no default is written twice.
+# Abuse limits (stompengine/realtime/limits.py) and output backpressure: README "Security".
+ENGINE_ENV_SETTINGS: dict[str, Callable[..., Any]] = {
+    **dict.fromkeys(
+        (
+            "STOMP_MAX_FRAME_SIZE", "STOMP_MAX_HEADERS", "STOMP_MAX_HEADER_LENGTH", "STOMP_MAX_SUBSCRIPTIONS",
+            "STOMP_SEND_QUEUE_LIMIT", "STOMP_SEND_PIPELINE", "STOMP_HEARTBEAT_SEND_MS", "STOMP_HEARTBEAT_RECEIVE_MS",
+            "STOMP_MAX_TRANSACTIONS", "STOMP_MAX_TRANSACTION_FRAMES", "STOMP_MAX_TRANSACTION_BYTES",
+            "STOMP_MAX_PENDING_ACKS", "STOMP_MAX_BODY_SIZE", "STOMP_MAX_CONNECTIONS_PER_USER", "STOMP_SEND_BURST",
+            "STOMP_SEND_ABUSE_LIMIT", "STOMP_MAX_UNSENT_BYTES", "STOMP_MAX_REPLAYS", "STOMP_USER_SEND_BURST",
+            "STOMP_COALESCE_BYTES",
+        ),
+        env_int,
+    ),
+    **dict.fromkeys(
+        (
+            "STOMP_HEARTBEAT_GRACE", "STOMP_CONNECT_TIMEOUT", "STOMP_SEND_RATE", "STOMP_REPLAY_WAIT",
+            "STOMP_SUBSCRIBE_COST", "STOMP_USER_SEND_RATE", "STOMP_USER_BUDGET_SYNC", "STOMP_SHUTDOWN_GRACE",
+        ),
+        env_float,
+    ),
+    "STOMP_REDIS_PREFIX": env_str,
+}  # fmt: skip
+globals().update(env_given(ENGINE_ENV_SETTINGS))
 STOMP_SERVER_NAME = "chatproject/1.0"
 # Checks the credentials of every CONNECT (and of /app/auth.refresh): a JWT access token (accounts).
 STOMP_AUTHENTICATOR = "accounts.stomp_auth.JWTAuthenticator"
-STOMP_MAX_FRAME_SIZE = env_int("STOMP_MAX_FRAME_SIZE", 64 * 1024, minimum=1024)
 # The WebSocket message limit follows the frame limit (one setting): twice the frame size leaves room for
 # SockJS's JSON escaping and a few frames per message, so an oversized frame still gets a STOMP ERROR;
 # past this limit the socket is closed with 1009. Applied to daphne at startup (sockjs/daphne.py).
-WEBSOCKET_MAX_MESSAGE_SIZE = 2 * STOMP_MAX_FRAME_SIZE + 4096
-STOMP_MAX_HEADERS = env_int("STOMP_MAX_HEADERS", 64, minimum=8)
-STOMP_MAX_HEADER_LENGTH = env_int("STOMP_MAX_HEADER_LENGTH", 8 * 1024, minimum=256)
-STOMP_MAX_SUBSCRIPTIONS = env_int("STOMP_MAX_SUBSCRIPTIONS", 256, minimum=1)
-STOMP_SEND_QUEUE_LIMIT = env_int("STOMP_SEND_QUEUE_LIMIT", 10_000, minimum=16)
-# SENDs of one connection whose write may still be running while its next frames are read (RECEIPTs stay in order).
-STOMP_SEND_PIPELINE = env_int("STOMP_SEND_PIPELINE", 16, minimum=1)
-# What the server offers in CONNECTED's heart-beat (ms it can send, ms it wants), and the grace factor
-# applied before a silent client is dropped.
-STOMP_HEARTBEAT_SEND_MS = env_int("STOMP_HEARTBEAT_SEND_MS", 10_000)
-STOMP_HEARTBEAT_RECEIVE_MS = env_int("STOMP_HEARTBEAT_RECEIVE_MS", 10_000)
-STOMP_HEARTBEAT_GRACE = env_float("STOMP_HEARTBEAT_GRACE", 2.0, minimum=1.0)
-# A socket that has not sent CONNECT (and had it accepted) within this many seconds is closed.
-STOMP_CONNECT_TIMEOUT = env_float("STOMP_CONNECT_TIMEOUT", 10.0, minimum=0.1)
-STOMP_MAX_TRANSACTIONS = env_int("STOMP_MAX_TRANSACTIONS", 16, minimum=1)
-STOMP_MAX_TRANSACTION_FRAMES = env_int("STOMP_MAX_TRANSACTION_FRAMES", 1000, minimum=1)
-STOMP_MAX_TRANSACTION_BYTES = env_int("STOMP_MAX_TRANSACTION_BYTES", 1024 * 1024, minimum=1024)
-STOMP_MAX_PENDING_ACKS = env_int("STOMP_MAX_PENDING_ACKS", 10_000, minimum=16)
-# Abuse limits (stompengine/realtime/limits.py); 0 turns one off. A SEND body over the size, or beyond the rate
-# (a token bucket per connection: STOMP_SEND_RATE per second, bursts of STOMP_SEND_BURST), is refused on
-# /user/queue/errors without closing; refusals pile up (draining at the rate) and at STOMP_SEND_ABUSE_LIMIT
-# the connection is closed with an ERROR. Connections per user are counted per worker process.
-STOMP_MAX_BODY_SIZE = env_int("STOMP_MAX_BODY_SIZE", 32 * 1024)
-STOMP_MAX_CONNECTIONS_PER_USER = env_int("STOMP_MAX_CONNECTIONS_PER_USER", 50)
-STOMP_SEND_RATE = env_float("STOMP_SEND_RATE", 500.0)
-STOMP_SEND_BURST = env_int("STOMP_SEND_BURST", 1000, minimum=1)
-STOMP_SEND_ABUSE_LIMIT = env_int("STOMP_SEND_ABUSE_LIMIT", 1000)
-# --- issue 16: output backpressure and per-user budgets (stompengine/realtime/limits.py, README "Security") ---
-# Bytes queued for one connection but not yet written to its socket (its own queue plus the server's
-# write buffer); past it: ERROR "slow consumer" (code slow-consumer) and the connection closes.
-STOMP_MAX_UNSENT_BYTES = env_int("STOMP_MAX_UNSENT_BYTES", 2 * 1024 * 1024)
-# Replays (SUBSCRIBE with since-id) of one connection whose frames have not reached its socket yet; one
-# more waits, and after STOMP_REPLAY_WAIT seconds of waiting the client is a slow consumer.
-STOMP_MAX_REPLAYS = env_int("STOMP_MAX_REPLAYS", 4)
-STOMP_REPLAY_WAIT = env_float("STOMP_REPLAY_WAIT", 30.0, minimum=0.1)
-# A SUBSCRIBE or UNSUBSCRIBE takes this many tokens of the connection's SEND budget.
-STOMP_SUBSCRIBE_COST = env_float("STOMP_SUBSCRIBE_COST", 5.0, minimum=0.0)
-# One user's SENDs across all their connections: STOMP_USER_SEND_RATE per second, bursts of
-# STOMP_USER_SEND_BURST (0: off); with REDIS_URL the workers reconcile every STOMP_USER_BUDGET_SYNC seconds.
-STOMP_USER_SEND_RATE = env_float("STOMP_USER_SEND_RATE", 20.0)
-STOMP_USER_SEND_BURST = env_int("STOMP_USER_SEND_BURST", 100, minimum=1)
-STOMP_USER_BUDGET_SYNC = env_float("STOMP_USER_BUDGET_SYNC", 1.0, minimum=0.05)
-# On SIGTERM each connection's SEND in progress may take this long to finish before ERROR code:shutdown.
-STOMP_SHUTDOWN_GRACE = env_float("STOMP_SHUTDOWN_GRACE", 5.0, minimum=0.1)
-# Queued frames are joined into WebSocket messages of up to this many bytes (0: one frame per message).
-STOMP_COALESCE_BYTES = env_int("STOMP_COALESCE_BYTES", 64 * 1024)
-STOMP_REDIS_PREFIX = env_str("STOMP_REDIS_PREFIX", "stomp:")
+WEBSOCKET_MAX_MESSAGE_SIZE = StompSettings(
+    max_frame_size=globals().get("STOMP_MAX_FRAME_SIZE", StompSettings.max_frame_size)
+).websocket_max_message_size
 # Which destinations clients may SEND to / SUBSCRIBE to; the longest matching prefix decides, anything
 # unmatched is refused. Room topics are subscribe-only: chat messages go through /app/rooms.<slug>.
 STOMP_DESTINATION_RULES = [
@@ -417,7 +415,7 @@ STOMP_DESTINATION_RULES = [
     ("/app/", "send"),
     ("/user/queue/", "subscribe"),
 ]
-# Modules imported (once, on the first STOMP connection) to register /app handlers and subscription
+# Modules imported at start-up (the stompengine app's ready()) to register /app handlers and subscription
 # guards; besides these, every installed app's ``stomp_destinations`` module is imported.
 STOMP_HANDLER_MODULES: list[str] = []
 

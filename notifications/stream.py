@@ -48,6 +48,7 @@ from notifications.publishing import EVENT_TYPE, StreamEvent, channel_layer, gro
 from notifications.sse import Event, encode_comment, encode_event, encode_retry
 from notifications.tickets import StreamUnauthorized, stream_identity_resolve
 from operations import metrics
+from stompengine.dispatch import DirectDispatchMixin
 from stompengine.gating import ReplayGate, replay_then_live
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def session_key(scope: dict[str, Any]) -> str | None:
     return None
 
 
-class NotificationStreamConsumer(AsyncHttpConsumer):
+class NotificationStreamConsumer(DirectDispatchMixin, AsyncHttpConsumer):
     """One open EventSource: authenticate, join the user's group, replay, then relay live events.
 
     Tasks: ``task`` runs the connect phase (auth, join, replay) and ends; ``receiver`` relays the
@@ -235,14 +236,6 @@ class NotificationStreamConsumer(AsyncHttpConsumer):
 
     def running_tasks(self) -> int:
         return sum(1 for t in (self.task, self.receiver) if t is not None and not t.done())
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # AsyncConsumer.dispatch hops to a thread (close_old_connections) for every message; nothing
-        # here touches the database outside database_sync_to_async, which does that itself.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']!r}")
-        await handler(message)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if message.get("more_body"):

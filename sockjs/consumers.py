@@ -29,6 +29,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from sockjs import protocol
 from sockjs.binding import KEY_PARAM, Binding, Client, Refusal
 from sockjs.session import Attach, Session
+from stompengine.dispatch import DirectDispatchMixin  # one implementation, shipped with sockjs
 
 if TYPE_CHECKING:
     from sockjs.endpoint import SockJSEndpoint
@@ -100,7 +101,7 @@ class _EndpointConsumerMixin:
         return origin is None or self.endpoint.allowed_origin(origin) or same_origin(self.scope, origin)
 
 
-class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
+class _HttpConsumer(DirectDispatchMixin, _EndpointConsumerMixin, AsyncHttpConsumer):
     """An HTTP consumer whose ``handle`` may wait for a long time without missing ``http.disconnect``."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
@@ -141,14 +142,6 @@ class _HttpConsumer(_EndpointConsumerMixin, AsyncHttpConsumer):
         self.task = asyncio.get_running_loop().create_task(
             self.respond(408, body, content_type=APPLICATION_JSON, headers=[(b"connection", b"close")])
         )
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Skip AsyncConsumer's per-message close_old_connections thread hop: nothing here touches
-        # the database, and handlers that do go through database_sync_to_async, which does it.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if self.task is not None:
@@ -565,7 +558,7 @@ class TransportConsumer(_HttpConsumer):
         session.detach(self, aborted=False)
 
 
-class _WebsocketConsumer(_EndpointConsumerMixin, AsyncWebsocketConsumer):
+class _WebsocketConsumer(DirectDispatchMixin, _EndpointConsumerMixin, AsyncWebsocketConsumer):
     """One WebSocket carrying one session, which ends with the socket."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
@@ -576,13 +569,6 @@ class _WebsocketConsumer(_EndpointConsumerMixin, AsyncWebsocketConsumer):
         self.endpoint = endpoint
         self.session: Session | None = None
         self.pump: asyncio.Task[None] | None = None
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # See _HttpConsumer.dispatch: no thread hop per frame.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     async def connect(self) -> None:
         if not self.endpoint.websocket_enabled:

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.consumer import AsyncConsumer, get_handler_name
+from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.sessions import InstanceSessionWrapper
 
 from stompengine.connection import StompConnection
+from stompengine.dispatch import DirectDispatchMixin
 from stompengine.realtime.backpressure import scope_pending_bytes
 from stompengine.stomp.session import choose_subprotocol
 
 logger = logging.getLogger(__name__)
+# ASGI callables, as Channels passes them.
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def server_send(send: Any) -> Any:
@@ -65,13 +69,13 @@ class WebSocketTransport:
         await self._send({"type": "websocket.close", "code": code})
 
 
-class StompWebSocketConsumer(AsyncConsumer):
+class StompWebSocketConsumer(DirectDispatchMixin, AsyncConsumer):  # type: ignore[misc]  # channels is untyped
     """STOMP 1.0-1.2 over a raw WebSocket (``/ws`` and ``/ws/websocket``), subprotocols ``v1x.stomp``."""
 
     channel_layer_alias = "__stomp_has_no_channel_layer__"
     connection: StompConnection | None = None
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self.scope = scope
         self.channel_layer = None
         self.base_send = server_send(send)
@@ -87,14 +91,7 @@ class StompWebSocketConsumer(AsyncConsumer):
                 await self.connection.shutdown()
             raise
 
-    async def dispatch(self, message):
-        """Call the handler for a message type (without Channels' per-message thread hop)."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    async def websocket_connect(self, message) -> None:
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Accept, choosing the best offered STOMP subprotocol, and start the STOMP connection."""
         subprotocol = choose_subprotocol(self.scope.get("subprotocols") or ())
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
@@ -102,7 +99,7 @@ class StompWebSocketConsumer(AsyncConsumer):
         self.connection = StompConnection(transport, scope=self.scope, subprotocol=subprotocol)
         await self.connection.open()
 
-    async def websocket_receive(self, message) -> None:
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
         """Hand text or binary frames to the STOMP connection as bytes."""
         if self.connection is None:
             return
@@ -111,7 +108,7 @@ class StompWebSocketConsumer(AsyncConsumer):
             data = (message.get("text") or "").encode("utf-8")
         await self.connection.data_received(data)
 
-    async def websocket_disconnect(self, message) -> None:
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """The socket is gone."""
         if self.connection is not None:
             await self.connection.connection_lost()

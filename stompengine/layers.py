@@ -48,7 +48,8 @@ SETTLE_TIMEOUT = 5.0  # seconds a send waits for Redis to take the message (then
 
 
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def _unpack(data: bytes) -> Any:
@@ -65,7 +66,12 @@ def _wake(waiter: asyncio.Future[None]) -> None:
     if loop is running:
         waiter.set_result(None)
     elif not loop.is_closed():
-        loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+        loop.call_soon_threadsafe(_wake_here, waiter)
+
+
+def _wake_here(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Inbox:
@@ -191,14 +197,16 @@ class _LayerState:
         self.groups.clear()
 
 
-class BrokerChannelLayer(BaseChannelLayer):
+class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]  # channels ships no type hints
     """The Channels channel-layer interface on this process's broker (see the module docstring)."""
 
     extensions = ["groups", "flush"]
 
-    def __init__(self, expiry: float = 60, capacity: int = 1000, channel_capacity: dict | None = None) -> None:
+    def __init__(
+        self, expiry: float = 60, capacity: int = 1000, channel_capacity: dict[str, int] | None = None
+    ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
-        self.channel_capacity = self.compile_capacities(self.channel_capacity)
+        self.channel_capacity: list[tuple[Any, int]] = self.compile_capacities(self.channel_capacity)
         self._name = f"layer{id(self)}"
         self._local: _LayerState | None = None
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stompengine.broker.broker import Broker
+from stompengine.conf import stomp_settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,8 @@ class Runtime:
     @classmethod
     def from_settings(cls) -> Runtime:
         """A runtime on ``settings.REDIS_URL`` (none: one process, local broker only)."""
-        from django.conf import settings
-
-        return cls(redis_url=settings.REDIS_URL or None, redis_prefix=settings.STOMP_REDIS_PREFIX)
+        conf = stomp_settings()
+        return cls(redis_url=conf.redis_url or None, redis_prefix=conf.redis_prefix)
 
     @property
     def config(self) -> Any:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from operations import metrics
+from stompengine import metrics
 from stompengine.stomp.codec import FrameParser, encode_message_tail
 from stompengine.stomp.frames import Escaping, Headers
 

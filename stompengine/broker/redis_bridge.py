@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from operations import metrics
+from stompengine import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class RedisBridge:
     def _writer_alive(self) -> bool:
         return self._writer is not None and not self._writer.done()
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
@@ -292,7 +293,7 @@ class RedisBridge:
         except Exception:
             logger.exception("the handler of undelivered Redis messages failed")
 
-    def _dispatch(self, message: dict) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message.get("channel") or b""
         if isinstance(kind, bytes):

@@ -33,7 +33,7 @@ from stompengine.connection.outbound import Outbound, Transport, WriteScheduler
 from stompengine.connection.sends import Reply, SendsMixin
 from stompengine.connection.state import CLOSE_AFTER_ERROR, CLOSE_NORMAL
 from stompengine.realtime.limits import SendGate, start_budget_sync, too_many_connections, user_connections
-from stompengine.realtime.registry import Completion, Denied, DestinationRegistry, Rejected, autodiscover, destinations
+from stompengine.realtime.registry import Completion, Denied, DestinationRegistry, Rejected, destinations
 from stompengine.realtime.tracking import tracker
 from stompengine.stomp.errors import ProtocolViolation
 from stompengine.stomp.session import (
@@ -303,7 +303,6 @@ class StompConnection(SendsMixin):
         self._counted_user = principal.user_id
         self._send_gate.bind_user(principal.user_id, self.config.user_budget)
         start_budget_sync(self._loop, self.config.send_limits, self.config.user_budget)
-        autodiscover()
         self.principal = principal
         self.user = principal.user
         self._core.accept(

@@ -27,4 +27,5 @@ def scope_pending_bytes(scope: dict[str, Any]) -> Callable[[], int] | None:
     extension = (scope.get("extensions") or {}).get(EXTENSION)
     if not extension:
         return None
-    return extension.get("pending_bytes")
+    pending_bytes: Callable[[], int] | None = extension.get("pending_bytes")
+    return pending_bytes

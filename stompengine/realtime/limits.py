@@ -39,6 +39,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from stompengine.conf import DEFAULTS, stomp_settings
 from stompengine.realtime.registry import Denied, Rejected
 
 logger = logging.getLogger(__name__)
@@ -46,34 +47,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SendLimits:
-    """The limits of one process, read from settings once; 0 turns a limit off."""
+    """The limits of one process, read from settings once; 0 turns a limit off (defaults: ``stompengine.conf``)."""
 
-    max_body_size: int = 32 * 1024
-    max_connections_per_user: int = 50
-    send_rate: float = 500.0
-    send_burst: int = 1000
-    abuse_limit: int = 1000
-    subscribe_cost: float = 5.0
-    user_send_rate: float = 20.0
-    user_send_burst: int = 100
-    user_budget_sync: float = 1.0
+    max_body_size: int = DEFAULTS.max_body_size
+    max_connections_per_user: int = DEFAULTS.max_connections_per_user
+    send_rate: float = DEFAULTS.send_rate
+    send_burst: int = DEFAULTS.send_burst
+    abuse_limit: int = DEFAULTS.send_abuse_limit
+    subscribe_cost: float = DEFAULTS.subscribe_cost
+    user_send_rate: float = DEFAULTS.user_send_rate
+    user_send_burst: int = DEFAULTS.user_send_burst
+    user_budget_sync: float = DEFAULTS.user_budget_sync
 
     @classmethod
     def from_settings(cls) -> SendLimits:
         """Build from the STOMP_* settings."""
-        from django.conf import settings
-
-        return cls(
-            max_body_size=settings.STOMP_MAX_BODY_SIZE,
-            max_connections_per_user=settings.STOMP_MAX_CONNECTIONS_PER_USER,
-            send_rate=settings.STOMP_SEND_RATE,
-            send_burst=settings.STOMP_SEND_BURST,
-            abuse_limit=settings.STOMP_SEND_ABUSE_LIMIT,
-            subscribe_cost=settings.STOMP_SUBSCRIBE_COST,
-            user_send_rate=settings.STOMP_USER_SEND_RATE,
-            user_send_burst=settings.STOMP_USER_SEND_BURST,
-            user_budget_sync=settings.STOMP_USER_BUDGET_SYNC,
-        )
+        return stomp_settings().send_limits()
 
 
 class TokenBucket:
@@ -334,7 +323,8 @@ def default_limits() -> SendLimits:
     """The SendLimits of the running loop's runtime (built from settings on first use)."""
     from stompengine import runtime
 
-    return runtime.current().limits
+    limits: SendLimits = runtime.current().limits
+    return limits
 
 
 def reset_limits() -> None:
@@ -351,12 +341,10 @@ def start_budget_sync(loop: asyncio.AbstractEventLoop, limits: SendLimits, budge
     Redis command connection when it has Redis)."""
     if limits.user_send_rate <= 0:
         return
-    from django.conf import settings
-
     from stompengine import runtime
 
     def start(bus: runtime.Runtime) -> asyncio.Task[None]:
-        sync = BudgetSync(budget, bus.commands, prefix=settings.STOMP_REDIS_PREFIX, interval=limits.user_budget_sync)
+        sync = BudgetSync(budget, bus.commands, prefix=stomp_settings().redis_prefix, interval=limits.user_budget_sync)
         return loop.create_task(sync.run(loop.time), name="stomp-budget-sync")
 
     runtime.current().attach(f"stomp.budget-sync.{id(budget)}", start)

@@ -1,6 +1,6 @@
 """Application destinations (``/app/...`` handlers) and subscription guards, registered from Python.
 
-An app registers both in its ``stomp_destinations`` module, imported once on the first STOMP connection
+An app registers both in its ``stomp_destinations`` module, imported at start-up by the engine's AppConfig
 (like ``admin.py``; list extra modules in ``settings.STOMP_HANDLER_MODULES``)::
 
     # chat/stomp_destinations.py
@@ -356,14 +356,19 @@ _discovered = False
 
 
 def autodiscover() -> None:
-    """Import every installed app's ``stomp_destinations`` and ``settings.STOMP_HANDLER_MODULES`` (once)."""
+    """Import every installed app's ``stomp_destinations`` and ``settings.STOMP_HANDLER_MODULES`` (once).
+
+    The engine's AppConfig calls it in ``ready()``, so a module that fails to import stops the process at
+    start-up; an import error propagates as it is.
+    """
     global _discovered
     if _discovered:
         return
-    from django.conf import settings
     from django.utils.module_loading import autodiscover_modules
 
+    from stompengine.conf import stomp_settings
+
     autodiscover_modules("stomp_destinations")
-    for module in getattr(settings, "STOMP_HANDLER_MODULES", ()):
+    for module in stomp_settings().handler_modules:
         importlib.import_module(module)
     _discovered = True

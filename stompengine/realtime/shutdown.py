@@ -17,6 +17,10 @@ import logging
 import sys
 from typing import Any
 
+from stompengine import signals
+from stompengine.conf import stomp_settings
+from stompengine.realtime.tracking import ConnectionTracker
+
 logger = logging.getLogger(__name__)
 _installed = False
 
@@ -28,7 +32,7 @@ def install_daphne_shutdown_hook() -> None:
         return  # another ASGI server: it closes WebSockets itself (uvicorn sends 1012 and waits)
     from twisted.internet import reactor
 
-    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)  # type: ignore[attr-defined,arg-type]
+    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)  # type: ignore[arg-type]
     _installed = True
 
 
@@ -45,27 +49,24 @@ async def shutdown_connections(grace: float) -> int:
     hooks = [task for task in _background if not task.done()]
     if hooks:
         await asyncio.wait(hooks, timeout=grace)
-    from chat.presence import presence_flush  # leaves waiting out the debounce window are counted now
-
+    # The project's deferred work (presence leaves waiting out their debounce window) is done now.
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(grace):
-            await presence_flush()
+            await signals.connections_closed.asend(sender=ConnectionTracker)
     return len(connections)
 
 
 def _before_shutdown() -> Any:
-    from django.conf import settings
     from twisted.internet import defer
 
-    from operations import readiness
-
-    readiness.mark_draining()  # /readyz/ answers 503 from now on; the listening socket stays open meanwhile
+    # Receivers mark the process as draining (readiness 503) while the listening socket stays open.
+    signals.shutting_down.send(sender=ConnectionTracker)
 
     async def run() -> None:
-        count = await shutdown_connections(settings.STOMP_SHUTDOWN_GRACE)
+        count = await shutdown_connections(stomp_settings().shutdown_grace)
         if count:
             logger.info("shutdown: closed %d STOMP connections with ERROR code:shutdown", count)
-        readiness.forget_process()
+        signals.shut_down.send(sender=ConnectionTracker)
 
     try:
         return defer.Deferred.fromFuture(asyncio.ensure_future(run()))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from operations import metrics
+from stompengine import metrics
 from stompengine.connection import StompConnection
 
 SOCKJS_CLOSE_REASON = "Normal closure"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from stompengine.connection import StompConnection
 
-from operations import metrics
+from stompengine import metrics, signals
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,12 @@ class ConnectionTracker:
         self.slow_consumer_disconnects = 0
 
     def add(self, connection: StompConnection) -> None:
-        from chat import ops  # the first connection of a process starts its operations listener
-
         self.connections[connection.session_id] = connection
         gauge = self._gauges[connection.session_id] = metrics.CONNECTIONS_OPEN.labels(transport_name(connection))
         gauge.inc()
         metrics.connect_outcome("accepted")
-        ops.ensure_listener()
+        # The project starts what it needs per process on the first one (the operations listener).
+        signals.connection_opened.send(sender=ConnectionTracker, connection=connection)
 
     def discard(self, connection: StompConnection) -> None:
         self.connections.pop(connection.session_id, None)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from enum import Enum
 
+from stompengine.conf import DEFAULTS
 from stompengine.stomp.errors import (
     FrameError,
     FrameNotTerminated,
@@ -27,9 +28,10 @@ from stompengine.stomp.errors import (
 )
 from stompengine.stomp.frames import ALL_COMMANDS, UNESCAPED_COMMANDS, Escaping, Frame, Headers
 
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024
-DEFAULT_MAX_HEADERS = 64
-DEFAULT_MAX_HEADER_LENGTH = 8 * 1024
+# The engine's defaults (stompengine.conf, a module with no I/O), so the codec and the settings agree.
+DEFAULT_MAX_FRAME_SIZE = DEFAULTS.max_frame_size
+DEFAULT_MAX_HEADERS = DEFAULTS.max_headers
+DEFAULT_MAX_HEADER_LENGTH = DEFAULTS.max_header_length
 HEARTBEAT = b"\n"
 
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,12}")

@@ -12,10 +12,11 @@ Every error closes the session: the ERROR frame is queued and the state becomes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from stompengine.conf import DEFAULTS
 from stompengine.stomp.codec import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_HEADER_LENGTH,
@@ -75,19 +76,18 @@ class AckMode(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """Per-connection limits; the defaults match the settings' defaults."""
+    """Per-connection limits; the defaults are the engine's (``stompengine.conf``)."""
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_headers: int = DEFAULT_MAX_HEADERS
     max_header_length: int = DEFAULT_MAX_HEADER_LENGTH
-    max_subscriptions: int = 256
-    max_transactions: int = 16
-    max_transaction_frames: int = 1000
-    # Bodies buffered in open transactions, all together: frames x transactions x frame size would be 1 GiB.
-    max_transaction_bytes: int = 1024 * 1024
-    max_pending_acks: int = 10_000
-    heartbeat_send_ms: int = 10_000
-    heartbeat_receive_ms: int = 10_000
+    max_subscriptions: int = DEFAULTS.max_subscriptions
+    max_transactions: int = DEFAULTS.max_transactions
+    max_transaction_frames: int = DEFAULTS.max_transaction_frames
+    max_transaction_bytes: int = DEFAULTS.max_transaction_bytes
+    max_pending_acks: int = DEFAULTS.max_pending_acks
+    heartbeat_send_ms: int = DEFAULTS.heartbeat_send_ms
+    heartbeat_receive_ms: int = DEFAULTS.heartbeat_receive_ms
 
 
 # -- events ----------------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ class ServerSession:
             return self._on_connect(frame)
         if command in ("CONNECT", "STOMP"):
             raise _violation(f"{command} is not allowed in state {self.state.value}: already connected")
-        handler = getattr(self, f"_on_{command.lower()}")
+        handler: Callable[[Frame], Event | None] = getattr(self, f"_on_{command.lower()}")
         return handler(frame)
 
     def _on_connect(self, frame: Frame) -> ConnectRequested:

@@ -123,7 +123,7 @@ async def test_redis_layer_crosses_runtimes_with_one_redis_channel_per_name_and_
         ]
         # A plain channel name: received on the bus once somebody receives it.
         receiving = asyncio.ensure_future(layer.receive("chat.ops.plain"))
-        while not here.broker.bridge.routes("layer:c:chat.ops.plain"):
+        while not here.broker.bridge.routes("layer:c:chat.ops.plain"):  # noqa: ASYNC110 - polls a Redis subscription, no event to wait on
             await asyncio.sleep(0.01)
         thread = run_elsewhere(lambda: layer.send("chat.ops.plain", {"type": "plain"}))
         assert await asyncio.wait_for(receiving, WAIT) == {"type": "plain"}

@@ -1,0 +1,3 @@
+"""No Django views: everything the example serves is STOMP (echo_project/asgi.py)."""
+
+urlpatterns: list[object] = []
