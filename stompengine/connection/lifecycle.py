@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from operations import metrics
+from stompengine import metrics
 from stompengine import runtime as runtimes
 from stompengine.auth import Authenticator
 from stompengine.broker import Broker

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from operations import metrics
+from stompengine import metrics
 from stompengine.broker.destinations import APP_PREFIX, SEND
 from stompengine.connection.subscriptions import SubscriptionsMixin
 from stompengine.realtime.registry import Completion, Denied, Rejected, SendContext

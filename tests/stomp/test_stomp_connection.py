@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.stomp_auth import JWTAuthenticator
@@ -36,6 +37,8 @@ def make_authenticator(lifetime: timedelta = timedelta(minutes=5)):
 
 def config(**overrides) -> StompConfig:
     limits = overrides.pop("limits", SessionLimits(heartbeat_send_ms=0, heartbeat_receive_ms=0))
+    # The project's rules (room topics are the server's to publish), not the engine's bare defaults.
+    overrides.setdefault("policy", DestinationPolicy.from_rules(settings.STOMP_DESTINATION_RULES))
     return StompConfig(limits=limits, server_name="test/1", **overrides)
 
 
