@@ -36,13 +36,14 @@ from channels.layers import BaseChannelLayer
 
 from stompengine import runtime as runtimes
 from stompengine.broker.broker import Broker
+from stompengine.broker.destinations import LAYER_PREFIX
 from stompengine.broker.local import Publication
 
 logger = logging.getLogger(__name__)
 
-GROUP_KEY = "layer:g:"
-NODE_KEY = "layer:n:"
-CHANNEL_KEY = "layer:c:"
+GROUP_KEY = LAYER_PREFIX + "g:"
+NODE_KEY = LAYER_PREFIX + "n:"
+CHANNEL_KEY = LAYER_PREFIX + "c:"
 SWEEP_EVERY = 256  # new channels between sweeps of the idle ones
 SETTLE_TIMEOUT = 5.0  # seconds a send waits for Redis to take the message (then it is given up as lost)
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 USER_PREFIX = "/user/"
+# Routing keys of the channel layer (stompengine/layers.py): no client can spell them (clients use "/...").
+LAYER_PREFIX = "layer:"
 APP_PREFIX = "/app/"
 MAX_DESTINATION_LENGTH = 512
 # Printable, no whitespace or wildcards: destinations end up as Redis channel names and in logs.

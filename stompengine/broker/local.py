@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from stompengine import metrics
+from stompengine.broker.destinations import LAYER_PREFIX
 from stompengine.stomp.codec import FrameParser, encode_message_tail
 from stompengine.stomp.frames import Escaping, Headers
 
@@ -128,7 +129,8 @@ class LocalBroker:
             except Exception:
                 logger.exception("subscriber %r failed to take a message for %s", subscriber, publication.key)
             count += 1
-        metrics.delivered(count)
+        if not publication.key.startswith(LAYER_PREFIX):  # channel-layer messages are not STOMP MESSAGE frames
+            metrics.delivered(count)
         return count
 
     def keys(self) -> list[str]:

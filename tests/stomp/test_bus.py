@@ -123,8 +123,12 @@ async def test_redis_layer_crosses_runtimes_with_one_redis_channel_per_name_and_
         ]
         # A plain channel name: received on the bus once somebody receives it.
         receiving = asyncio.ensure_future(layer.receive("chat.ops.plain"))
-        while not here.broker.bridge.routes("layer:c:chat.ops.plain"):  # noqa: ASYNC110 - polls a Redis subscription, no event to wait on
-            await asyncio.sleep(0.01)
+
+        async def subscribed() -> None:
+            while not here.broker.bridge.routes("layer:c:chat.ops.plain"):  # noqa: ASYNC110 - bounded by WAIT
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(subscribed(), WAIT)
         thread = run_elsewhere(lambda: layer.send("chat.ops.plain", {"type": "plain"}))
         assert await asyncio.wait_for(receiving, WAIT) == {"type": "plain"}
         await asyncio.to_thread(thread.join, WAIT)
