@@ -153,12 +153,13 @@ def compare_figures(key: str, title: str, kind: str, runs: dict[str, list[dict]]
             if len(v) > 1 and statistics.median(v):
                 spreads.append((max(v) - min(v)) / statistics.median(v))
         mine, theirs = medians["current"], medians[rev]
-        ratio = None
-        if mine and theirs:
+        ratio = None  # undefined where the divisor is 0 (e.g. REV's paced sweep held no rate: not worse here)
+        if mine is not None and theirs is not None and (theirs if higher else mine):
             ratio = mine / theirs if higher else theirs / mine
         elif theirs and not values["current"]:
             slower = True  # this tree produced no figure (an error) where REV did
-        out[name] = {"current": values["current"], "rev": values[rev], "ratio": round(ratio, 3) if ratio else None}
+        out[name] = {"current": values["current"], "rev": values[rev],
+                     "ratio": round(ratio, 3) if ratio is not None else None}  # fmt: skip
     spread = max(spreads) if spreads else 0.0
     for name in ("rate", "per_cpu"):
         ratio = (out.get(name) or {}).get("ratio")

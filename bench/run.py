@@ -642,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     chat_servers = [s for s in servers if s in ("daphne", "uvicorn")]
     if args.compare and chat_servers:
         report["compare"] = compare_run(args, chosen, chat_servers, run_chat, started, timeout)
+        report["limits"] = report["limits"] or report["compare"]["limits"]
     if run_chat and chat_servers and not args.compare_only:
         report["chat"] = chat_run(args, chat_servers, started)
         report["limits"] = report["limits"] or report["chat"].pop("limits", {})
@@ -700,16 +701,17 @@ class CompareItem:
 
 def compare_items(
     args: argparse.Namespace, stack: contextlib.ExitStack, chosen: list[Scenario], servers: list[str],
-    run_chat: bool, trees: dict[str, Path], timeout: float,
+    run_chat: bool, trees: dict[str, Path], timeout: float, limits: dict,
 ) -> list[CompareItem]:  # fmt: skip
     """Every scenario ``make bench`` measures throughput in (pub/sub incl. the two-process Redis one on
     uvicorn, chat on each --databases), prepared once: one database per kind, migrated by each tree's own
-    migrations (forward only: a tree ignores migrations it does not know), shared by both trees."""
+    migrations (forward only: a tree ignores migrations it does not know), shared by both trees. ``limits``
+    gets the project's limits (this tree's)."""
     items: list[CompareItem] = []
     if chosen:
         pubsub_url = sqlite_url(WORK / "compare.sqlite3")
         pubsub_tokens = WORK / "compare-tokens.txt"
-        prepare_database(pubsub_url, max(s.connections for s in chosen) + 1, 0, 0, pubsub_tokens)
+        limits.update(prepare_database(pubsub_url, max(s.connections for s in chosen) + 1, 0, 0, pubsub_tokens))
         migrate_trees(trees, pubsub_url)
         for scenario in chosen:
             for name in servers:
@@ -740,7 +742,7 @@ def compare_items(
             )
         tokens = WORK / f"compare-tokens-{db_name}.txt"
         logger.info("preparing the --compare chat database %s", db_name)
-        prepare_database(database.url, cfg.connections, cfg.rooms, cfg.room_size, tokens)
+        limits.update(prepare_database(database.url, cfg.connections, cfg.rooms, cfg.room_size, tokens))
         migrate_trees(trees, database.url)
 
         def chat_loadgen(chat_args, server, token_file, label, timeout):
@@ -788,7 +790,8 @@ def compare_run(
     skipped: list[str] = []
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, tree, True)
-        items = compare_items(args, stack, chosen, servers, run_chat, trees, timeout)
+        limits: dict = {}
+        items = compare_items(args, stack, chosen, servers, run_chat, trees, timeout, limits)
         loads = len(items) * args.rounds * 2
         done = 0
         for item in items:
@@ -812,7 +815,7 @@ def compare_run(
     if skipped:
         logger.warning("--max-time reached: %d --compare loads skipped", len(skipped))
     return {"rev": rev, "sha": sha, "rounds": args.rounds, "results": results, "figures": figures,
-            "skipped": skipped, "loads": done}  # fmt: skip
+            "skipped": skipped, "loads": done, "limits": limits}  # fmt: skip
 
 
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:

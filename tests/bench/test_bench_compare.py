@@ -45,6 +45,10 @@ def test_slower_only_beyond_the_round_to_round_spread():
     out = figures("x", "x", "idle", idle, "REV")
     assert out["rate"]["ratio"] == pytest.approx(0.5)
     assert out["slower"] and not out["spread_known"]
+    # A paced sweep that held no rate on this tree where REV held one: slower; the other way round: not.
+    assert figures("x", "x", "chat-paced", {"current": [{"rate": 0}], "REV": [{"rate": 40}]}, "REV")["slower"]
+    out = figures("x", "x", "chat-paced", {"current": [{"rate": 40}], "REV": [{"rate": 0}]}, "REV")
+    assert out["rate"]["ratio"] is None and not out["slower"]
     # An error on this tree where REV measured: slower.
     failed = {"current": [{"error": "boom"}], "REV": [{"stored_per_s": 100, "stored_per_server_cpu_s": 50}]}
     out = figures("x", "x", "chat-max", failed, "REV")
@@ -76,4 +80,5 @@ def test_compare_runs_the_chat_scenario_on_both_trees(tmp_path):
     table = (out / "results.md").read_text()
     assert "## This tree vs HEAD" in table
     assert "| chat on SQLite, max, daphne | stored_per_s |" in table
+    assert "STOMP_SEND_RATE" in table  # the limits this tree ran with
     assert (out / "compare.png").stat().st_size > 1000
