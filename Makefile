@@ -10,7 +10,7 @@ PORT ?= 8000
 RUN_ENV := SITE_ORIGIN=http://localhost:$(PORT) API_ORIGIN=http://127.0.0.1:$(PORT) \
 	FRONTEND_ORIGINS=http://localhost:$(PORT),http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-system e2e e2e-system soak
+.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-compare bench-system e2e e2e-system soak
 .DEFAULT_GOAL := run
 
 $(VENV)/.runtime: requirements.txt
@@ -88,6 +88,13 @@ bench: deps-dev node bench-system
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS="--quick $(BENCH_ARGS)"
+
+# Before/after (issue 18's "no scenario slower"): every scenario on this tree and on REV, alternated round by
+# round; results.md's "This tree vs REV" flags SLOWER beyond the round-to-round spread.
+bench-compare: deps-dev node bench-system
+	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<git revision> [BENCH_ARGS=--rounds 3]"; exit 2; }
+	mkdir -p var
+	$(PY) bench/run.py --compare $(REV) --compare-only $(BENCH_ARGS)
 
 # The soak (scripts/soak.py, not part of `make test`): 2,000 connections with churn for 10 minutes across two
 # daphne workers + Redis + SQLite, after a 3-minute warm-up cycle; prints a JSON report, exits 1 on any loss,

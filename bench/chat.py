@@ -233,6 +233,9 @@ def summarise_max(result: dict, check: dict, room_size: int) -> dict:
         "out_of_order": step["out_of_order"],
         "missing_receipts": step.get("missing_receipts"),
         "server_cores": step["usage"]["server_cores"],
+        "stored_per_server_cpu_s": (
+            round(step["deliveries_per_server_cpu_s"] / room_size) if step.get("deliveries_per_server_cpu_s") else None
+        ),
         "loadgen_cores": step["usage"]["client_cores"],
         "refused": result.get("other_messages", 0),
         "first_refusal": (result.get("first_other_message") or "")[:300],
@@ -313,6 +316,33 @@ def median_reference(refs: dict, name: str) -> float | None:
 Runner = Callable[..., contextlib.AbstractContextManager]
 
 
+def one_load(
+    database: Database,
+    server: str,
+    kind: str,
+    *,
+    cfg: ChatConfig,
+    running: Runner,
+    loadgen: Callable[..., dict],
+    tokens: Path,
+    label: str,
+) -> tuple[dict, dict]:
+    """One load ("max" or "paced") on a freshly started ``server`` (``running`` decides which tree it runs
+    from: bench/run.py's --compare passes another revision's), then the stored rows checked.
+    Returns (summary, the generator's raw result)."""
+    database.settle()
+    since = database.last_id()
+    with running(server, database.url) as started:
+        logger.info("%s (%s)", label, started.url)
+        result = loadgen(loadgen_args(cfg, kind), started, tokens, label, cfg.loadgen_timeout)
+        database.wait_quiet()
+    check = verify(database, since, result, kind=kind)
+    summary = summarise_max(result, check, cfg.room_size) if kind == "max" else summarise_paced(result, check)
+    logger.info("%s: %s", label, {k: v for k, v in summary.items() if k != "verified"})
+    logger.info("%s stored rows check: %s", label, {k: v for k, v in check.items() if k != "steps"})
+    return summary, result
+
+
 def run(
     *,
     databases: dict[str, Database],
@@ -336,22 +366,13 @@ def run(
                 reference = None
                 if db_name == "postgres":
                     reference = refs[f"before {server} {kind}"] = references(database, cfg)
-                database.settle()
-                since = database.last_id()
-                with running(server, database.url) as started:
-                    label = f"chat-{db_name}/{server}/{kind}"
-                    logger.info("%s (%s)", label, started.url)
-                    result = loadgen(loadgen_args(cfg, kind), started, tokens[db_name], label, cfg.loadgen_timeout)
-                    database.wait_quiet()
-                check = verify(database, since, result, kind=kind)
-                summary = (summarise_max(result, check, cfg.room_size) if kind == "max"
-                           else summarise_paced(result, check))  # fmt: skip
+                label = f"chat-{db_name}/{server}/{kind}"
+                summary, result = one_load(database, server, kind, cfg=cfg, running=running, loadgen=loadgen,
+                                           tokens=tokens[db_name], label=label)  # fmt: skip
                 if reference is not None:
                     summary["reference"] = reference
                 results.setdefault(db_name, {}).setdefault(server, {})[kind] = summary
                 raw.setdefault(db_name, {}).setdefault(server, {})[kind] = result
-                logger.info("%s: %s", label, {k: v for k, v in summary.items() if k != "verified"})
-                logger.info("%s stored rows check: %s", label, {k: v for k, v in check.items() if k != "steps"})
         if db_name == "postgres":
             refs["after"] = references(database, cfg)
     return {

@@ -55,10 +55,10 @@ def write_table(report: dict, chosen: list, path: Path) -> str:
         f"generator; load average before {report['load_average_before']}, after {report['load_average_after']}.",
         "Ratios are the project's figure divided by the reference's (for RSS per connection lower is better).",
     ]
-    if chosen:
+    if chosen and report["results"]:
         lines += pubsub_table(report, chosen)
     if report.get("compare"):
-        lines += compare_table(report["compare"], chosen)
+        lines += compare_table(report["compare"])
     if report.get("chat"):
         lines += chat_table(report["chat"])
     lines += [
@@ -119,30 +119,130 @@ def pubsub_table(report: dict, chosen: list) -> list[str]:
     return lines
 
 
-def compare_table(compare: dict, chosen: list) -> list[str]:
-    """The pub/sub scenarios on this tree and on another revision, run alternately: every round's figure and
-    the ratio of the medians (for RSS per connection lower is better)."""
+# (rate key, per-server-CPU-second key, higher is better) of each summary kind; the ratio is this tree's
+# median over REV's, inverted where lower is better, so that below 1 always means "this tree is worse".
+COMPARE_FIGURES = {
+    "max": ("deliveries_per_s", "per_server_cpu_s", True),
+    "sweep": ("deliveries_per_s", None, True),
+    "idle": ("kb_per_connection", None, False),
+    "chat-max": ("stored_per_s", "stored_per_server_cpu_s", True),
+    "chat-paced": ("rate", None, True),
+}
+
+
+def compare_figures(key: str, title: str, kind: str, runs: dict[str, list[dict]], rev: str) -> dict:
+    """Medians of each tree's rounds, the ratios this tree / REV (rate and per server CPU-second; inverted
+    where lower is better), the round-to-round spread, and ``slower``: the rate or per-CPU ratio is below 1 by
+    more than the spread (the largest (max - min) / median of either tree's rounds). With one round there is no
+    spread: any ratio below 1 counts, flagged ``spread_known: false``. No figure on this tree where REV has one
+    (an error) counts as slower too."""
+    rate_key, cpu_key, higher = COMPARE_FIGURES[kind]
+    out: dict = {"key": key, "title": title, "kind": kind, "rate_metric": rate_key,
+                 "cpu_metric": cpu_key, "higher_is_better": higher}  # fmt: skip
+    spreads: list[float] = []
+    slower = False
+    for name, metric in (("rate", rate_key), ("per_cpu", cpu_key)):
+        if metric is None:
+            continue
+        values = {
+            label: [f.get(metric) for f in runs.get(label, []) if f.get(metric) is not None]
+            for label in ("current", rev)
+        }
+        medians = {label: statistics.median(v) if v else None for label, v in values.items()}
+        for v in values.values():
+            if len(v) > 1 and statistics.median(v):
+                spreads.append((max(v) - min(v)) / statistics.median(v))
+        mine, theirs = medians["current"], medians[rev]
+        ratio = None  # undefined where the divisor is 0 (e.g. REV's paced sweep held no rate: not worse here)
+        if mine is not None and theirs is not None and (theirs if higher else mine):
+            ratio = mine / theirs if higher else theirs / mine
+        elif theirs and not values["current"]:
+            slower = True  # this tree produced no figure (an error) where REV did
+        out[name] = {"current": values["current"], "rev": values[rev],
+                     "ratio": round(ratio, 3) if ratio is not None else None}  # fmt: skip
+    spread = max(spreads) if spreads else 0.0
+    for name in ("rate", "per_cpu"):
+        ratio = (out.get(name) or {}).get("ratio")
+        if ratio is not None and ratio < 1 - spread:
+            slower = True
+    out["spread"] = round(spread, 3)
+    out["spread_known"] = bool(spreads)
+    out["slower"] = slower
+    out["errors"] = [f["error"] for label_runs in runs.values() for f in label_runs if f.get("error")]
+    out["verified_ok"] = all(f.get("verified_ok", True) is not False for r in runs.values() for f in r)
+    return out
+
+
+def compare_table(compare: dict) -> list[str]:
+    """Every scenario on this tree and on another revision, run alternately: each round's figures, the ratios
+    this / REV of the medians (rate and per server CPU-second; below 1 means this tree is worse, for RSS per
+    connection too) and a "slower" flag where a ratio is below 1 by more than the round-to-round spread."""
     rev = compare["rev"]
+    figures = compare.get("figures") or []
+    slower = [f["title"] for f in figures if f["slower"]]
     lines = [
         "",
-        f"## This tree vs {rev} ({compare['sha'][:12]}), pub/sub scenarios alternated, {compare['rounds']} rounds",
+        f"## This tree vs {rev} ({compare['sha'][:12]}), every scenario alternated, {compare['rounds']} rounds",
         "",
-        f"| scenario | server | this tree | {rev} | this / {rev} (medians) |",
-        "|---|---|---|---|---|",
+        f"Ratios are this tree's median / {rev}'s (RSS per connection inverted): below 1 = this tree is worse. "
+        "**SLOWER**: a ratio below 1 by more than the spread (the largest (max - min) / median of either tree's "
+        "rounds; with one round there is no spread and any ratio below 1 counts).",
+        "",
+        f"Verdict: {'**' + str(len(slower)) + ' slower**: ' + '; '.join(slower) if slower else 'no scenario slower'}"
+        f" ({len(figures)} compared"
+        + (f", {len(compare['skipped'])} loads skipped by --max-time" if compare.get("skipped") else "")
+        + ").",
+        "",
+        f"| scenario | metric | this tree | {rev} | ratio | per server CPU-s: this tree | {rev} | ratio | spread "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for scenario in chosen:
-        for server, runs in compare["results"].get(scenario.name, {}).items():
-            values = {label: [_value(scenario, f) for f in figures] for label, figures in runs.items()}
-            cells = {label: ", ".join(_cell(scenario, f) for f in figures) for label, figures in runs.items()}
-            mine, theirs = _median(values.get("current")), _median(values.get(rev))
-            lines.append(f"| {scenario.title} | {server} | {cells.get('current', '-')} | {cells.get(rev, '-')} "
-                         f"| {_times(mine / theirs if mine and theirs else None)} |")  # fmt: skip
+    for f in figures:
+        rate, cpu = f.get("rate") or {}, f.get("per_cpu") or {}
+        verdict = "**SLOWER**" if f["slower"] else "ok"
+        if f.get("errors"):
+            verdict += f" ({len(f['errors'])} errors: {f['errors'][0][:60]})"
+        if f.get("verified_ok") is False:
+            verdict += " ✗ stored rows"
+        spread = f"{f['spread']:.0%}" if f["spread_known"] else "n/a (1 round)"
+        lines.append(
+            f"| {f['title']} | {f['rate_metric']} | {_list(rate.get('current'))} | {_list(rate.get('rev'))} "
+            f"| {_times(rate.get('ratio'))} | {_list(cpu.get('current'))} | {_list(cpu.get('rev'))} "
+            f"| {_times(cpu.get('ratio'))} | {spread} | {verdict} |"
+        )
     return lines
 
 
-def _median(values: list | None) -> float | None:
-    present = [v for v in values or [] if v is not None]
-    return statistics.median(present) if present else None
+def _list(values: list | None) -> str:
+    return ", ".join(f"{v:,.0f}" if v >= 100 else f"{v:g}" for v in values) if values else "-"
+
+
+def write_compare_chart(compare: dict, path: Path) -> None:
+    """The ratios this tree / REV per scenario (rate and per server CPU-second), the spread as error bars, a
+    line at 1: a bar short of 1 by more than its error bar is a slower scenario (red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = compare.get("figures") or []
+    fig, ax = plt.subplots(figsize=(12, 0.45 * max(len(figures), 4) + 1.5))
+    ys = range(len(figures))
+    rates = [(f.get("rate") or {}).get("ratio") or 0 for f in figures]
+    cpus = [(f.get("per_cpu") or {}).get("ratio") or 0 for f in figures]
+    spreads = [f["spread"] for f in figures]
+    colours = ["tab:red" if f["slower"] else "tab:blue" for f in figures]
+    ax.barh([y - 0.2 for y in ys], rates, 0.4, xerr=spreads, color=colours, label="rate")
+    ax.barh([y + 0.2 for y in ys], cpus, 0.4, xerr=spreads, color=colours, alpha=0.5, label="per server CPU-s")
+    ax.axvline(1, color="black", linewidth=1)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([f["title"] for f in figures], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"this tree / {compare['rev']} (below 1: worse; red: slower beyond the round-to-round spread)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _times(value: float | None) -> str:

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -551,8 +551,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare",
         default="",
-        help="a git revision: run the pub/sub scenarios on the project servers of this tree and of REV, "
-        "alternated (--rounds times each), and report both",
+        help="a git revision: run every scenario (pub/sub and chat) on the project servers of this tree and of "
+        "REV (started from REV's own checkout), alternated round by round (--rounds each), and report the "
+        "ratios this/REV with a 'slower' flag",
+    )
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="with --compare: only the comparison (not the baseline/RabbitMQ columns, abuse or metrics cost)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="--compare: runs per revision and scenario")
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
@@ -592,14 +598,16 @@ def main(argv: list[str] | None = None) -> int:
         "raw": {},
     }
     timeout = 120 if args.quick else 400
-    if chosen:
+    if args.compare_only and not args.compare:
+        raise SystemExit("--compare-only needs --compare REV")
+    if chosen and not args.compare_only:
         database = sqlite_url(WORK / "bench.sqlite3")
         users = max(s.connections for s in chosen) + 1
         logger.info("preparing %s: %d users with JWTs", database, users)
         tokens = WORK / "tokens.txt"
         report["limits"] = prepare_database(database, users, 0, 0, tokens)
         logger.info("limits of the project servers: %s", json.dumps(report["limits"], default=str, sort_keys=True))
-    for name in servers if chosen else []:
+    for name in servers if chosen and not args.compare_only else []:
         applicable = [s for s in chosen if not (s.project_only and name in ("baseline", "rabbitmq"))]
         if not applicable:
             continue
@@ -632,23 +640,27 @@ def main(argv: list[str] | None = None) -> int:
             report["results"].setdefault(name, {})[scenario.name] = summary
             logger.info("%s on %s: %s", scenario.name, name, json.dumps(summary))
     chat_servers = [s for s in servers if s in ("daphne", "uvicorn")]
-    if args.compare and chosen:
-        report["compare"] = compare_run(args, [s for s in chosen if s.kind != "chat"], chat_servers, database,
-                                        tokens, started, timeout)  # fmt: skip
-    if run_chat and chat_servers:
+    if args.compare and chat_servers:
+        report["compare"] = compare_run(args, chosen, chat_servers, run_chat, started, timeout)
+        report["limits"] = report["limits"] or report["compare"]["limits"]
+    if run_chat and chat_servers and not args.compare_only:
         report["chat"] = chat_run(args, chat_servers, started)
         report["limits"] = report["limits"] or report["chat"].pop("limits", {})
     report["load_average_after"] = load_average()
     report["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
-    from bench.report import write_chart, write_chat_chart, write_table
+    from bench.report import write_chart, write_chat_chart, write_compare_chart, write_table
 
     table = write_table(report, chosen, out / "results.md")
     if chosen and report["results"]:
         write_chart(report, chosen, out / "results.png")
     if report.get("chat"):
         write_chat_chart(report, out / "chat.png")
+    if report.get("compare", {}).get("figures"):
+        write_compare_chart(report["compare"], out / "compare.png")
     print(table)
+    if args.compare_only:
+        return 0
     if not args.scenarios or "abuse" in args.scenarios.split(","):  # issue 16's scenarios: bench/abuse.py
         from bench.abuse import main as abuse_main
 
@@ -676,40 +688,134 @@ def checkout(rev: str, work: Path) -> tuple[Path, str]:
     return tree, sha
 
 
-def compare_run(
-    args: argparse.Namespace, chosen: list[Scenario], servers: list[str], database: str, tokens: Path,
-    started: float, timeout: float,
-) -> dict:  # fmt: skip
-    """The pub/sub scenarios on this tree and on ``--compare REV``, alternated round by round, each on a fresh
-    server; REV's servers get a copy of the benchmark database migrated by REV's own migrations."""
-    tree, sha = checkout(args.compare, WORK)
-    source = Path(database.removeprefix("sqlite:///"))
-    other = WORK / "compare.sqlite3"
-    shutil.copyfile(source, other)
-    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
-    subprocess.run(migrate, cwd=tree, env=project_env(f"sqlite:///{other}"), check=True, timeout=600)
-    trees = {"current": (REPO, database), args.compare: (tree, f"sqlite:///{other}")}
-    logger.info("== compare: this tree vs %s (%s, in %s), %d rounds", args.compare, sha[:12], tree, args.rounds)
-    results: dict = {}
-    try:
+@dataclass(frozen=True)
+class CompareItem:
+    """One figure --compare measures on both trees: a pub/sub scenario on one server, or a chat load on one
+    database and server. ``load(root, label)`` starts the server from ``root`` and returns its summary."""
+
+    key: str
+    title: str
+    kind: str  # max | sweep | idle | chat-max | chat-paced
+    load: Callable[[Path, str], dict]
+
+
+def compare_items(
+    args: argparse.Namespace, stack: contextlib.ExitStack, chosen: list[Scenario], servers: list[str],
+    run_chat: bool, trees: dict[str, Path], timeout: float, limits: dict,
+) -> list[CompareItem]:  # fmt: skip
+    """Every scenario ``make bench`` measures throughput in (pub/sub incl. the two-process Redis one on
+    uvicorn, chat on each --databases), prepared once: one database per kind, migrated by each tree's own
+    migrations (forward only: a tree ignores migrations it does not know), shared by both trees. ``limits``
+    gets the project's limits (this tree's)."""
+    items: list[CompareItem] = []
+    if chosen:
+        pubsub_url = sqlite_url(WORK / "compare.sqlite3")
+        pubsub_tokens = WORK / "compare-tokens.txt"
+        limits.update(prepare_database(pubsub_url, max(s.connections for s in chosen) + 1, 0, 0, pubsub_tokens))
+        migrate_trees(trees, pubsub_url)
         for scenario in chosen:
             for name in servers:
-                if scenario.two_processes:
+                if scenario.two_processes and name != "uvicorn":
                     continue
-                for round_number in range(args.rounds):
-                    for label, (root, url) in trees.items():
-                        if time.monotonic() - started > args.max_time:
-                            logger.warning("--max-time reached: skipping the rest of --compare")
-                            return {"rev": args.compare, "sha": sha, "rounds": args.rounds, "results": results}
-                        with running(name, url, root=root) as server:
-                            raw = run_loadgen(scenario, server, tokens, f"{label}/{name}/{scenario.name}", timeout)
-                        summary = summarise(scenario, raw)
-                        results.setdefault(scenario.name, {}).setdefault(name, {}).setdefault(label, []).append(summary)
-                        logger.info("compare %s on %s, %s round %d: %s", scenario.name, name, label,
-                                    round_number + 1, json.dumps(summary))  # fmt: skip
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
-    return {"rev": args.compare, "sha": sha, "rounds": args.rounds, "results": results}
+
+                def load(root: Path, label: str, scenario=scenario, name=name) -> dict:
+                    kwargs = {"redis_processes": 2} if scenario.two_processes else {}
+                    with running(name, pubsub_url, root=root, **kwargs) as server:
+                        raw = run_loadgen(scenario, server, pubsub_tokens, f"{label}/{name}/{scenario.name}", timeout)
+                    return summarise(scenario, raw)
+
+                items.append(CompareItem(f"{scenario.name}/{name}", f"{scenario.title}, {name}", scenario.kind, load))
+    if not run_chat:
+        return items
+    cfg = chat.config(args.quick)
+    for db_name in [n for n in args.databases.split(",") if n]:
+        if db_name == "sqlite":
+            path = WORK / "compare-chat.sqlite3"
+            database = chat.Database(db_name, sqlite_url(path), path)
+        else:
+            pg_root = WORK / "compare-pg"
+            shutil.rmtree(pg_root, ignore_errors=True)
+            cluster = postgres.start(pg_root, settings={"fsync": args.pg_fsync})
+            stack.callback(cluster.stop)
+            database = chat.Database(
+                db_name, cluster.url, admin=functools.partial(cluster.psql, database=cluster.database)
+            )
+        tokens = WORK / f"compare-tokens-{db_name}.txt"
+        logger.info("preparing the --compare chat database %s", db_name)
+        limits.update(prepare_database(database.url, cfg.connections, cfg.rooms, cfg.room_size, tokens))
+        migrate_trees(trees, database.url)
+
+        def chat_loadgen(chat_args, server, token_file, label, timeout):
+            return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout)
+
+        for name in servers:
+            for kind in ("max", "paced"):
+
+                def load(root: Path, label: str, database=database, name=name, kind=kind, tokens=tokens) -> dict:
+                    tree_running = functools.partial(running, root=root)
+                    summary, _ = chat.one_load(database, name, kind, cfg=cfg, running=tree_running,
+                                               loadgen=chat_loadgen, tokens=tokens,
+                                               label=f"{label}/chat-{database.kind}/{name}/{kind}")  # fmt: skip
+                    verified = summary.pop("verified", {})
+                    summary["verified_ok"] = verified.get("ok")
+                    return summary
+
+                title = f"chat on {'SQLite' if db_name == 'sqlite' else 'PostgreSQL'}, {kind}, {name}"
+                items.append(CompareItem(f"chat-{db_name}-{kind}/{name}", title, f"chat-{kind}", load))
+    return items
+
+
+def migrate_trees(trees: dict[str, Path], database_url: str) -> None:
+    """Each tree's own ``manage.py migrate`` on the shared database (the current one already ran)."""
+    for root in list(trees.values())[1:]:
+        migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+        subprocess.run(migrate, cwd=root, env=project_env(database_url), check=True, timeout=600)
+
+
+def compare_run(
+    args: argparse.Namespace, chosen: list[Scenario], servers: list[str], run_chat: bool, started: float,
+    timeout: float,
+) -> dict:  # fmt: skip
+    """Every scenario on this tree and on ``--compare REV`` (its servers started from its own checkout),
+    alternated round by round, each load on a fresh server; the tree that goes first alternates too, so that
+    a drift of the machine during a round does not favour one tree."""
+    from bench.report import compare_figures
+
+    tree, sha = checkout(args.compare, WORK)
+    rev = args.compare
+    trees = {"current": REPO, rev: tree}
+    logger.info("== compare: this tree vs %s (%s, in %s), %d rounds", rev, sha[:12], tree, args.rounds)
+    results: dict = {}
+    figures: list[dict] = []
+    skipped: list[str] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, tree, True)
+        limits: dict = {}
+        items = compare_items(args, stack, chosen, servers, run_chat, trees, timeout, limits)
+        loads = len(items) * args.rounds * 2
+        done = 0
+        for item in items:
+            runs: dict[str, list[dict]] = {}
+            for round_number in range(args.rounds):
+                order = list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]
+                for label, root in order:
+                    if time.monotonic() - started > args.max_time:
+                        skipped.append(f"{item.key} round {round_number + 1} {label}")
+                        continue
+                    summary = item.load(root, label)
+                    runs.setdefault(label, []).append(summary)
+                    done += 1
+                    logger.info("compare [%d/%d, %.0f s] %s, %s round %d: %s", done, loads,
+                                time.monotonic() - started, item.title, label, round_number + 1,
+                                json.dumps(summary, default=str))  # fmt: skip
+            results[item.key] = runs
+            if runs:
+                figures.append(compare_figures(item.key, item.title, item.kind, runs, rev))
+                logger.info("compare %s: %s", item.title, json.dumps(figures[-1], default=str))
+    if skipped:
+        logger.warning("--max-time reached: %d --compare loads skipped", len(skipped))
+    return {"rev": rev, "sha": sha, "rounds": args.rounds, "results": results, "figures": figures,
+            "skipped": skipped, "loads": done, "limits": limits}  # fmt: skip
 
 
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
