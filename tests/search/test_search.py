@@ -148,9 +148,8 @@ def test_matches_come_back_as_text_pieces_and_markup_stays_inert_text(auth_clien
     (hit,) = search(auth_client, people["bob"], q="hello").json()["results"]
     assert "".join(piece["text"] for piece in hit["highlight"]) == body == hit["body"]
     assert [p["text"] for p in hit["highlight"] if p["match"]] == ["Hello", "hello"]
-    (hit,) = search(auth_client, people["bob"], q="script").json()["results"]
-    assert [p["text"] for p in hit["highlight"] if p["match"]] == ["script", "script"]
-    assert hit["highlight"][0] == {"text": "<", "match": False}
+    # PostgreSQL's parser skips tags (it does not index "script" in "<script>"); either way the markup is text.
+    assert hit["highlight"][0] == {"text": '<script>alert("x")</script> <b>', "match": False}
 
 
 def test_highlight_marks_stemmed_forms_and_both_words_of_a_phrase(auth_client, people, lobby):
