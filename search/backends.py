@@ -91,9 +91,10 @@ class PostgresBackend:
             )
             return cursor.rowcount
 
-    def search(self, *, query: Query, room_ids: Sequence[int], bounds: Bounds, limit: int) -> list[int]:
+    def search_sql(self, *, query: Query, room_ids: Sequence[int], bounds: Bounds, limit: int) -> tuple[str, list]:
+        """The statement ``search`` runs (bench/search.py EXPLAINs it)."""
         sql = [
-            f"SELECT message_id FROM {PG_TABLE} WHERE room_id = ANY(%s) "  # noqa: S608
+            f"SELECT message_id FROM {PG_TABLE} WHERE room_id = ANY(%s::bigint[]) "  # noqa: S608
             "AND vector @@ websearch_to_tsquery(%s::regconfig, %s)"
         ]
         params: list = [list(room_ids), self.config, query.raw]
@@ -105,8 +106,12 @@ class PostgresBackend:
             params.append(bounds.below)
         sql.append("ORDER BY message_id DESC LIMIT %s")
         params.append(limit)
+        return " ".join(sql), params
+
+    def search(self, *, query: Query, room_ids: Sequence[int], bounds: Bounds, limit: int) -> list[int]:
+        sql, params = self.search_sql(query=query, room_ids=room_ids, bounds=bounds, limit=limit)
         with connections[self.alias].cursor() as cursor:
-            cursor.execute(" ".join(sql), params)
+            cursor.execute(sql, params)
             return [row[0] for row in cursor.fetchall()]
 
     def highlights(self, *, query: Query, bodies: dict[int, str]) -> dict[int, list[tuple[int, int]]]:
