@@ -10,8 +10,10 @@ POSTGRES = [
         room_id bigint NOT NULL,
         vector tsvector NOT NULL
     )""",
-    # The rare-word plan: a bitmap scan of the matching rows. (A common word walks the primary key backwards.)
+    # A rare word: a bitmap scan of its few rows. A common one: each of the user's rooms walked backwards on
+    # (room_id, message_id) until a page of matches (search/backends.py, PostgresBackend.search_sql).
     "CREATE INDEX search_message_vector ON search_message USING gin (vector)",
+    "CREATE INDEX search_message_room ON search_message (room_id, message_id)",
     """CREATE FUNCTION search_message_forget() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'TRUNCATE' THEN
