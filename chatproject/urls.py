@@ -33,6 +33,7 @@ urlpatterns = [
     re_path(r"^ws(?:/.*)?$", errors.not_found),  # SockJS/WebSocket paths that no consumer took: JSON 404
     *account_pages,
     *social_login,
+    path("", include("search.page_urls")),
     path("", include("chat.urls")),
 ]
 # With DEBUG on, daphne serves /static/ itself (runserver does this on its own); in production a proxy or
