@@ -35,6 +35,18 @@ class Bounds:
     lowest: int | None = None
     below: int | None = None
 
+    def newest_first(self, column: str, limit: int) -> tuple[str, list]:
+        """``AND column >= … AND column < … ORDER BY column DESC LIMIT …`` and its parameters."""
+        sql, params = [], []
+        if self.lowest is not None:
+            sql.append(f"AND {column} >= %s")
+            params.append(self.lowest)
+        if self.below is not None:
+            sql.append(f"AND {column} < %s")
+            params.append(self.below)
+        sql.append(f"ORDER BY {column} DESC LIMIT %s")
+        return " ".join(sql), [*params, limit]
+
 
 class Backend(Protocol):
     vendor: str
@@ -93,18 +105,10 @@ class PostgresBackend:
         stops at ``limit`` matches, or takes the GIN bitmap when the planner expects few matches; so the cost is
         bounded by the user's rooms, never by the whole table (one ``room_id = ANY(…) ORDER BY message_id DESC``
         walk took 0.8 s over 1,000,000 rows for a word common elsewhere and absent from the user's rooms)."""
-        inner = ["SELECT message_id FROM search_message WHERE room_id = r.id AND vector @@ q.q"]
-        params: list = [self.config, query.raw, list(room_ids)]
-        if bounds.lowest is not None:
-            inner.append("AND message_id >= %s")
-            params.append(bounds.lowest)
-        if bounds.below is not None:
-            inner.append("AND message_id < %s")
-            params.append(bounds.below)
-        inner.append("ORDER BY message_id DESC LIMIT %s")
-        params += [limit, limit]
+        tail, tail_params = bounds.newest_first("message_id", limit)
         # Only constant SQL parts are joined here; every value is a parameter.
-        lateral = " ".join(inner)
+        lateral = f"SELECT message_id FROM search_message WHERE room_id = r.id AND vector @@ q.q {tail}"  # noqa: S608
+        params: list = [self.config, query.raw, list(room_ids), *tail_params, limit]
         sql = (
             "SELECT s.message_id FROM (SELECT websearch_to_tsquery(%s::regconfig, %s) AS q) AS q "  # noqa: S608
             "CROSS JOIN unnest(%s::bigint[]) AS r(id) "
@@ -166,18 +170,10 @@ class SqliteBackend:
         if not room_ids:
             return []
         rooms = ", ".join(["%s"] * len(room_ids))
-        sql = [f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s AND room_id IN ({rooms})"]  # noqa: S608
-        params: list = [query.fts5(), *room_ids]
-        if bounds.lowest is not None:
-            sql.append("AND rowid >= %s")
-            params.append(bounds.lowest)
-        if bounds.below is not None:
-            sql.append("AND rowid < %s")
-            params.append(bounds.below)
-        sql.append("ORDER BY rowid DESC LIMIT %s")
-        params.append(limit)
+        tail, tail_params = bounds.newest_first("rowid", limit)
+        sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s AND room_id IN ({rooms}) {tail}"  # noqa: S608
         with connections[self.alias].cursor() as cursor:
-            cursor.execute(" ".join(sql), params)
+            cursor.execute(sql, [query.fts5(), *room_ids, *tail_params])
             return [row[0] for row in cursor.fetchall()]
 
     def highlights(self, *, query: Query, bodies: dict[int, str]) -> dict[int, list[tuple[int, int]]]:
