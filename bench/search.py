@@ -344,13 +344,14 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 messages, 50 queries, 2 write rounds")
+    parser.add_argument("--quick", action="store_true", help="100,000 messages, 50 queries")
     parser.add_argument("--out", default=None)
     parser.add_argument("--work", default=None)
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--write-rounds", type=int, default=None, help="0: skip the write-path comparison")
+    parser.add_argument("--no-latency", action="store_true", help="only the write-path comparison")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # the in-Django half
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
@@ -365,10 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     messages = args.messages or (100_000 if args.quick else 1_000_000)
     queries = args.queries or (50 if args.quick else 300)
-    rounds = args.write_rounds if args.write_rounds is not None else 2
+    rounds = args.write_rounds if args.write_rounds is not None else 3
     started = time.monotonic()
     result: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick}
-    result["latency"] = latency_run(work, messages=messages, rooms=args.rooms, queries=queries)
+    if not args.no_latency:
+        result["latency"] = latency_run(work, messages=messages, rooms=args.rooms, queries=queries)
     if rounds:
         result["write_path"] = write_path_run(work, quick=args.quick, rounds=rounds)
     result["seconds"] = round(time.monotonic() - started)
