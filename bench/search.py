@@ -224,6 +224,46 @@ def latency_run(work: Path, *, messages: int, rooms: int, queries: int) -> dict:
         cluster.stop()
 
 
+def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
+    """The database's side alone: 100-message transactions like the writer's multi-row INSERT, with and without
+    the search rows the writer adds (the same INSERT … unnest … to_tsvector as PostgresBackend.index_rows),
+    alternated; rows/s of each and the microseconds a message's index row costs. Rows deleted afterwards."""
+    import psycopg
+
+    rng = random.Random(7)
+    words = vocabulary(rng)
+    samples: dict[str, list[float]] = {"on": [], "off": []}
+    with psycopg.connect(url) as connection:
+        room, author = connection.execute("SELECT room_id, user_id FROM chat_membership LIMIT 1").fetchone()
+        connection.commit()
+        head = "INSERT INTO chat_message (room_id, author_id, body, created, client_id) VALUES "
+        sql = head + ", ".join(["(%s, %s, %s, now(), NULL)"] * 100) + " RETURNING id"
+        index = (
+            "INSERT INTO search_message (message_id, room_id, vector) SELECT i, r, to_tsvector('english', b) "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS t(i, r, b)"
+        )
+        first = connection.execute("SELECT coalesce(max(id), 0) FROM chat_message").fetchone()[0]
+        for _ in range(rounds):
+            for side in ("off", "on"):
+                rows, started = 0, time.perf_counter()
+                while time.perf_counter() - started < seconds:
+                    bodies = ["#I " + " ".join(rng.choices(words, k=rng.randint(6, 14))) for _ in range(100)]
+                    ids = [r[0] for r in connection.execute(sql, [v for b in bodies for v in (room, author, b)])]
+                    if side == "on":
+                        connection.execute(index, [ids, [room] * len(ids), bodies])
+                    connection.commit()
+                    rows += len(ids)
+                samples[side].append(rows / (time.perf_counter() - started))
+        connection.execute("DELETE FROM chat_message WHERE id > %s AND body LIKE '#I %%'", [first])
+        connection.commit()
+    on, off = statistics.median(samples["on"]), statistics.median(samples["off"])
+    return {
+        "rows_per_s": {"on": round(on), "off": round(off)}, "ratio_on_off": round(on / off, 3),
+        "us_per_message_indexed": round(1e6 / on - 1e6 / off, 1), "rounds": rounds, "seconds": seconds,
+        "samples": {k: [round(v) for v in vs] for k, vs in samples.items()},
+    }  # fmt: skip
+
+
 def write_path_run(work: Path, *, quick: bool, rounds: int) -> dict:
     """The chat scenario's max load with the index maintained and not, alternated on fresh daphne servers."""
     from bench import chat
@@ -240,6 +280,9 @@ def write_path_run(work: Path, *, quick: bool, rounds: int) -> dict:
         database = chat.Database(
             "postgres", cluster.url, admin=functools.partial(cluster.psql, database=cluster.database)
         )
+        database.settle()
+        cost = index_cost(cluster.url, seconds=1 if quick else 3, rounds=3)
+        logger.info("search bench: 100-message transactions, index rows on vs off: %s", cost)
         runs = []
         for round_number in range(1, rounds + 1):
             reference = chat.references(database, cfg)
@@ -267,7 +310,7 @@ def write_path_run(work: Path, *, quick: bool, rounds: int) -> dict:
                 logger.info("search bench: write path, index %s, round %d: %s stored/s, p50/p99 %s/%s ms, "
                             "%d stored, %d indexed", side, round_number, summary.get("stored_per_s"),
                             summary.get("p50_ms"), summary.get("p99_ms"), stored, indexed)  # fmt: skip
-        return summarise_write(runs)
+        return {**summarise_write(runs), "database_alone": cost}
     finally:
         cluster.stop()
 
@@ -332,7 +375,14 @@ def markdown(result: dict) -> str:
             f"With the index on: {write['on_x_one_commit_per_row']}x one-commit-per-row (issue 17: ≥ 2x), "
             f"{write['on_x_100_rows_per_commit']}x 100-rows-per-commit (issue 17: ≥ 0.2x). Every stored row "
             f"verified: {write['all_verified']}; every row indexed (and none with it off): {write['all_indexed']}.",
-            "", "| round | index | stored msg/s | p50 / p99 | stored | indexed | one-commit-per-row ref |",
+            "",
+            *([f"The database alone (100-message transactions, INSERT … RETURNING then the writer's search rows, "
+               f"alternated {write['database_alone']['rounds']} x {write['database_alone']['seconds']} s): "
+               f"{write['database_alone']['rows_per_s']['on']:,} rows/s with the index rows, "
+               f"{write['database_alone']['rows_per_s']['off']:,} without: ratio "
+               f"{write['database_alone']['ratio_on_off']}, {write['database_alone']['us_per_message_indexed']} µs "
+               "per message indexed.", ""] if write.get("database_alone") else []),
+            "| round | index | stored msg/s | p50 / p99 | stored | indexed | one-commit-per-row ref |",
             "|---|---|---|---|---|---|---|",
         ]  # fmt: skip
         for r in write["runs"]:
