@@ -62,3 +62,19 @@ def test_a_message_found_by_search_opens_in_its_room_amid_its_context(history, s
     assert bodies[0] == "filler message 10"  # a page of 50 around it; only 19 newer, so 30 older
     assert page.locator("[data-load-older]").is_visible()
     page.wait_for_selector("[data-connection][data-state=connected]")
+
+
+def test_an_old_result_opens_with_load_newer_up_to_the_live_end(history, split_site, browser_page):
+    page, _ = browser_page()
+    log_in(page, split_site, "alice")
+    page.goto(f"{split_site.site}/rooms/lobby/?message={history[5]}")
+    page.locator(f".message.target[data-id='{history[5]}']").wait_for()
+    page.wait_for_selector("[data-connection][data-state=connected]")
+    bodies = page.locator(".message[data-id] .body").all_inner_texts()
+    assert bodies[0] == "filler message 0" and bodies[-1] == "filler message 49"  # 5 older, then 45
+    assert not page.locator("[data-load-older]").is_visible()
+    newer = page.get_by_role("button", name="Load newer messages")
+    newer.click()
+    newer.wait_for(state="hidden")
+    bodies = page.locator(".message[data-id] .body").all_inner_texts()
+    assert bodies[-1] == "filler message 59" and len(bodies) == len(set(bodies)) == 60
