@@ -41,6 +41,14 @@ AUTHORS = 100
 MEMBER_EVERY = 20  # the searcher is a member of every 20th room: 50 of 1,000
 
 
+def one_row(connection, sql: str, params: list | None = None) -> tuple:
+    """The single row a statement returns (psycopg's fetchone() may say None)."""
+    row = connection.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {sql[:80]!r}")
+    return row
+
+
 def vocabulary(rng: random.Random, size: int = 2000) -> list[str]:
     """Pronounceable filler words (none is a stem of the rare or the common word)."""
     consonants, vowels = "bdfgklmnprstvz", "aeiou"
@@ -114,18 +122,20 @@ def load(url: str, *, messages: int, rooms: int, seed: int = 21) -> dict:
         connection.execute("CREATE INDEX search_message_room ON search_message (room_id, message_id)")
         timings["room_index_s"] = round(time.perf_counter() - started, 1)
         connection.execute("VACUUM ANALYZE")
-        counts = connection.execute(
+        counts = one_row(
+            connection,
             "SELECT count(*) FILTER (WHERE body LIKE %s), count(*) FILTER (WHERE body LIKE %s), "
             "count(*) FILTER (WHERE room_id = ANY(%s) AND body LIKE %s), "
             "count(*) FILTER (WHERE room_id = ANY(%s) AND body LIKE %s), count(*) FROM chat_message",
             [f"%{RARE}%", f"%{COMMON}%", member_rooms, f"%{RARE}%", member_rooms, f"%{COMMON}%"],
-        ).fetchone()
-        sizes = connection.execute(
+        )
+        sizes = one_row(
+            connection,
             "SELECT pg_size_pretty(pg_total_relation_size('chat_message')), "
             "pg_size_pretty(pg_relation_size('search_message')), "
             "pg_size_pretty(pg_relation_size('search_message_vector')), "
-            "pg_size_pretty(pg_relation_size('search_message_room'))"
-        ).fetchone()
+            "pg_size_pretty(pg_relation_size('search_message_room'))",
+        )
     logger.info("search bench: loaded in %s", timings)
     return {
         "messages": counts[4], "rooms": rooms, "member_rooms": len(member_rooms), "timings": timings,
@@ -145,11 +155,13 @@ def measure(queries: int) -> dict:
     from django.db import connection
     from rest_framework.test import APIClient
 
-    from search.backends import Bounds, backend
+    from search.backends import Bounds, PostgresBackend
     from search.query import query_parse
     from search.selectors import searchable_room_ids
 
     user = get_user_model().objects.order_by("id").first()
+    if user is None:
+        raise RuntimeError("bench/prepare.py made no user")
     client = APIClient(HTTP_HOST="127.0.0.1")
     client.force_authenticate(user)
 
@@ -191,12 +203,13 @@ def measure(queries: int) -> dict:
         }  # fmt: skip
         logger.info("search bench: %s: %s", name, out[name])
     rooms = searchable_room_ids(user=user)
-    engine = backend()
+    engine = PostgresBackend()
     plans = {}
     for name, q in (("rare", RARE), ("common", COMMON), ("common elsewhere", ELSEWHERE)):
-        sql, params = engine.search_sql(query=query_parse(q, max_length=100), room_ids=rooms, bounds=Bounds(), limit=21)
+        query = query_parse(q, max_length=100)
+        sql, sql_params = engine.search_sql(query=query, room_ids=rooms, bounds=Bounds(), limit=21)
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, sql_params)
             plans[name] = [row[0] for row in cursor.fetchall()]
     return {"latency": out, "plans": plans}
 
@@ -234,7 +247,7 @@ def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
     words = vocabulary(rng)
     samples: dict[str, list[float]] = {"on": [], "off": []}
     with psycopg.connect(url) as connection:
-        room, author = connection.execute("SELECT room_id, user_id FROM chat_membership LIMIT 1").fetchone()
+        room, author = one_row(connection, "SELECT room_id, user_id FROM chat_membership LIMIT 1")
         connection.commit()
         head = "INSERT INTO chat_message (room_id, author_id, body, created, client_id) VALUES "
         sql = head + ", ".join(["(%s, %s, %s, now(), NULL)"] * 100) + " RETURNING id"
@@ -242,7 +255,7 @@ def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
             "INSERT INTO search_message (message_id, room_id, vector) SELECT i, r, to_tsvector('english', b) "
             "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS t(i, r, b)"
         )
-        first = connection.execute("SELECT coalesce(max(id), 0) FROM chat_message").fetchone()[0]
+        first = one_row(connection, "SELECT coalesce(max(id), 0) FROM chat_message")[0]
         for _ in range(rounds):
             for side in ("off", "on"):
                 rows, started = 0, time.perf_counter()

@@ -60,7 +60,7 @@ class SearchView(ChatAPIView):
             cursor = _positive(request, "cursor", None)
         except InvalidInput:
             raise InvalidInput("cursor is not valid: pass the next_cursor of the previous page") from None
-        limit = min(_positive(request, "limit", settings.SEARCH_PAGE_SIZE), settings.SEARCH_PAGE_MAX)
+        limit = min(_positive(request, "limit", None) or settings.SEARCH_PAGE_SIZE, settings.SEARCH_PAGE_MAX)
         room = request.query_params.get("room", "").strip() or None
         page = messages_search(user=request.user, query=query, limit=limit, room_slug=room, since=since,
                                before=before, cursor=cursor)  # fmt: skip
