@@ -351,6 +351,16 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # DRF's own throttles read X-Forwarded-For the same way
 }
 
+# --- Search (search/) ------------------------------------------------------------------------------------
+# PostgreSQL's text search configuration (stemming, stop words); after changing it run `manage.py search_rebuild`.
+SEARCH_PG_CONFIG = env_str("SEARCH_PG_CONFIG", "english")
+# Off only for measuring what indexing costs the writer (bench/search.py) or for a bulk load followed by
+# `manage.py search_rebuild`: with it off, new messages are not found.
+SEARCH_INDEX_ON_WRITE = env_bool("SEARCH_INDEX_ON_WRITE", True)
+SEARCH_QUERY_MAX_LENGTH = env_int("SEARCH_QUERY_MAX_LENGTH", 200, minimum=1)
+SEARCH_PAGE_SIZE = env_int("SEARCH_PAGE_SIZE", 20, minimum=1)
+SEARCH_PAGE_MAX = env_int("SEARCH_PAGE_MAX", 50, minimum=1)
+
 # --- Chat limits ----------------------------------------------------------------------------------------
 CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000, minimum=1)
 CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 200, minimum=1)
@@ -361,16 +371,6 @@ CHAT_RESUME_MAX = env_int("CHAT_RESUME_MAX", 500, minimum=1)
 CHAT_WRITE_WINDOW_MS = env_float("CHAT_WRITE_WINDOW_MS", 3.0)
 CHAT_WRITE_BATCH_MAX = env_int("CHAT_WRITE_BATCH_MAX", 500, minimum=1)
 CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
-
-# --- Search (search/) ------------------------------------------------------------------------------------
-# PostgreSQL's text search configuration (stemming, stop words); after changing it run `manage.py search_rebuild`.
-SEARCH_PG_CONFIG = env_str("SEARCH_PG_CONFIG", "english")
-# Off only for measuring what indexing costs the writer (bench/search.py) or for a bulk load followed by
-# `manage.py search_rebuild`: with it off, new messages are not found.
-SEARCH_INDEX_ON_WRITE = env_bool("SEARCH_INDEX_ON_WRITE", True)
-SEARCH_QUERY_MAX_LENGTH = env_int("SEARCH_QUERY_MAX_LENGTH", 200, minimum=1)
-SEARCH_PAGE_SIZE = env_int("SEARCH_PAGE_SIZE", 20, minimum=1)
-SEARCH_PAGE_MAX = env_int("SEARCH_PAGE_MAX", 50, minimum=1)
 
 # --- STOMP engine (chat/stomp, chat/broker) -------------------------------------------------------------
 STOMP_SERVER_NAME = "chatproject/1.0"
