@@ -235,6 +235,7 @@ def latency_run(work: Path, *, messages: int, rooms: int, queries: int) -> dict:
         return {"postgres": cluster.version, "data": data, **measured}
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)  # ~600 MB of data files per run
 
 
 def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
@@ -326,6 +327,7 @@ def write_path_run(work: Path, *, quick: bool, rounds: int) -> dict:
         return {**summarise_write(runs), "database_alone": cost}
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)  # ~600 MB of data files per run
 
 
 def summarise_write(runs: list[dict]) -> dict:
