@@ -667,6 +667,10 @@ def main(argv: list[str] | None = None) -> int:
         project = ",".join(s for s in servers if s in ("daphne", "uvicorn"))
         if project:
             abuse_main(["--out", str(out), "--work", str(WORK), "--servers", project, *(["--quick"] * args.quick)])
+    if not args.scenarios or "search" in args.scenarios.split(","):  # issue 21: bench/search.py
+        from bench.search import main as search_main
+
+        search_main(["--out", str(out), "--work", str(WORK), *(["--quick"] * args.quick)])
     if not args.scenarios or "metrics_cost" in args.scenarios.split(","):  # issue 22: bench/metrics_cost.py
         from bench.metrics_cost import main as metrics_cost_main
 

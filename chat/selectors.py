@@ -71,6 +71,22 @@ def messages_after(*, room: Room, after: int, limit: int) -> list[Message]:
     return list(Message.objects.filter(room=room, id__gt=after).select_related("author").order_by("id")[:limit])
 
 
+def messages_around(*, room: Room, around: int, limit: int) -> tuple[list[Message], bool, bool]:
+    """Message ``around`` of the room with up to ``limit`` messages around it (about half older), oldest
+    first, and whether older and newer ones remain; NotFound when the room has no such message."""
+    if not Message.objects.filter(room=room, pk=around).exists():
+        raise NotFound(f"no message {around} in this room")
+    qs = Message.objects.filter(room=room).select_related("author")
+    older = list(qs.filter(id__lt=around).order_by("-id")[: limit + 1])
+    newer = list(qs.filter(id__gte=around).order_by("id")[: limit + 1])  # starts with the message itself
+    # About half before; where one side runs short, the other fills the page.
+    keep_newer = min(len(newer), limit - min(len(older), (limit - 1) // 2))
+    keep_older = min(len(older), limit - keep_newer)
+    more_older, more_newer = len(older) > keep_older, len(newer) > keep_newer
+    older, newer = older[:keep_older], newer[:keep_newer]
+    return [*reversed(older), *newer], more_older, more_newer
+
+
 def message_previous_id(*, message: Message) -> int:
     """The id of the room's message before this one (0 for the first). Fixed once ``message`` has committed:
     a room's messages commit in id order (``message_create`` locks the room)."""

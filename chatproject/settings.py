@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "accounts",
     "chat",
     "notifications",
+    "search",
 ]
 
 MIDDLEWARE = [
@@ -360,6 +361,16 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # DRF's own throttles read X-Forwarded-For the same way
 }
+
+# --- Search (search/) ------------------------------------------------------------------------------------
+# PostgreSQL's text search configuration (stemming, stop words); after changing it run `manage.py search_rebuild`.
+SEARCH_PG_CONFIG = env_str("SEARCH_PG_CONFIG", "english")
+# Off only for measuring what indexing costs the writer (bench/search.py) or for a bulk load followed by
+# `manage.py search_rebuild`: with it off, new messages are not found.
+SEARCH_INDEX_ON_WRITE = env_bool("SEARCH_INDEX_ON_WRITE", True)
+SEARCH_QUERY_MAX_LENGTH = env_int("SEARCH_QUERY_MAX_LENGTH", 200, minimum=1)
+SEARCH_PAGE_SIZE = env_int("SEARCH_PAGE_SIZE", 20, minimum=1)
+SEARCH_PAGE_MAX = env_int("SEARCH_PAGE_MAX", 50, minimum=1)
 
 # --- Chat limits ----------------------------------------------------------------------------------------
 CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000, minimum=1)

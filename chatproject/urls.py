@@ -18,6 +18,7 @@ api_urlpatterns = [
     *account_api,
     path("", include("chat.api.urls")),
     path("", include("notifications.urls")),
+    path("", include("search.urls")),
     re_path(r"^.*$", errors.not_found),  # JSON 404 under /api/ even with DEBUG on
 ]
 
@@ -32,6 +33,7 @@ urlpatterns = [
     re_path(r"^ws(?:/.*)?$", errors.not_found),  # SockJS/WebSocket paths that no consumer took: JSON 404
     *account_pages,
     *social_login,
+    path("", include("search.page_urls")),
     path("", include("chat.urls")),
 ]
 # With DEBUG on, daphne serves /static/ itself (runserver does this on its own); in production a proxy or

@@ -109,11 +109,20 @@ class RoomMembersView(ChatAPIView):
 
 
 class RoomMessagesView(ChatAPIView):
-    """History with cursor pagination: ``?before=<id>&limit=`` (newest first page), or ``?after=<id>``."""
+    """History with cursor pagination: ``?before=<id>&limit=`` (newest first page), or ``?after=<id>``, or
+    ``?around=<id>`` (that message in the middle of its context: a search result opened in its room)."""
 
     def get(self, request: Request, slug: str) -> Response:
         room = self.room(request, slug)
         limit = min(_int_param(request, "limit", 50, minimum=1) or 50, settings.CHAT_HISTORY_PAGE_MAX)
+        around = _int_param(request, "around", None, minimum=1)
+        if around is not None:
+            messages, more_older, more_newer = selectors.messages_around(room=room, around=around, limit=limit)
+            return Response({
+                "results": [message_json(m) for m in messages],
+                "next_before": messages[0].id if more_older else None,
+                "next_after": messages[-1].id if more_newer else None,
+            })  # fmt: skip
         after = _int_param(request, "after", None)
         if after is not None:
             messages = selectors.messages_after(room=room, after=after, limit=limit)

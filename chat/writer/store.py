@@ -4,8 +4,8 @@ The rooms of the batch are locked first, in pk order (two writers in two process
 deadlock, and a room's messages take their ids and commit in the same order, so ``since-id`` resume and
 the sequencer's ``prev`` stay exact). Under those locks: private-room membership is checked, authors
 of public rooms join them, repeated client_ids (in the database or earlier in the batch) are found, the
-new rows go in with one multi-row INSERT, and the notifications they cause are written in the same
-transaction. What happened comes back as typed events, one list per unit.
+new rows go in with one multi-row INSERT (and into the search index), and the notifications they cause are
+written in the same transaction. What happened comes back as typed events, one list per unit.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from chat.api.serializers import message_json
 from chat.exceptions import ChatError, InvalidInput, NotFound
 from chat.models import Membership, Message, Room
 from chat.writer.events import MessageRepeated, MessageStored, MessageWrite, NotificationsCreated, WriteEvent
+from search.indexing import index_messages
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
 
     if new:
         _insert(new)
+        index_messages(new)  # the search index, in this transaction: no message is ever stored unindexed
     prev_of: dict[int, int] = {}
     for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
         prev_of[message.pk] = last_ids.get(message.room_id) or 0

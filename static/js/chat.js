@@ -23,6 +23,7 @@
   const el = {
     messages: root.querySelector("[data-messages]"),
     older: root.querySelector("[data-load-older]"),
+    newer: root.querySelector("[data-load-newer]"),
     form: root.querySelector("[data-send]"),
     input: root.querySelector("[data-send] textarea"),
     status: root.querySelector("[data-connection]"),
@@ -36,6 +37,8 @@
     seen: new Set(), // message ids on the page
     newestId: 0,
     nextBefore: null,
+    nextAfter: null, // opened at a message (?message=): where the gap to the live end starts
+    anchored: false, // opened at a message: new messages do not scroll it away until the user scrolls
     pending: new Map(), // client_id -> <li> waiting for its broadcast
     online: new Map(), // username -> session count as the server reports it
     typing: new Map(), // username -> timer
@@ -70,7 +73,7 @@
 
   /** Add live or resumed messages in id order; each id once. */
   function appendMessages(messages) {
-    const stick = nearBottom();
+    const stick = !state.anchored && nearBottom();
     for (const m of messages) {
       if (!m || typeof m.id !== "number" || state.seen.has(m.id)) continue;
       state.seen.add(m.id);
@@ -202,6 +205,48 @@
     }
   }
   el.older.addEventListener("click", loadOlder);
+
+  /** Opened from a search result (?message=<id>): that message amid its context, marked and centred; the
+   * newer messages up to the live end come with "Load newer messages". */
+  async function loadAround(id) {
+    const page = await api(`${roomPath}/messages/`, { query: { around: id, limit: PAGE_SIZE } });
+    const latest = page.next_after ? await api(`${roomPath}/messages/`, { query: { limit: 1 } }) : null;
+    el.messages.replaceChildren();
+    state.anchored = true;
+    appendMessages(page.results);
+    setOlder(page.next_before);
+    setNewer(page.next_after);
+    // The subscription resumes from the room's newest message, not from the end of this window.
+    if (latest && latest.results.length) state.newestId = Math.max(state.newestId, latest.results[0].id);
+    const target = el.messages.querySelector(`li[data-id="${CSS.escape(String(id))}"]`);
+    if (target) {
+      target.classList.add("target");
+      target.setAttribute("aria-current", "true");
+      target.scrollIntoView({ block: "center" });
+    }
+  }
+
+  function setNewer(nextAfter) {
+    state.nextAfter = nextAfter;
+    el.newer.hidden = !nextAfter;
+  }
+
+  async function loadNewer() {
+    if (!state.nextAfter) return;
+    el.newer.disabled = true;
+    try {
+      const page = await api(`${roomPath}/messages/`, { query: { after: state.nextAfter, limit: PAGE_SIZE } });
+      appendMessages(page.results); // in id order, before the live messages that came meanwhile
+      const seenAll = !page.next_after || page.results.some((m) => m.id >= state.newestId);
+      setNewer(seenAll ? null : page.next_after);
+    } finally {
+      el.newer.disabled = false;
+    }
+  }
+  el.newer.addEventListener("click", loadNewer);
+  for (const name of ["wheel", "touchmove", "keydown"]) {
+    el.messages.addEventListener(name, () => { state.anchored = false; }, { passive: true });
+  }
 
   /** Everything after newestId, over REST: after a reconnect the server said it could not resume. */
   async function catchUp() {
@@ -420,7 +465,9 @@
       await api(`${roomPath}/join/`, { method: "POST" });
       refreshRooms();
     }
-    await loadLatest();
+    const target = Number(new URLSearchParams(window.location.search).get("message"));
+    if (Number.isSafeInteger(target) && target > 0) await loadAround(target);
+    else await loadLatest();
     client.activate();
   }
 
