@@ -3,11 +3,12 @@
 - ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id", "attachments": [upload ids]}``
   (``content-type: application/json``) or plain text with an optional ``client-id`` header. Validated
   first, then stored by the process's chat writer in a batch (chat/writer); the broadcast to
-  ``/topic/rooms.<slug>`` follows the batch's commit and the RECEIPT follows the broadcast, so a RECEIPT always means "in the database". A mistake of the user
-  (empty, too long, not a member), a full writer queue (``server-busy``) or a failed batch
-  (``write-failed``) is refused without closing the connection: no RECEIPT, and an error on
-  ``/user/queue/errors``. Inside a STOMP transaction every such SEND is validated at COMMIT, then all
-  are stored in one batch, or none (the COMMIT is then refused the same way, with no RECEIPT).
+  ``/topic/rooms.<slug>`` follows the batch's commit and the RECEIPT follows the broadcast, so a RECEIPT
+  always means "in the database". A mistake of the user (empty, too long, not a member, an upload not
+  theirs or taken), a full writer queue (``server-busy``) or a failed batch (``write-failed``) is refused
+  without closing the connection: no RECEIPT, and an error on ``/user/queue/errors``. Inside a STOMP
+  transaction every such SEND is validated at COMMIT, then all are stored in one batch, or none (the
+  COMMIT is then refused the same way, with no RECEIPT).
 - ``SUBSCRIBE /topic/rooms.<slug>`` (and its ``.presence`` and ``.typing`` topics): members only; a
   public room is joined on subscribe. ``since-id: <id>`` replays every stored message after that id,
   then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX`` messages only the newest are
