@@ -18,14 +18,12 @@ from rest_framework.response import Response
 from attachments import services
 from attachments.links import attachment_json, disposition, file_token_read, served_type
 from attachments.models import Attachment, attachments_storage
-from attachments.uploads import attachment_upload_handlers
+from attachments.uploads import MULTIPART_OVERHEAD, attachment_upload_handlers
 from chat import selectors
 from chat.api.views import ChatAPIView
 from chatproject.errors import json_error
 
 logger = logging.getLogger(__name__)
-# The multipart envelope around the file (boundaries, headers, a name): allowed on top of the file limit.
-MULTIPART_OVERHEAD = 64 * 1024
 
 
 class UploadView(ChatAPIView):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload, TemporaryFileUploadHandler
 from django.http import HttpRequest
 
+# The multipart envelope around the file (boundaries, headers, a name): allowed on top of the file limit,
+# here and in nginx's client_max_body_size for the upload route (deploy/nginx).
+MULTIPART_OVERHEAD = 64 * 1024
+
 
 class SizeLimitUploadHandler(FileUploadHandler):
     """Passes chunks on until a file passes ``limit`` bytes, then stops the parse (``exceeded`` says so).

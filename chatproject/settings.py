@@ -550,6 +550,8 @@ ATTACHMENTS_S3_REGION = env_str("ATTACHMENTS_S3_REGION", "us-east-1")
 ATTACHMENTS_S3_ACCESS_KEY_ID = env_str("ATTACHMENTS_S3_ACCESS_KEY_ID", "")
 ATTACHMENTS_S3_SECRET_ACCESS_KEY = env_str("ATTACHMENTS_S3_SECRET_ACCESS_KEY", "")
 ATTACHMENTS_S3_ADDRESSING_STYLE = env_str("ATTACHMENTS_S3_ADDRESSING_STYLE", "path")  # path works everywhere
+# A CA bundle to verify the endpoint's certificate with (a private CA); empty: the system's.
+ATTACHMENTS_S3_CA_BUNDLE = env_str("ATTACHMENTS_S3_CA_BUNDLE", "")
 if ATTACHMENTS_STORAGE == "filesystem":
     _attachments_storage: dict = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
@@ -559,6 +561,8 @@ if ATTACHMENTS_STORAGE == "filesystem":
 elif ATTACHMENTS_STORAGE == "s3":
     if not ATTACHMENTS_S3_BUCKET:
         raise ImproperlyConfigured("ATTACHMENTS_STORAGE=s3 needs ATTACHMENTS_S3_BUCKET")
+    from boto3.s3.transfer import TransferConfig
+
     _attachments_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -572,6 +576,9 @@ elif ATTACHMENTS_STORAGE == "s3":
             "default_acl": None,  # private objects: only presigned URLs read them
             "querystring_auth": True,
             "file_overwrite": False,
+            "verify": ATTACHMENTS_S3_CA_BUNDLE or None,
+            # A large file goes up in 8 MB parts, two at a time: bounded memory per upload.
+            "transfer_config": TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2),
         },
     }
 else:

@@ -62,13 +62,12 @@ def drop_text_file(page, name: str, text: str) -> None:
     page.dispatch_event("[data-messages]", "drop", {"dataTransfer": transfer})
 
 
-def test_image_and_file_reach_the_other_user(files_site, browser_page):
-    alice, _ = browser_page()
-    bob, _ = browser_page()
-    log_in(alice, files_site, "alice")
-    log_in(bob, files_site, "bob")
-    open_room(alice, files_site)
-    open_room(bob, files_site)
+def share_image_and_file(site, alice, bob) -> None:
+    """alice sends an image (the button) and a text file (dropped) with a message; bob sees both."""
+    log_in(alice, site, "alice")
+    log_in(bob, site, "bob")
+    open_room(alice, site)
+    open_room(bob, site)
 
     alice.set_input_files(
         "[data-upload-input]", files=[{"name": "sky.png", "mimeType": "image/png", "buffer": png(800, 600)}]
@@ -97,3 +96,9 @@ def test_image_and_file_reach_the_other_user(files_site, browser_page):
     bob.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=full.element_handle(), timeout=WAIT_MS)
     assert full.evaluate("img => img.naturalWidth") == 800
     save_screenshot(bob, "attachments-full-image")
+
+
+def test_image_and_file_reach_the_other_user(files_site, browser_page):
+    alice, _ = browser_page()
+    bob, _ = browser_page()
+    share_image_and_file(files_site, alice, bob)
