@@ -59,3 +59,21 @@ def storage_kind(request, settings, tmp_path) -> str:
             file_overwrite=False,
         )
     return request.param
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def room(alice):
+    """A private room of alice's."""
+    from chat import services
+
+    return services.room_create(creator=alice, name="Files", is_private=True)

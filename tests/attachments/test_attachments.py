@@ -40,21 +40,6 @@ def png_bytes(size: tuple[int, int] = (640, 480), *, gps: bool = False, fmt: str
     return out.getvalue()
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def room(alice):
-    return services.room_create(creator=alice, name="Files", is_private=True)
-
-
 def upload(client, slug: str, data: bytes, name: str):
     return client.post(f"/api/rooms/{slug}/uploads/", {"file": SimpleUploadedFile(name, data)}, format="multipart")
 

@@ -11,29 +11,18 @@ import httpx
 import pytest
 import websocket
 
-from chat import services
 from tests.conftest import access_token_for
 
 pytestmark = pytest.mark.live
 
 
-@pytest.fixture
-def owner(make_user):
-    return make_user("owner")
-
-
-@pytest.fixture
-def room(owner):
-    return services.room_create(creator=owner, name="Live files", is_private=True)
-
-
 @pytest.mark.parametrize("server", ["daphne", "uvicorn"])
 @pytest.mark.parametrize("size", [8192 * 40, 8192 * 40 + 1, 3_000_017])
-def test_upload_through_the_server_is_stored_byte_for_byte(daphne_factory, tmp_path, owner, room, server, size):
+def test_upload_through_the_server_is_stored_byte_for_byte(daphne_factory, tmp_path, alice, room, server, size):
     proc = daphne_factory(server=server, ATTACHMENTS_ROOT=str(tmp_path / "files"))
     data = os.urandom(size)
     zipped = b"PK\x03\x04" + data  # typed application/zip by its magic bytes
-    headers = {"Authorization": f"Bearer {access_token_for(owner)}"}
+    headers = {"Authorization": f"Bearer {access_token_for(alice)}"}
     response = httpx.post(
         f"{proc.url}/api/rooms/{room.slug}/uploads/",
         headers=headers,
@@ -49,11 +38,11 @@ def test_upload_through_the_server_is_stored_byte_for_byte(daphne_factory, tmp_p
     assert stored.headers["content-disposition"].startswith("attachment")
 
 
-def test_too_big_upload_is_refused_by_the_server(daphne_factory, tmp_path, owner, room):
+def test_too_big_upload_is_refused_by_the_server(daphne_factory, tmp_path, alice, room):
     proc = daphne_factory(ATTACHMENTS_ROOT=str(tmp_path / "files"), ATTACHMENTS_MAX_FILE_BYTES="100000")
     response = httpx.post(
         f"{proc.url}/api/rooms/{room.slug}/uploads/",
-        headers={"Authorization": f"Bearer {access_token_for(owner)}"},
+        headers={"Authorization": f"Bearer {access_token_for(alice)}"},
         files={"file": ("big.txt", b"a" * 300_000, "text/plain")},
         timeout=30,
     )
@@ -76,9 +65,9 @@ def read_frame(ws) -> tuple[str, dict[str, str], str]:
     return command, dict(line.split(":", 1) for line in header_lines), body.rstrip("\x00")
 
 
-def test_stomp_send_carries_an_upload_once(daphne_factory, tmp_path, owner, room):
+def test_stomp_send_carries_an_upload_once(daphne_factory, tmp_path, alice, room):
     proc = daphne_factory(ATTACHMENTS_ROOT=str(tmp_path / "files"))
-    token = access_token_for(owner)
+    token = access_token_for(alice)
     info = httpx.post(
         f"{proc.url}/api/rooms/{room.slug}/uploads/",
         headers={"Authorization": f"Bearer {token}"},
