@@ -27,7 +27,7 @@ class AttachmentInline(admin.TabularInline):
     model = Attachment
     extra = 0
     can_delete = True
-    fields = ["name", "human_size", "content_type", "owner", "created"]
+    fields = ("name", "human_size", "content_type", "owner", "created")
     readonly_fields = fields
     show_change_link = True
 

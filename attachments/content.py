@@ -6,7 +6,7 @@ import io
 import mimetypes
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, Any
 
 import filetype
 from PIL import Image, ImageOps
@@ -55,7 +55,7 @@ def _is_utf8(head: bytes) -> bool:
     return False
 
 
-def read_head(file: BinaryIO) -> bytes:
+def read_head(file: IO[bytes] | Any) -> bytes:
     file.seek(0)
     head = file.read(_SNIFF_BYTES)
     file.seek(0)
@@ -85,7 +85,7 @@ class CleanImage:
     height: int
 
 
-def image_clean(file: BinaryIO, *, content_type: str, max_pixels: int, thumbnail_px: int) -> CleanImage:
+def image_clean(file: IO[bytes] | Any, *, content_type: str, max_pixels: int, thumbnail_px: int) -> CleanImage:
     """Re-encode an image without EXIF (GPS included), XMP or comments, upright, plus a thumbnail.
 
     Pillow's decompression-bomb limit is on (``max_pixels``; its warning is an error here), so a small file

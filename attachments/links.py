@@ -51,10 +51,11 @@ def file_token_read(token: str) -> dict[str, str]:
 def attachment_json(attachment: Attachment) -> dict:
     """An attachment as the message JSON carries it, with fresh signed URLs."""
     thumbnail_url = None
-    if attachment.thumbnail:
+    thumbnail_name = attachment.thumbnail.name or ""
+    if thumbnail_name:
         thumbnail_url = file_url(
-            storage_name=attachment.thumbnail.name,
-            content_type="image/png" if attachment.thumbnail.name.endswith(".png") else "image/jpeg",
+            storage_name=thumbnail_name,
+            content_type="image/png" if thumbnail_name.endswith(".png") else "image/jpeg",
             name=f"thumbnail-{attachment.name}",
         )
     return {
@@ -64,7 +65,9 @@ def attachment_json(attachment: Attachment) -> dict:
         "type": attachment.content_type,
         "width": attachment.width,
         "height": attachment.height,
-        "url": file_url(storage_name=attachment.file.name, content_type=attachment.content_type, name=attachment.name),
+        "url": file_url(
+            storage_name=attachment.file.name or "", content_type=attachment.content_type, name=attachment.name
+        ),
         "thumbnail_url": thumbnail_url,
         # Ask here (signed in, a reader of the room) for fresh URLs once these expired.
         "href": settings.API_ORIGIN + reverse("attachment-detail", kwargs={"pk": attachment.pk}),

@@ -609,9 +609,9 @@ if ATTACHMENTS_STORAGE == "s3" and ATTACHMENTS_S3_ENDPOINT_URL:
     if _s3_origin is None:
         raise ImproperlyConfigured(f"ATTACHMENTS_S3_ENDPOINT_URL={ATTACHMENTS_S3_ENDPOINT_URL!r} is not an origin")
     _attachment_origins.append(_s3_origin)
-CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] = list(
-    dict.fromkeys([*CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"], *_attachment_origins])
-)
+_img_src = CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"]
+assert isinstance(_img_src, list)  # a list above; this tells the type checker
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] = list(dict.fromkeys([*_img_src, *_attachment_origins]))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
