@@ -254,3 +254,38 @@ def test_plain_messages_are_unchanged(storage_kind, auth_client, alice, room):
     assert sent.status_code == 201 and sent.json()["attachments"] == []
     empty = auth_client(alice).post(f"/api/rooms/{room.slug}/messages/", {"body": " "}, format="json")
     assert empty.status_code == 400
+
+
+def test_decompression_bomb_is_refused(storage_kind, settings, auth_client, alice, room):
+    settings.ATTACHMENTS_MAX_IMAGE_PIXELS = 1_000_000
+    bomb = png_bytes((3000, 3000))  # a few kB of PNG that decodes to 9 million pixels
+    assert len(bomb) < 200_000
+    response = upload(auth_client(alice), room.slug, bomb, "bomb.png")
+    assert response.status_code == 400 and "pixels" in response.json()["detail"]
+    assert not Attachment.objects.exists()
+
+
+def test_expire_command_deletes_old_unattached_uploads(storage_kind, auth_client, alice, room):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    info = upload(auth_client(alice), room.slug, b"old\n", "old.txt").json()
+    Attachment.objects.filter(pk=info["id"]).update(created=timezone.now() - timedelta(days=2))
+    out = StringIO()
+    call_command("attachments_expire", stdout=out)
+    assert "1 expired upload(s) deleted" in out.getvalue()
+    assert not Attachment.objects.exists()
+
+
+def test_admin_lists_attachments_with_their_size_per_message_and_room(storage_kind, admin_client, auth_client, alice):
+    room = services.room_create(creator=alice, name="Admin files", is_private=True)
+    client = auth_client(alice)
+    info = upload(client, room.slug, b"0123456789" * 150, "report.txt").json()
+    sent = client.post(f"/api/rooms/{room.slug}/messages/", {"body": "r", "attachments": [info["id"]]}, format="json")
+    listing = admin_client.get(f"/admin/attachments/attachment/?room__id__exact={room.pk}").content.decode()
+    assert "report.txt" in listing and "1500 bytes" in listing
+    message_page = admin_client.get(f"/admin/chat/message/{sent.json()['id']}/change/").content.decode()
+    assert "report.txt" in message_page and "1.5\xa0KB" in message_page
+    rooms_page = admin_client.get("/admin/chat/room/").content.decode()
+    assert f"?room__id__exact={room.pk}" in rooms_page and "1 (1.5\xa0KB)" in rooms_page
