@@ -14,7 +14,13 @@ class AttachmentAdmin(admin.ModelAdmin):
     list_select_related = ["room", "owner"]
     raw_id_fields = ["message"]
     autocomplete_fields = ["room", "owner"]
-    readonly_fields = ["file", "thumbnail", "size", "content_type", "width", "height", "created"]
+    # The stored names as text: a file is never linked by a public path (readers get signed URLs).
+    exclude = ["file", "thumbnail"]
+    readonly_fields = ["stored_as", "size", "content_type", "width", "height", "created"]
+
+    @admin.display(description="stored as")
+    def stored_as(self, obj: Attachment) -> str:
+        return ", ".join(name for name in (obj.file.name, obj.thumbnail.name) if name)
 
     @admin.display(description="size", ordering="size")
     def human_size(self, obj: Attachment) -> str:

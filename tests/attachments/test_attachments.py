@@ -289,3 +289,10 @@ def test_admin_lists_attachments_with_their_size_per_message_and_room(storage_ki
     assert "report.txt" in message_page and "1.5\xa0KB" in message_page
     rooms_page = admin_client.get("/admin/chat/room/").content.decode()
     assert f"?room__id__exact={room.pk}" in rooms_page and "1 (1.5\xa0KB)" in rooms_page
+
+
+def test_admin_change_page_links_no_file_path(storage_kind, admin_client, auth_client, alice, room):
+    info = upload(auth_client(alice), room.slug, b"private\n", "p.txt").json()
+    page = admin_client.get(f"/admin/attachments/attachment/{info['id']}/change/").content.decode()
+    stored = Attachment.objects.get().file.name
+    assert stored in page and f'href="/-/not-public/{stored}"' not in page and "/not-public/" not in page
