@@ -671,6 +671,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.search import main as search_main
 
         search_main(["--out", str(out), "--work", str(WORK), *(["--quick"] * args.quick)])
+    if not args.scenarios or "upload_rss" in args.scenarios.split(","):  # issue 21: bench/upload_rss.py
+        from bench.upload_rss import main as upload_rss_main
+
+        project = ",".join(s for s in servers if s in ("daphne", "uvicorn"))
+        if project:
+            upload_rss_main(["--out", str(out), "--work", str(WORK), "--servers", project, *(["--quick"] * args.quick)])
     if not args.scenarios or "metrics_cost" in args.scenarios.split(","):  # issue 22: bench/metrics_cost.py
         from bench.metrics_cost import main as metrics_cost_main
 

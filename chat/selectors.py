@@ -60,7 +60,7 @@ def room_members(*, room: Room) -> QuerySet[Membership]:
 
 def messages_before(*, room: Room, before: int | None, limit: int) -> list[Message]:
     """The newest ``limit`` messages older than ``before`` (all when None), oldest first."""
-    qs = Message.objects.filter(room=room).select_related("author")
+    qs = Message.objects.filter(room=room).select_related("author").prefetch_related("attachments")
     if before is not None:
         qs = qs.filter(id__lt=before)
     return list(reversed(qs.order_by("-id")[:limit]))
@@ -68,7 +68,8 @@ def messages_before(*, room: Room, before: int | None, limit: int) -> list[Messa
 
 def messages_after(*, room: Room, after: int, limit: int) -> list[Message]:
     """Messages newer than ``after``, oldest first (resume after a reconnect)."""
-    return list(Message.objects.filter(room=room, id__gt=after).select_related("author").order_by("id")[:limit])
+    messages = Message.objects.filter(room=room, id__gt=after).select_related("author").prefetch_related("attachments")
+    return list(messages.order_by("id")[:limit])
 
 
 def messages_around(*, room: Room, around: int, limit: int) -> tuple[list[Message], bool, bool]:

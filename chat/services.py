@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
+from attachments.services import attachment_ids_parse, attachments_check
 from chat.exceptions import InvalidInput, NotAllowed, NotFound
 from chat.models import Membership, Message, Room
 from chat.selectors import direct_pair, direct_room_get, direct_room_slug, membership_get, slug_is_reserved
@@ -146,8 +147,9 @@ def room_member_remove(*, room: Room, actor: User, username: str) -> None:
         _on_commit_each(member_removed_listeners, room, user)
 
 
-def message_validate(*, body: str, client_id: str | None) -> tuple[str, str | None]:
-    if not isinstance(body, str) or not body.strip():
+def message_validate(*, body: str, client_id: str | None, attachments: Any = None) -> tuple[str, str | None]:
+    """Check a message's own fields; a message with attachments may have an empty body."""
+    if not isinstance(body, str) or (not body.strip() and not attachments):
         raise InvalidInput("a message must not be empty")
     if len(body) > settings.CHAT_MESSAGE_MAX_LENGTH:
         raise InvalidInput(f"a message is at most {settings.CHAT_MESSAGE_MAX_LENGTH} characters")
@@ -158,19 +160,26 @@ def message_validate(*, body: str, client_id: str | None) -> tuple[str, str | No
     return body, client_id
 
 
-def message_prepare(*, room: Room, author: User, body: str, client_id: str | None = None) -> MessageWrite:
+def message_prepare(
+    *, room: Room, author: User, body: str, client_id: str | None = None, attachments: Any = None
+) -> MessageWrite:
     """Validate a message before it joins a write batch (bad input never reaches a batch); stores nothing.
 
     The author must be a member of a private room; a public room is joined by the batch that stores the
-    author's first message there. The batch checks membership again under its room lock.
+    author's first message there. The batch checks membership again under its room lock, and binds the
+    uploads (``attachments``: ids) only if nobody took them meanwhile.
     """
-    body, client_id = message_validate(body=body, client_id=client_id)
+    ids = attachment_ids_parse(attachments)
+    body, client_id = message_validate(body=body, client_id=client_id, attachments=ids)
     if room.is_private and membership_get(room=room, user=author) is None:
         raise NotFound(f"no room {room.slug!r} that you can see")
-    return MessageWrite(room=room, author=author, body=body, client_id=client_id)
+    ids = attachments_check(room=room, author=author, ids=ids)
+    return MessageWrite(room=room, author=author, body=body, client_id=client_id, attachments=ids)
 
 
-def message_create(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[Message, bool]:
+def message_create(
+    *, room: Room, author: User, body: str, client_id: str | None = None, attachments: Any = None
+) -> tuple[Message, bool]:
     """Store one message through the writer's batch code, for code without a server loop (shell, tests).
 
     Returns (message, created). Same rules as a SEND: stored once per client_id (a repeat stores nothing
@@ -180,7 +189,7 @@ def message_create(*, room: Room, author: User, body: str, client_id: str | None
     """
     from chat.writer.store import messages_store
 
-    write = message_prepare(room=room, author=author, body=body, client_id=client_id)
+    write = message_prepare(room=room, author=author, body=body, client_id=client_id, attachments=attachments)
     (result,) = messages_store(units=[[write]])
     if result.error is not None:
         raise result.error

@@ -1,13 +1,14 @@
 """Chat over STOMP: where a room SEND is persisted and a room SUBSCRIBE is authorised, resumed and counted.
 
-- ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id"}`` (``content-type: application/json``) or plain
-  text with an optional ``client-id`` header. Validated first, then stored by the process's chat writer
-  in a batch (chat/writer); the broadcast to ``/topic/rooms.<slug>`` follows the batch's commit and the
-  RECEIPT follows the broadcast, so a RECEIPT always means "in the database". A mistake of the user
-  (empty, too long, not a member), a full writer queue (``server-busy``) or a failed batch
-  (``write-failed``) is refused without closing the connection: no RECEIPT, and an error on
-  ``/user/queue/errors``. Inside a STOMP transaction every such SEND is validated at COMMIT, then all
-  are stored in one batch, or none (the COMMIT is then refused the same way, with no RECEIPT).
+- ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id", "attachments": [upload ids]}``
+  (``content-type: application/json``) or plain text with an optional ``client-id`` header. Validated
+  first, then stored by the process's chat writer in a batch (chat/writer); the broadcast to
+  ``/topic/rooms.<slug>`` follows the batch's commit and the RECEIPT follows the broadcast, so a RECEIPT
+  always means "in the database". A mistake of the user (empty, too long, not a member, an upload not
+  theirs or taken), a full writer queue (``server-busy``) or a failed batch (``write-failed``) is refused
+  without closing the connection: no RECEIPT, and an error on ``/user/queue/errors``. Inside a STOMP
+  transaction every such SEND is validated at COMMIT, then all are stored in one batch, or none (the
+  COMMIT is then refused the same way, with no RECEIPT).
 - ``SUBSCRIBE /topic/rooms.<slug>`` (and its ``.presence`` and ``.typing`` topics): members only; a
   public room is joined on subscribe. ``since-id: <id>`` replays every stored message after that id,
   then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX`` messages only the newest are
@@ -76,8 +77,9 @@ def read_only(function: Any) -> Any:
 # --- Sending --------------------------------------------------------------------------------------------
 
 
-def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None]:
-    """(body, client_id) of a chat SEND: a JSON object when the content type says so, else plain text."""
+def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None, Any]:
+    """(body, client_id, attachments) of a chat SEND: a JSON object when the content type says so, else
+    plain text (which carries no attachments)."""
     content_type = (ctx.header("content-type") or "").split(";")[0].strip().lower()
     text = ctx.text
     if content_type == "application/json":
@@ -87,20 +89,21 @@ def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None]:
             raise Rejected("the body is not valid JSON", code="invalid") from None
         if not isinstance(data, dict):
             raise Rejected('a chat message is a JSON object: {"body": "…", "client_id": "…"}', code="invalid")
-        return data.get("body", ""), data.get("client_id")
-    return text, ctx.header("client-id")
+        return data.get("body", ""), data.get("client_id"), data.get("attachments")
+    return text, ctx.header("client-id"), None
 
 
 @read_only
-def _room_message_prepare(slug: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
+def _room_message_prepare(slug: str, user: Any, body: Any, client_id: Any, attachments: Any) -> MessageWrite:
     room = selectors.room_visible_get(slug=slug, user=user)
-    return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
+    return services.message_prepare(room=room, author=user, body=body, client_id=client_id, attachments=attachments)
 
 
-def _direct_message_prepare(username: str, user: Any, body: Any, client_id: Any) -> MessageWrite:
-    services.message_validate(body=body, client_id=client_id)  # bad input creates no conversation
+def _direct_message_prepare(username: str, user: Any, body: Any, client_id: Any, attachments: Any) -> MessageWrite:
+    # Bad input creates no conversation.
+    services.message_validate(body=body, client_id=client_id, attachments=attachments)
     room, _ = services.direct_room_get_or_create(user=user, other_username=username)
-    return services.message_prepare(room=room, author=user, body=body, client_id=client_id)
+    return services.message_prepare(room=room, author=user, body=body, client_id=client_id, attachments=attachments)
 
 
 async def _commit(writes: Sequence[MessageWrite]) -> None:
@@ -137,17 +140,20 @@ async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
     Without a query when this connection's live subscription proved the room (see ``_proven``), or the
     room is public and was seen in the last seconds; the batch re-checks both under the room lock.
     """
-    body, client_id = parse_chat_body(ctx)
+    body, client_id, attachments = parse_chat_body(ctx)
     try:
         room = _room_proven(ctx.connection, slug)
-        if room is not None:
+        if attachments:
+            # Uploads are read from the database (whose, which room, unused): never the fast paths below.
+            write = await _room_message_prepare(slug, ctx.user, body, client_id, attachments)
+        elif room is not None:
             body, client_id = services.message_validate(body=body, client_id=client_id)
             write = MessageWrite(room=room, author=ctx.user, body=body, client_id=client_id)
         elif (room := public_rooms.get(slug)) is not None:  # nothing to read (the batch re-checks)
             write = services.message_prepare(room=room, author=ctx.user, body=body, client_id=client_id)
         else:
             # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
-            write = await _room_message_prepare(slug, ctx.user, body, client_id)
+            write = await _room_message_prepare(slug, ctx.user, body, client_id, None)
             if not write.room.is_private:
                 public_rooms.put(write.room)
     except ChatError as exc:
@@ -158,9 +164,9 @@ async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
 @app_prepare(DM_SEND)
 async def prepare_direct_message(ctx: SendContext, username: str) -> Prepared:
     """Validate a direct message (and create the pair's room on first use) before it joins a batch."""
-    body, client_id = parse_chat_body(ctx)
+    body, client_id, attachments = parse_chat_body(ctx)
     try:
-        write = await database_sync_to_async(_direct_message_prepare)(username, ctx.user, body, client_id)
+        write = await database_sync_to_async(_direct_message_prepare)(username, ctx.user, body, client_id, attachments)
     except ChatError as exc:
         raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
     return Prepared(write, _commit)
@@ -258,7 +264,10 @@ def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool
     beyond what exists, or a made-up ``since-id`` would hide every message to come)."""
     room = Room.objects.get(slug=slug)
     newest_first = list(
-        room.messages.filter(id__gt=since).select_related("author", "room").order_by("-id")[: limit + 1]
+        room.messages.filter(id__gt=since)
+        .select_related("author", "room")
+        .prefetch_related("attachments")
+        .order_by("-id")[: limit + 1]
     )
     truncated = len(newest_first) > limit
     if newest_first:

@@ -6,6 +6,10 @@ Twisted's socket write buffer, which the STOMP connection adds to its own queue 
 that stops reading (stompengine/realtime/backpressure.py). Plain ``daphne`` works too, but then only the
 connection's own queue is bounded and a non-reading client's backlog grows in daphne unchecked.
 
+It also feeds an HTTP request's body to the application chunk by chunk from the file Twisted spooled it
+to, as the application reads it, instead of queueing all of it in memory at once (``LazyBodyQueue``): a
+large upload no longer grows the worker by its size.
+
 It also gives a closing WebSocket ``CLOSE_HANDSHAKE_TIMEOUT`` seconds (autobahn's default: 1) before the
 TCP connection is aborted, so a client that was slow, not dead, still reads the ERROR frame that
 explains the close; the abort then frees the buffer.
@@ -13,6 +17,7 @@ explains the close; the abort then frees the buffer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Any
@@ -48,16 +53,104 @@ def protocol_pending_bytes(protocol: Any) -> int:
     return twisted_pending_bytes(getattr(protocol, "transport", None))
 
 
+class _PendingChunk:
+    """A body chunk not read yet: daphne sees its length, the application gets its bytes when it asks."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _LazyContent:
+    """Stands in for a request's body file while daphne queues the body, handing out ``_PendingChunk``s.
+
+    daphne reads the whole body (which Twisted spooled to a temporary file) into its application queue at
+    once, so a 50 MB upload sat in memory as bytes, many times over once allocated in 8 kB pieces
+    (bench/upload_rss.py measured +650 MB). With this, the queue holds placeholders and ``LazyBodyQueue``
+    reads each chunk from the file when the application takes it.
+    """
+
+    def __init__(self, content: Any) -> None:
+        self.content = content
+        content.seek(0, 2)
+        self.left = content.tell()
+        content.seek(0)
+
+    @property
+    def closed(self) -> bool:
+        return self.content.closed
+
+    def read(self, size: int = -1) -> _PendingChunk:
+        size = self.left if size < 0 else min(size, self.left)
+        self.left -= size
+        return _PendingChunk(size)
+
+    def seek(self, *args: Any) -> Any:
+        return self.content.seek(*args)
+
+    def close(self) -> None:
+        self.content.close()
+
+
+class LazyBodyQueue(asyncio.Queue):
+    """An application's input queue that reads ``_PendingChunk`` bodies from the request's file on ``get``."""
+
+    def __init__(self, content: Any) -> None:
+        super().__init__()
+        self.content = content
+
+    async def get(self) -> Any:
+        message = await super().get()
+        body = message.get("body") if message.get("type") == "http.request" else None
+        if isinstance(body, _PendingChunk):
+            try:
+                data = self.content.read(body.size)
+            except ValueError:  # Twisted closed the file: the client went away before the body was read
+                return {"type": "http.disconnect"}
+            message = {**message, "body": data}
+        return message
+
+
 class BackpressureServer(Server):
-    """daphne's Server, putting the write-buffer extension into every scope it creates."""
+    """daphne's Server, putting the write-buffer extension into every scope it creates, and feeding each
+    HTTP request's body to the application as it reads it (``LazyBodyQueue``)."""
+
+    def protocol_connected(self, protocol: Any) -> None:
+        """As daphne's, and no parse of form bodies by Twisted itself (daphne never reads ``request.args``).
+
+        Twisted's ``Request.requestReceived`` reads a multipart/form-data POST body whole into memory and
+        parses it with the ``email`` package: a 50 MB upload cost the worker about 600 MB at its peak
+        (bench/upload_rss.py; tracemalloc showed the copies). The application parses the body itself.
+        """
+        if hasattr(protocol, "_parsePOSTFormSubmission"):
+            protocol._parsePOSTFormSubmission = False
+        super().protocol_connected(protocol)
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
-        """As daphne's, plus ``scope["extensions"]["chat.write_buffer"]``."""
+        """As daphne's, plus ``scope["extensions"]["chat.write_buffer"]`` and the lazily read body."""
         extensions = scope.setdefault("extensions", {})
         extensions[EXTENSION] = write_buffer_extension(partial(protocol_pending_bytes, protocol))
         if hasattr(protocol, "closeHandshakeTimeout"):
             protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
-        return super().create_application(protocol, scope)
+        content = getattr(protocol, "content", None) if scope.get("type") == "http" else None
+        if content is None or isinstance(content, _LazyContent) or content.closed:
+            return super().create_application(protocol, scope)
+        # daphne's own create_application (4.2.3), with a LazyBodyQueue for its plain asyncio.Queue.
+        assert "application_instance" not in self.connections[protocol]
+        queue = LazyBodyQueue(content)
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(scope=scope, receive=queue.get, send=partial(self.handle_reply, protocol))
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            instance, loop=asyncio.get_event_loop()
+        )
+        protocol.content = _LazyContent(content)  # daphne's loop now queues placeholders
+        return queue
 
 
 class BackpressureCommandLineInterface(CommandLineInterface):

@@ -150,6 +150,7 @@ INSTALLED_APPS = [
     "chat",
     "notifications",
     "search",
+    "attachments",
 ]
 
 MIDDLEWARE = [
@@ -530,6 +531,79 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# --- Attachments (attachments/, README "Attachments") ----------------------------------------------
+# Where files live: the local file system (development, `make run`) or any S3-compatible service.
+ATTACHMENTS_STORAGE = env_str("ATTACHMENTS_STORAGE", "filesystem").lower()
+ATTACHMENTS_ROOT = Path(env_str("ATTACHMENTS_ROOT", str(BASE_DIR / "var" / "attachments")))
+ATTACHMENTS_S3_BUCKET = env_str("ATTACHMENTS_S3_BUCKET", "")
+ATTACHMENTS_S3_ENDPOINT_URL = env_str("ATTACHMENTS_S3_ENDPOINT_URL", "")  # empty: AWS itself
+ATTACHMENTS_S3_REGION = env_str("ATTACHMENTS_S3_REGION", "us-east-1")
+ATTACHMENTS_S3_ACCESS_KEY_ID = env_str("ATTACHMENTS_S3_ACCESS_KEY_ID", "")
+ATTACHMENTS_S3_SECRET_ACCESS_KEY = env_str("ATTACHMENTS_S3_SECRET_ACCESS_KEY", "")
+ATTACHMENTS_S3_ADDRESSING_STYLE = env_str("ATTACHMENTS_S3_ADDRESSING_STYLE", "path")  # path works everywhere
+# A CA bundle to verify the endpoint's certificate with (a private CA); empty: the system's.
+ATTACHMENTS_S3_CA_BUNDLE = env_str("ATTACHMENTS_S3_CA_BUNDLE", "")
+if ATTACHMENTS_STORAGE == "filesystem":
+    _attachments_storage: dict = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # No base_url: these files are never served from a public path, only by the signed view.
+        "OPTIONS": {"location": str(ATTACHMENTS_ROOT), "base_url": "/-/not-public/"},
+    }
+elif ATTACHMENTS_STORAGE == "s3":
+    if not ATTACHMENTS_S3_BUCKET:
+        raise ImproperlyConfigured("ATTACHMENTS_STORAGE=s3 needs ATTACHMENTS_S3_BUCKET")
+    from boto3.s3.transfer import TransferConfig
+
+    _attachments_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ATTACHMENTS_S3_BUCKET,
+            "endpoint_url": ATTACHMENTS_S3_ENDPOINT_URL or None,
+            "region_name": ATTACHMENTS_S3_REGION,
+            "access_key": ATTACHMENTS_S3_ACCESS_KEY_ID or None,
+            "secret_key": ATTACHMENTS_S3_SECRET_ACCESS_KEY or None,
+            "addressing_style": ATTACHMENTS_S3_ADDRESSING_STYLE,
+            "signature_version": "s3v4",
+            "default_acl": None,  # private objects: only presigned URLs read them
+            "querystring_auth": True,
+            "file_overwrite": False,
+            "verify": ATTACHMENTS_S3_CA_BUNDLE or None,
+            # A large file goes up in 8 MB parts, two at a time: bounded memory per upload.
+            "transfer_config": TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2),
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"ATTACHMENTS_STORAGE={ATTACHMENTS_STORAGE!r}: use filesystem or s3")
+STORAGES["attachments"] = _attachments_storage
+# Limits, with clear 4xx errors (attachments/limits.py). Sizes in bytes.
+ATTACHMENTS_MAX_FILE_BYTES = env_int("ATTACHMENTS_MAX_FILE_BYTES", 50 * 1024 * 1024, minimum=1)
+ATTACHMENTS_MAX_MESSAGE_BYTES = env_int("ATTACHMENTS_MAX_MESSAGE_BYTES", 100 * 1024 * 1024, minimum=1)
+ATTACHMENTS_MAX_PER_MESSAGE = env_int("ATTACHMENTS_MAX_PER_MESSAGE", 10, minimum=1)
+ATTACHMENTS_USER_QUOTA_BYTES = env_int("ATTACHMENTS_USER_QUOTA_BYTES", 1024 * 1024 * 1024, minimum=1)
+# Types as the content says (magic bytes), not as the name says. SVG and HTML are never served inline.
+ATTACHMENTS_ALLOWED_TYPES = env_list(
+    "ATTACHMENTS_ALLOWED_TYPES",
+    ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"],
+)
+ATTACHMENTS_URL_TTL = env_int("ATTACHMENTS_URL_TTL", 300, minimum=1)  # seconds a signed URL works
+ATTACHMENTS_UNATTACHED_TTL = env_int("ATTACHMENTS_UNATTACHED_TTL", 24 * 3600, minimum=60)
+# Pillow's decompression-bomb limit for uploaded images (pixels; twice this is refused outright by Pillow).
+ATTACHMENTS_MAX_IMAGE_PIXELS = env_int("ATTACHMENTS_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+ATTACHMENTS_THUMBNAIL_PX = env_int("ATTACHMENTS_THUMBNAIL_PX", 320, minimum=16)
+# Uploads above this many bytes go to a temporary file, never whole in memory (Django's default: 2.5 MB).
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024, minimum=1024)
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR", "") or None
+# Images are shown from the storage's origin (the S3 endpoint) or the API's (the signed view).
+_attachment_origins = [API_ORIGIN]
+if ATTACHMENTS_STORAGE == "s3" and ATTACHMENTS_S3_ENDPOINT_URL:
+    _s3_origin = normalize_origin(ATTACHMENTS_S3_ENDPOINT_URL)
+    if _s3_origin is None:
+        raise ImproperlyConfigured(f"ATTACHMENTS_S3_ENDPOINT_URL={ATTACHMENTS_S3_ENDPOINT_URL!r} is not an origin")
+    _attachment_origins.append(_s3_origin)
+_img_src = CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"]
+assert isinstance(_img_src, list)  # a list above; this tells the type checker
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] = list(dict.fromkeys([*_img_src, *_attachment_origins]))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -17,6 +17,7 @@ handler500 = "chatproject.errors.internal_error"
 api_urlpatterns = [
     *account_api,
     path("", include("chat.api.urls")),
+    path("", include("attachments.urls")),
     path("", include("notifications.urls")),
     path("", include("search.urls")),
     re_path(r"^.*$", errors.not_found),  # JSON 404 under /api/ even with DEBUG on

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from attachments.links import attachment_json
 from chat.models import Membership, Message, Room
 
 
-def message_json(message: Message) -> dict:
-    """The one representation of a message, in REST history and in STOMP broadcasts alike."""
+def message_json(message: Message, attachments: list | None = None) -> dict:
+    """The one representation of a message, in REST history and in STOMP broadcasts alike.
+
+    ``attachments``: the message's Attachment rows when the caller has them (the writer's batch);
+    otherwise prefetched ones (``prefetch_related("attachments")``) or one query.
+    """
+    if attachments is None:
+        attachments = list(message.attachments.all())
     return {
         "id": message.id,
         "room": message.room.slug,
@@ -16,6 +23,7 @@ def message_json(message: Message) -> dict:
         "body": message.body,
         "created": message.created.isoformat(),
         "client_id": message.client_id,
+        "attachments": [attachment_json(a) for a in attachments],
     }
 
 
@@ -52,6 +60,7 @@ class MemberChangeSerializer(serializers.Serializer):
 class MessageCreateSerializer(serializers.Serializer):
     body = serializers.CharField(trim_whitespace=False, allow_blank=True)
     client_id = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+    attachments = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_null=True)
 
 
 class ReadMarkerSerializer(serializers.Serializer):

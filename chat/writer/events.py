@@ -22,6 +22,8 @@ class MessageWrite:
     author: User
     body: str
     client_id: str | None = None
+    #: Upload ids (attachments/) the message carries, checked by ``message_prepare``, bound by the batch.
+    attachments: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

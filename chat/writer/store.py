@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from attachments.services import AttachConflict, attachments_attach, attachments_by_message
 from chat.api.serializers import message_json
 from chat.exceptions import ChatError, InvalidInput, NotFound
 from chat.models import Membership, Message, Room
@@ -66,6 +67,8 @@ def messages_store(*, units: Sequence[Unit]) -> list[UnitResult]:
 
 
 def _row_error(exc: Exception) -> ChatError:
+    if isinstance(exc, AttachConflict):  # an upload taken meanwhile: say so, not "a constraint failed"
+        return exc.error
     logger.info("a chat message was refused by the database: %s", exc)
     return InvalidInput("the database refused this message (a constraint failed); it was not stored")
 
@@ -117,6 +120,13 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
     if new:
         _insert(new)
         index_messages(new)  # the search index, in this transaction: no message is ever stored unindexed
+    # Uploads are bound in this transaction: a refused unit (savepoint rolled back) binds none of them.
+    carrying = [message.pk for _, write, message, created in plan if created and write.attachments]
+    for _, write, message, created in plan:
+        if created and write.attachments:
+            attachments_attach(message=message, ids=write.attachments)
+    repeats = [message.pk for _, _, message, created in plan if not created]
+    attached = attachments_by_message([*carrying, *repeats])
     prev_of: dict[int, int] = {}
     for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
         prev_of[message.pk] = last_ids.get(message.room_id) or 0
@@ -134,7 +144,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
 
     events: dict[int, list[WriteEvent]] = {index: [] for index, _ in live}
     for index, _write, message, created in plan:
-        payload = message_json(message)
+        payload = message_json(message, attached.get(message.pk, []))
         slug = message.room.slug
         if created:
             others = tuple(uid for uid in direct_members.get(message.room_id, ()) if uid != message.author_id)

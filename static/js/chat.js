@@ -52,12 +52,15 @@
   function messageItem(m) {
     const mine = m.author === ME;
     const mentionsMe = !mine && ME && new RegExp(`(^|\\W)@${ME.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\b`).test(m.body);
-    return h("li", { class: `message${mine ? " mine" : ""}${mentionsMe ? " mention" : ""}`, "data-id": m.id || null,
+    const item = h("li", { class: `message${mine ? " mine" : ""}${mentionsMe ? " mention" : ""}`, "data-id": m.id || null,
       "data-client-id": m.client_id || null },
       h("div", { class: "meta" },
         h("strong", { class: "author" }, m.author),
         h("time", { datetime: m.created || null }, m.created ? Chat.formatTime(m.created) : "sending…")),
       h("p", { class: "body" }, m.body));
+    // attachments.js adds the message's files (synchronously, before the item is shown).
+    root.dispatchEvent(new CustomEvent("chat:render-message", { detail: { item, message: m } }));
+    return item;
   }
 
   function nearBottom() {
@@ -377,10 +380,10 @@
     return window.crypto && crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
   }
 
-  function publish(clientId, body) {
+  function publish(clientId, body, attachments = []) {
     client.publish({
       destination: `/app/rooms.${slug}`,
-      body: JSON.stringify({ body, client_id: clientId }),
+      body: JSON.stringify({ body, client_id: clientId, attachments }),
       headers: { "content-type": "application/json", receipt: `send-${clientId}` },
     });
   }
@@ -409,18 +412,28 @@
 
   function resendPending() {
     // A repeated client_id is stored once, so resending after a reconnect cannot duplicate.
-    for (const [clientId, item] of state.pending) publish(clientId, item.dataset.body);
+    for (const [clientId, item] of state.pending) publish(clientId, item.dataset.body, JSON.parse(item.dataset.attachments));
   }
 
   el.form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = el.input.value;
-    if (!body.trim()) return;
+    // attachments.js hands over the finished uploads (or asks to wait for the unfinished ones).
+    const compose = { attachments: [], wait: null };
+    root.dispatchEvent(new CustomEvent("chat:compose", { detail: compose }));
+    if (compose.wait) {
+      el.error.textContent = compose.wait;
+      el.error.hidden = false;
+      return;
+    }
+    const { attachments } = compose;
+    if (!body.trim() && !attachments.length) return;
     el.error.hidden = true;
     const clientId = newClientId();
     const item = messageItem({ author: ME, body, client_id: clientId });
     item.classList.add("pending");
     item.dataset.body = body;
+    item.dataset.attachments = JSON.stringify(attachments);
     clearEmptyNote();
     el.messages.append(item);
     state.pending.set(clientId, item);
@@ -428,11 +441,11 @@
     el.input.value = "";
     state.lastTypingSent = 0;
     if (client.connected) {
-      publish(clientId, body);
+      publish(clientId, body, attachments);
       return;
     }
     try { // not connected right now: the REST API stores it; the broadcast arrives when we are back
-      appendMessages([await api(`${roomPath}/messages/`, { method: "POST", json: { body, client_id: clientId } })]);
+      appendMessages([await api(`${roomPath}/messages/`, { method: "POST", json: { body, client_id: clientId, attachments } })]);
     } catch (error) {
       el.error.textContent = `Not sent: ${error.message}`;
       el.error.hidden = false;

@@ -24,12 +24,14 @@ from pathlib import Path
 
 import httpx
 
-from scripts import postgres
+from attachments.uploads import MULTIPART_OVERHEAD
+from scripts import postgres, s3server
 from scripts.processes import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 STARTUP_TIMEOUT = 60.0  # seconds for any one component to come up on a loaded 2-core machine
+UPLOAD_LIMIT = 20 * 1024 * 1024  # ATTACHMENTS_MAX_FILE_BYTES of the stack; nginx's upload limit follows it
 
 
 def say(text: str) -> None:
@@ -104,6 +106,7 @@ class Stack:
         self._certificates()
         self._postgres()
         self._redis()
+        self._s3()
         self._configure_django()
         for index in range(self.worker_count):
             self._start_worker(self._new_worker(index + 1))
@@ -167,6 +170,24 @@ class Stack:
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         say(f"Redis on 127.0.0.1:{port} (pid {process.pid})")
 
+    # --- S3 -------------------------------------------------------------------------------------------
+
+    def _s3(self) -> None:
+        """moto's S3 API server (scripts/s3server.py) with a bucket; nginx puts TLS in front of it on its own
+        port (``_nginx``), because the HTTPS pages load attachments from the presigned URLs directly."""
+        server = s3server.start(self.work / "s3.log")
+        self._started.append(("S3 API server", server.stop))
+        self.s3_backend_port = server.port
+        self.s3_port = free_port()
+        s3server.bucket_create(server.endpoint, "chat-attachments")
+        self.s3_env = {
+            **server.env("chat-attachments"),
+            "ATTACHMENTS_S3_ENDPOINT_URL": f"https://{self.api_host}:{self.s3_port}",
+            "ATTACHMENTS_S3_CA_BUNDLE": str(self.ca),
+        }
+        say(f"S3 API server (moto) on 127.0.0.1:{server.port} (pid {server.process.pid}), bucket chat-attachments, "
+            f"through nginx at https://{self.api_host}:{self.s3_port}")  # fmt: skip
+
     # --- Django ---------------------------------------------------------------------------------------
 
     def _configure_django(self) -> None:
@@ -198,6 +219,8 @@ class Stack:
             "AUTH_THROTTLE_RATE": "10000/min",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            **self.s3_env,
+            "ATTACHMENTS_MAX_FILE_BYTES": str(UPLOAD_LIMIT),
         }
         # collectstatic first, as deploy/systemd/chat-migrate.service: check --deploy wants its manifest.
         self.manage("collectstatic", "--noinput", "-v0")
@@ -286,6 +309,7 @@ class Stack:
             "API_KEY": str(self.work / "tls" / "server.key"),
             "STATIC_ROOT": self.env["STATIC_ROOT"],
             "ACCESS_LOG": str(root / "access.log"),
+            "UPLOAD_MAX_BODY_SIZE": str(UPLOAD_LIMIT + MULTIPART_OVERHEAD),
             "UPSTREAM_SERVERS": "\n    ".join(f"server 127.0.0.1:{w.port} max_fails=0;" for w in self.workers),
         }
         site = render_template((DEPLOY / "nginx" / "chat.conf.template").read_text(), values)
@@ -311,6 +335,20 @@ http {{
     sendfile on;
     server_tokens off;
     include {root}/chat.conf;
+    # make e2e only: TLS in front of the S3 API server, as a real S3 endpoint has (deploy/nginx knows
+    # nothing of S3; production's storage is a service of its own).
+    server {{
+        listen 127.0.0.1:{self.s3_port} ssl;
+        server_name {self.api_host};
+        ssl_certificate {self.work / "tls" / "server.pem"};
+        ssl_certificate_key {self.work / "tls" / "server.key"};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://127.0.0.1:{self.s3_backend_port};
+            proxy_set_header Host $http_host;
+            proxy_request_buffering off;
+        }}
+    }}
 }}
 """
         )
@@ -320,7 +358,10 @@ http {{
             raise RuntimeError(f"nginx -t failed:\n{test.stderr}")
         process = subprocess.Popen([*base, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self._started.append(("nginx", lambda: self._stop_process(process, signal.SIGQUIT)))
-        wait_until(lambda: port_open(self.frontend_port) and port_open(self.api_port), what="nginx to listen")
+        wait_until(
+            lambda: port_open(self.frontend_port) and port_open(self.api_port) and port_open(self.s3_port),
+            what="nginx to listen",
+        )
         say(f"nginx (pid {process.pid}): frontend {self.frontend}, API {self.api} → {len(self.workers)} workers")
 
     # --- state and stopping ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import log_in, save_screenshot
+from tests.browser.test_attachments_browser import share_image_and_file
 from tests.browser.test_chat import (
     chat_both_ways,
     open_room,
@@ -104,3 +105,28 @@ def test_static_files_are_hashed_and_long_cached_and_pages_carry_hsts(stack):
         # The API origin serves no pages.
         assert client.get(stack["api"] + "/login/").status_code == 404
         assert urlsplit(stack["api"]).scheme == "https"
+
+
+def test_files_through_nginx_and_the_s3_server(split_site, browser_page, stack):
+    """An image and a file shared over HTTPS: uploads through nginx's upload route, files on the S3 API
+    server (behind TLS), shown from its presigned URLs in the other user's page."""
+    alice, _ = browser_page()
+    bob, bob_log = browser_page()
+    share_image_and_file(split_site, alice, bob)
+    s3_requests = [url for url in bob_log.requests if "X-Amz-Signature=" in url]
+    assert s3_requests and all(url.startswith("https://") for url in s3_requests), bob_log.requests[-10:]
+
+
+def test_nginx_refuses_an_upload_over_the_limit_as_json(split_site, chat_users, stack):
+    from tests.conftest import access_token_for
+    from tests.e2e.stack import UPLOAD_LIMIT
+
+    response = httpx.post(
+        f"{split_site.api}/api/rooms/lobby/uploads/",
+        headers={"Authorization": f"Bearer {access_token_for(chat_users['alice'])}", "Origin": split_site.site},
+        files={"file": ("big.txt", b"a" * (UPLOAD_LIMIT + 200_000), "text/plain")},
+        verify=ssl.create_default_context(cafile=stack["ca"]),
+        timeout=120,
+    )
+    assert response.status_code == 413 and response.json()["code"] == "too-large"
+    assert response.headers["access-control-allow-origin"] == split_site.site
