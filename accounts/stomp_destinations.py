@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from accounts.tokens import parse_bearer
-from stompengine.realtime import Denied, SendContext, app_destination
+from stompengine import Denied, SendContext, app_destination
 
 
 @app_destination("/app/auth.refresh")

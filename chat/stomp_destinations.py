@@ -50,7 +50,7 @@ from chat.presence import presence
 from chat.writer import MessageWrite, get_writer
 from chat.writer.rooms import public_rooms
 from stompengine import broker
-from stompengine.realtime import (
+from stompengine import (
     Completion,
     Denied,
     Prepared,

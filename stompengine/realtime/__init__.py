@@ -1,7 +1,7 @@
-"""The transport-agnostic STOMP connection and the registry of application destinations and guards.
+"""The registry of application destinations and subscription guards, limits, backpressure, the SockJS adapter.
 
-``StompConnection`` ties the sans-IO session core (``stompengine.stomp``) to authentication, the broker
-(``stompengine.broker``) and the ``/app`` handlers and subscription guards registered here.
+The connection itself lives in ``stompengine.connection``; handler modules import the registry's names from
+``stompengine`` (``from stompengine import app_destination, SendContext, ...``).
 """
 
 from stompengine.realtime.registry import (
