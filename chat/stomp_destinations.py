@@ -49,7 +49,6 @@ from chat.models import Message, Room
 from chat.presence import presence
 from chat.writer import MessageWrite, get_writer
 from chat.writer.rooms import public_rooms
-from stompengine import broker
 from stompengine import (
     Completion,
     Denied,
@@ -60,6 +59,7 @@ from stompengine import (
     SubscribeContext,
     app_destination,
     app_prepare,
+    broker,
     on_subscribe,
     on_unsubscribe,
     subscription_guard,
