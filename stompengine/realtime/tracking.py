@@ -71,7 +71,6 @@ class ConnectionTracker:
         return [c for c in list(self.connections.values()) if predicate(c)]
 
 
-
 # Process-wide on purpose, unlike the runtime's parts: the admin's report runs in a sync view's temporary
 # event loop and must still see the connections of the server's loop (chat/ops.py worker_report).
 tracker = ConnectionTracker()
