@@ -38,7 +38,6 @@ __all__ = [
     "publish_on_commit",
     "publish_sync",
     "publish_to_user",
-    "reset_brokers",
 ]
 
 
@@ -47,13 +46,6 @@ def get_broker() -> Broker:
     from stompengine import runtime
 
     return runtime.current().broker
-
-
-async def reset_brokers() -> None:
-    """Close and forget the running loop's runtime, broker included (tests)."""
-    from stompengine import runtime
-
-    await runtime.uninstall()
 
 
 def publish(

@@ -4,7 +4,7 @@ An app registers both in its ``stomp_destinations`` module, imported at start-up
 (like ``admin.py``; list extra modules in ``settings.STOMP_HANDLER_MODULES``)::
 
     # chat/stomp_destinations.py
-    from stompengine.realtime import Denied, SendContext, SubscribeContext, app_destination, subscription_guard
+    from stompengine import Denied, SendContext, SubscribeContext, app_destination, subscription_guard
 
     @app_destination("/app/rooms.{slug}")
     async def send_to_room(ctx: SendContext, slug: str) -> None:
