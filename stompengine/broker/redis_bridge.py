@@ -71,6 +71,9 @@ class RedisBridge:
         self._publisher_stale = False  # the subscriber saw Redis go: the PUBLISH connection died with it
         self._queued = 0  # PUBLISHes queued ever
         self._settled = 0  # of those, how many were handed to Redis (or failed, or were dropped)
+        # Up until the subscriber connection is lost: a bridge with no subscription yet loses nothing (an idle
+        # worker must not read as "Redis gone" to the ChatRedisGone alert before its first client subscribes).
+        metrics.REDIS_UP.set(1)
 
     # -- public ---------------------------------------------------------------------------------------------
     @property

@@ -64,6 +64,30 @@ def test_readiness_is_false_while_redis_is_down_and_true_again_after(two_workers
         wait_for(lambda w=worker: ready(w.url)[0] == 200, timeout=15, what=f"{worker.port} ready again")
 
 
+def test_chat_redis_up_is_1_on_an_idle_worker_0_while_a_subscribed_one_lost_redis_and_1_again_after(
+    daphne_factory, redis_server, make_user, tmp_path
+):
+    # Per worker (no shared directory), as Prometheus scrapes them: the ChatRedisGone alert reads min over these.
+    env = {"REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0", "STOMP_REDIS_PREFIX": f"up-{tmp_path.name}:"}
+    one, two = daphne_factory(**env), daphne_factory(**env)
+    for worker in (one, two):  # ready, no client yet: its broker has nothing to lose
+        assert total(scrape(worker.url), "chat_redis_up") == 1
+    here, there = chat_across(one, two, make_user("alice"), make_user("bob"), "/topic/up")
+    try:
+        redis_server.kill()
+        try:
+            for worker in (one, two):
+                wait_for(lambda w=worker: total(scrape(w.url), "chat_redis_up") == 0, timeout=15, what="up 0")
+        finally:
+            redis_restart(redis_server)
+        for worker in (one, two):
+            wait_for(lambda w=worker: total(scrape(w.url), "chat_redis_up") == 1, timeout=30, what="up 1 again")
+            assert total(scrape(worker.url), "chat_redis_reconnects_total") >= 1
+    finally:
+        here.close()
+        there.close()
+
+
 def test_a_production_worker_answers_probes_and_scrapes_on_its_loopback_address(daphne_factory, tmp_path):
     # As deploy/env.example: public host names only, HTTPS redirect on. Prometheus and a load balancer's
     # probe still call http://127.0.0.1:<port>/ with that Host; Django alone would answer 400 or 301.
