@@ -195,7 +195,7 @@ def message_create(
         raise result.error
     _publish_on_commit(result.events)
     first = result.events[0]
-    return Message.objects.select_related("room", "author").get(pk=first.seq), first.created
+    return Message.objects.select_related("room", "author").get(pk=first.message["id"]), first.created
 
 
 def _publish_on_commit(events: tuple[WriteEvent, ...]) -> None:

@@ -9,7 +9,6 @@ from rest_framework import serializers
 from attachments.links import attachment_json
 from chat.models import Membership, Message, Room
 
-
 REPLY_EXCERPT_LENGTH = 100
 
 
