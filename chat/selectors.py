@@ -8,7 +8,7 @@ from django.db.models import Exists, F, Func, IntegerField, OuterRef, Prefetch, 
 from django.db.models.functions import Coalesce
 
 from chat.exceptions import NotFound
-from chat.models import RESERVED_SLUG_PREFIX, Membership, Message, Reaction, Room
+from chat.models import RESERVED_SLUG_PREFIX, Membership, Message, Reaction, Room, RoomEvent
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -101,6 +101,24 @@ def message_previous_id(*, message: Message) -> int:
         Message.objects.filter(room_id=message.room_id, id__lt=message.pk).order_by("-id").values_list("id", flat=True)
     )
     return previous.first() or 0
+
+
+def room_newest_seq(*, room_id: int | QuerySet) -> int:
+    """The room's newest event number (0: no event yet)."""
+    rows = RoomEvent.objects.filter(room_id=room_id).order_by("-seq").values_list("seq", flat=True)
+    return rows.first() or 0
+
+
+def newest_seq_subquery() -> Subquery:
+    """For a query of messages: their room's newest event number, read in the same statement (snapshot)."""
+    newest = RoomEvent.objects.filter(room_id=OuterRef("room_id")).order_by("-seq").values("seq")[:1]
+    return Subquery(newest, output_field=IntegerField())
+
+
+def creation_seq_subquery() -> Subquery:
+    """For a query of messages: the event number of each one's creation (None: older than the stream)."""
+    created = RoomEvent.objects.filter(message_id=OuterRef("pk"), kind=RoomEvent.Kind.CREATED).values("seq")[:1]
+    return Subquery(created, output_field=IntegerField())
 
 
 def slug_is_reserved(slug: str) -> bool:

@@ -204,7 +204,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
                 body = {"id": message_id, "reactions": reactions_json(reactions)}
             else:
                 body = message_json(changed, attached.get(message_id, []), reactions)
-            event = _EVENT_NAMES[kind]
+            event = EVENT_NAMES[kind]
             events[index].append(MessageChanged(event, body, changed.room.slug, message_id, seq_of[id(write)]))
             caused = by_message.pop(message_id, None) if kind == "edited" else None
             if caused:
@@ -229,7 +229,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
 
 
 #: The ``event`` header of each kind of room event (``RoomEvent.kind``).
-_EVENT_NAMES = {"created": "message", "edited": "edit", "deleted": "delete", "reaction": "reaction"}
+EVENT_NAMES = {"created": "message", "edited": "edit", "deleted": "delete", "reaction": "reaction"}
 
 
 def _insert_events(rows: Sequence[tuple[int, int, str, int]], now: datetime) -> None:
