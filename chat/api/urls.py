@@ -11,6 +11,12 @@ urlpatterns = [
     path("rooms/<slug:slug>/leave/", views.RoomLeaveView.as_view(), name="room-leave"),
     path("rooms/<slug:slug>/members/", views.RoomMembersView.as_view(), name="room-members"),
     path("rooms/<slug:slug>/messages/", views.RoomMessagesView.as_view(), name="room-messages"),
+    path("rooms/<slug:slug>/messages/<int:message_id>/", views.MessageDetailView.as_view(), name="room-message"),
+    path(
+        "rooms/<slug:slug>/messages/<int:message_id>/reactions/",
+        views.MessageReactionsView.as_view(),
+        name="room-message-reactions",
+    ),
     path("rooms/<slug:slug>/read/", views.RoomReadView.as_view(), name="room-read"),
     path("dms/<str:username>/", views.DirectRoomView.as_view(), name="dm"),
 ]
