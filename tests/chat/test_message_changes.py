@@ -184,7 +184,7 @@ def test_at_most_20_distinct_reactions_per_message(chat):
     message = post(chat["as"]["bob"], "general", "react to me")
     emoji = [chr(0x1F600 + i) for i in range(21)]
     for e in emoji[:20]:
-        response = chat["as"]["carol"].post(url("general", message["id"], "reactions/"), {"emoji": e}, format="json")
+        response = chat["as"]["carol"].post(url("general", message["id"], "reactions/"), {"emoji": e}, "json")
         assert response.status_code == 200, response.content
     response = chat["as"]["carol"].post(
         url("general", message["id"], "reactions/"), {"emoji": emoji[20]}, format="json"
