@@ -294,3 +294,40 @@ def test_the_event_table_keeps_numbers_when_a_message_is_removed_outright(chat):
     post(chat["as"]["carol"], "general", "two")
     assert [seq for seq, _, _ in events("general")] == [1, 2]
     assert connection.vendor == "sqlite"
+
+
+@pytest.fixture
+def admin_client(client, make_user):
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    return client
+
+
+def test_the_admin_shows_edit_history_and_reactions_and_deletes_through_the_writer_with_a_broadcast(
+    chat, admin_client, monkeypatch
+):
+    from chat import publishing
+
+    message = post(chat["as"]["bob"], "general", "first text")
+    chat["as"]["bob"].patch(url("general", message["id"]), {"body": "second text"}, format="json")
+    chat["as"]["carol"].post(url("general", message["id"], "reactions/"), {"emoji": "🦄"}, format="json")
+    page = admin_client.get(f"/admin/chat/message/{message['id']}/change/").content.decode()
+    assert "first text" in page and "🦄" in page and "carol" in page
+
+    published: list[tuple[str, dict, dict]] = []
+    monkeypatch.setattr(publishing.broker, "publish", lambda topic, body, **kw: published.append((topic, body, kw)))
+    response = admin_client.post(f"/admin/chat/message/{message['id']}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    stored = Message.objects.get(pk=message["id"])  # a tombstone, not a removed row
+    assert stored.deleted and stored.body == "" and not MessageEdit.objects.filter(message=stored).exists()
+    assert events("general")[-1] == (4, "deleted", message["id"])
+    ((topic, body, kw),) = published
+    assert topic == "/topic/rooms.general" and body["deleted"] is True
+    assert dict(kw["headers"]) == {"event": "delete", "event-seq": "4"} and kw["seq"] == 4
+
+    other = post(chat["as"]["carol"], "general", "also bad")
+    response = admin_client.post(
+        "/admin/chat/message/", {"action": "delete_selected", "_selected_action": [other["id"]], "post": "yes"}
+    )
+    assert response.status_code == 302
+    assert Message.objects.get(pk=other["id"]).deleted
+    assert published[-1][2]["headers"][0] == ("event", "delete")
