@@ -50,6 +50,13 @@ def history(client, slug: str) -> list[dict]:
     return response.json()["results"]
 
 
+def target_id(chat, target: str) -> tuple[int, dict]:
+    """The id a refusal test aims at (bob's message in general, alice's in secret, or none), and bob's message."""
+    bobs = post(chat["as"]["bob"], "general", "bob's words")
+    secret = post(chat["as"]["alice"], "secret", "secret words")
+    return {"bobs": bobs["id"], "secret": secret["id"], "unknown": 999_999}[target], bobs
+
+
 def test_a_new_message_shows_the_new_fields_and_takes_the_rooms_next_event_number(chat):
     first = post(chat["as"]["bob"], "general", "hello")
     assert first["edited"] is None and first["deleted"] is False and first["reply_to"] is None
@@ -84,9 +91,7 @@ def test_the_author_edits_and_the_previous_text_is_kept(chat):
     ],
 )
 def test_edit_refusals(chat, who, slug, target, body, status, code):
-    bobs = post(chat["as"]["bob"], "general", "bob's words")
-    secret = post(chat["as"]["alice"], "secret", "secret words")
-    message_id = {"bobs": bobs["id"], "secret": secret["id"], "unknown": 999_999}[target]
+    message_id, bobs = target_id(chat, target)
     response = chat["as"][who].patch(url(slug, message_id), {"body": body}, format="json")
     assert response.status_code == status, response.content
     assert response.json()["code"] == code and response.json()["detail"]
@@ -130,9 +135,7 @@ def test_the_room_owner_deletes_any_message_of_the_room(chat):
     ],
 )
 def test_delete_refusals(chat, who, slug, target, status, code):
-    bobs = post(chat["as"]["bob"], "general", "bob's words")
-    secret = post(chat["as"]["alice"], "secret", "secret words")
-    message_id = {"bobs": bobs["id"], "secret": secret["id"], "unknown": 999_999}[target]
+    message_id, _ = target_id(chat, target)
     response = chat["as"][who].delete(url(slug, message_id))
     assert response.status_code == status, response.content
     assert response.json()["code"] == code
@@ -205,9 +208,7 @@ def test_at_most_20_distinct_reactions_per_message(chat):
     ],
 )
 def test_reaction_refusals(chat, who, slug, target, status, code):
-    bobs = post(chat["as"]["bob"], "general", "bob's words")
-    secret = post(chat["as"]["alice"], "secret", "secret words")
-    message_id = {"bobs": bobs["id"], "secret": secret["id"], "unknown": 999_999}[target]
+    message_id, _ = target_id(chat, target)
     response = chat["as"][who].post(url(slug, message_id, "reactions/"), {"emoji": "👍"}, format="json")
     assert response.status_code == status, response.content
     assert response.json()["code"] == code

@@ -177,9 +177,10 @@ def _changes_while_away(alice: LiveStomp, carol: LiveStomp, ids: list[int]) -> N
     act(carol, "/app/rooms.general.react", {"id": ids[0], "emoji": "👀"})
 
 
-def test_since_seq_replays_every_change_made_while_away_on_another_process_then_goes_live(
-    redis_server, daphne_factory, people
-):
+def _away_while_others_change(redis_server, daphne_factory, people):
+    """Two processes sharing Redis; bob (on the second) sees three messages (events 1-3) and leaves, then
+    alice and carol (on the first) make five changes (events 4-8). Returns both servers, alice, carol and
+    the three message ids."""
     url = f"redis://127.0.0.1:{redis_server.port}/0"
     one, two = daphne_factory(REDIS_URL=url), daphne_factory(REDIS_URL=url)
     alice = client(one, people["alice"], (TOPIC, {}))
@@ -189,12 +190,18 @@ def test_since_seq_replays_every_change_made_while_away_on_another_process_then_
         act(who, "/app/rooms.general", {"body": f"message {n}"})
     before = wait_events(bob, 3)
     assert [s for _, s, _ in before] == [1, 2, 3]
-    ids = [body["id"] for _, _, body in before]
-    last_seen = before[-1][1]
     bob.close()
-
+    ids = [body["id"] for _, _, body in before]
     _changes_while_away(alice, carol, ids)
     wait_events(alice, 8)
+    return one, two, alice, carol, ids
+
+
+def test_since_seq_replays_every_change_made_while_away_on_another_process_then_goes_live(
+    redis_server, daphne_factory, people
+):
+    one, two, alice, carol, ids = _away_while_others_change(redis_server, daphne_factory, people)
+    last_seen = 3
 
     back = client(two, people["bob"], (TOPIC, {"since-seq": str(last_seen)}))
     replayed = wait_events(back, 5)
@@ -224,19 +231,7 @@ def test_since_seq_replays_every_change_made_while_away_on_another_process_then_
 def test_an_old_client_resuming_by_since_id_gets_the_messages_after_it_in_their_current_state(
     redis_server, daphne_factory, people
 ):
-    url = f"redis://127.0.0.1:{redis_server.port}/0"
-    one, two = daphne_factory(REDIS_URL=url), daphne_factory(REDIS_URL=url)
-    alice = client(one, people["alice"], (TOPIC, {}))
-    carol = client(one, people["carol"], (TOPIC, {}))
-    bob = client(two, people["bob"], (TOPIC, {}))
-    for n, who in enumerate((alice, bob, carol)):
-        act(who, "/app/rooms.general", {"body": f"message {n}"})
-    before = wait_events(bob, 3)
-    ids = [body["id"] for _, _, body in before]
-    bob.close()
-
-    _changes_while_away(alice, carol, ids)
-    wait_events(alice, 8)
+    _, two, alice, carol, ids = _away_while_others_change(redis_server, daphne_factory, people)
 
     # Resuming after the first message: the two after it as they are now (carol's deleted), the new one.
     back = client(two, people["bob"], (TOPIC, {"since-id": str(ids[0])}))
