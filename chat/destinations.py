@@ -5,6 +5,9 @@ PRESENCE_TOPIC = "/topic/rooms.{slug}.presence"
 TYPING_TOPIC = "/topic/rooms.{slug}.typing"
 ROOM_SEND = "/app/rooms.{slug}"
 TYPING_SEND = "/app/rooms.{slug}.typing"
+EDIT_SEND = "/app/rooms.{slug}.edit"
+DELETE_SEND = "/app/rooms.{slug}.delete"
+REACT_SEND = "/app/rooms.{slug}.react"
 DM_QUEUE = "/queue/dm"
 
 

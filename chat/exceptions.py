@@ -23,3 +23,10 @@ class NotFound(ChatError):
 
     status = 404
     code = "not-found"
+
+
+class RateLimited(ChatError):
+    """Over the user's send budget (the same one STOMP SENDs spend)."""
+
+    status = 429
+    code = "rate-limited"

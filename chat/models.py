@@ -1,4 +1,10 @@
-"""Chat data: rooms (group rooms and direct-message pairs), memberships and messages."""
+"""Chat data: rooms (group rooms and direct-message pairs), memberships, messages and their changes.
+
+A message may be edited (the previous text kept in ``MessageEdit``), deleted (a tombstone: text, history,
+reactions and attachments erased), reacted to (``Reaction``) and replied to (``reply_to``). Every change
+of a room, a new message included, is one ``RoomEvent`` numbered 1, 2, 3... per room by the chat writer in
+the transaction of the change: the ordered stream a STOMP client resumes from (``since-seq``).
+"""
 
 from __future__ import annotations
 
@@ -103,6 +109,13 @@ class Message(models.Model):
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     # Chosen by the client so that a resent message (after a lost RECEIPT) is stored once.
     client_id = models.CharField(max_length=64, null=True, blank=True)
+    # Set by an edit (the time of the newest one); the texts it replaced are MessageEdit rows.
+    edited = models.DateTimeField(null=True, blank=True)
+    # A tombstone: the row stays (replies and history keep their place), its text and files are gone.
+    deleted = models.BooleanField(default=False)
+    # Replies point into the same room (checked by the writer under the room lock); SET_NULL for a
+    # message removed outright (a cascade of a user's deletion), never by a chat delete.
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
 
     class Meta:
         ordering = ["id"]
@@ -118,3 +131,61 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.author} in {self.room}: {self.body[:40]}"
+
+
+class MessageEdit(models.Model):
+    """A text a message had before an edit (what the admin shows as its history); erased by a delete."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    body = models.TextField()
+    # When this text was replaced.
+    replaced = models.DateTimeField()
+
+    class Meta:
+        ordering = ["message", "id"]
+
+    def __str__(self) -> str:
+        return f"edit of message {self.message_id} at {self.replaced:%Y-%m-%d %H:%M:%S}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on one message (toggled by the writer; at most REACTIONS_MAX distinct per message)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    emoji = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["message", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="one_reaction_per_user_and_emoji")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.emoji} on message {self.message_id}"
+
+
+class RoomEvent(models.Model):
+    """One change of a room, numbered per room (``seq``) in commit order: what ``since-seq`` replays."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Message created"
+        EDITED = "edited", "Message edited"
+        DELETED = "deleted", "Message deleted"
+        REACTION = "reaction", "Reactions changed"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # SET_NULL, not CASCADE: a room's numbers come from MAX(seq), so its newest events must outlive a
+    # message removed outright, or their numbers would be given out a second time.
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField()
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="room_event_seq_once_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.kind} {self.message_id}"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Exists, F, Func, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from chat.exceptions import NotFound
-from chat.models import RESERVED_SLUG_PREFIX, Membership, Message, Room
+from chat.models import RESERVED_SLUG_PREFIX, Membership, Message, Reaction, Room, RoomEvent
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -83,9 +83,15 @@ def users_directory(*, prefix: str, after: str | None, limit: int) -> list[User]
     return list(users.order_by("username")[:limit])
 
 
+def messages_for_json(queryset: QuerySet[Message]) -> QuerySet[Message]:
+    """``queryset`` with what ``message_json`` reads joined or prefetched (no query per message)."""
+    reactions = Prefetch("reactions", queryset=Reaction.objects.select_related("user").order_by("id"))
+    return queryset.select_related("author", "room", "reply_to__author").prefetch_related("attachments", reactions)
+
+
 def messages_before(*, room: Room, before: int | None, limit: int) -> list[Message]:
     """The newest ``limit`` messages older than ``before`` (all when None), oldest first."""
-    qs = Message.objects.filter(room=room).select_related("author").prefetch_related("attachments")
+    qs = messages_for_json(Message.objects.filter(room=room))
     if before is not None:
         qs = qs.filter(id__lt=before)
     return list(reversed(qs.order_by("-id")[:limit]))
@@ -93,7 +99,7 @@ def messages_before(*, room: Room, before: int | None, limit: int) -> list[Messa
 
 def messages_after(*, room: Room, after: int, limit: int) -> list[Message]:
     """Messages newer than ``after``, oldest first (resume after a reconnect)."""
-    messages = Message.objects.filter(room=room, id__gt=after).select_related("author").prefetch_related("attachments")
+    messages = messages_for_json(Message.objects.filter(room=room, id__gt=after))
     return list(messages.order_by("id")[:limit])
 
 
@@ -102,7 +108,7 @@ def messages_around(*, room: Room, around: int, limit: int) -> tuple[list[Messag
     first, and whether older and newer ones remain; NotFound when the room has no such message."""
     if not Message.objects.filter(room=room, pk=around).exists():
         raise NotFound(f"no message {around} in this room")
-    qs = Message.objects.filter(room=room).select_related("author")
+    qs = messages_for_json(Message.objects.filter(room=room))
     older = list(qs.filter(id__lt=around).order_by("-id")[: limit + 1])
     newer = list(qs.filter(id__gte=around).order_by("id")[: limit + 1])  # starts with the message itself
     # About half before; where one side runs short, the other fills the page.
@@ -120,6 +126,24 @@ def message_previous_id(*, message: Message) -> int:
         Message.objects.filter(room_id=message.room_id, id__lt=message.pk).order_by("-id").values_list("id", flat=True)
     )
     return previous.first() or 0
+
+
+def room_newest_seq(*, room_id: int | QuerySet) -> int:
+    """The room's newest event number (0: no event yet)."""
+    rows = RoomEvent.objects.filter(room_id=room_id).order_by("-seq").values_list("seq", flat=True)
+    return rows.first() or 0
+
+
+def newest_seq_subquery() -> Subquery:
+    """For a query of messages: their room's newest event number, read in the same statement (snapshot)."""
+    newest = RoomEvent.objects.filter(room_id=OuterRef("room_id")).order_by("-seq").values("seq")[:1]
+    return Subquery(newest, output_field=IntegerField())
+
+
+def creation_seq_subquery() -> Subquery:
+    """For a query of messages: the event number of each one's creation (None: older than the stream)."""
+    created = RoomEvent.objects.filter(message_id=OuterRef("pk"), kind=RoomEvent.Kind.CREATED).values("seq")[:1]
+    return Subquery(created, output_field=IntegerField())
 
 
 def slug_is_reserved(slug: str) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import regex
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -26,7 +27,15 @@ from chat.selectors import (
     room_longest_member,
     slug_is_reserved,
 )
-from chat.writer.events import MessageWrite, NotificationsCreated, WriteEvent
+from chat.writer.events import (
+    MessageDeleteWrite,
+    MessageEditWrite,
+    MessageWrite,
+    NotificationsCreated,
+    ReactionWrite,
+    Write,
+    WriteEvent,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -213,8 +222,23 @@ def message_validate(*, body: str, client_id: str | None, attachments: Any = Non
     return body, client_id
 
 
+def reply_to_parse(raw: Any) -> int | None:
+    """The ``reply_to`` of a SEND: a message id or nothing (the batch checks it is of the same room)."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise InvalidInput("reply_to must be the id of a message of this room")
+    return raw
+
+
 def message_prepare(
-    *, room: Room, author: User, body: str, client_id: str | None = None, attachments: Any = None
+    *,
+    room: Room,
+    author: User,
+    body: str,
+    client_id: str | None = None,
+    attachments: Any = None,
+    reply_to: Any = None,
 ) -> MessageWrite:
     """Validate a message before it joins a write batch (bad input never reaches a batch); stores nothing.
 
@@ -224,15 +248,22 @@ def message_prepare(
     """
     ids = attachment_ids_parse(attachments)
     body, client_id = message_validate(body=body, client_id=client_id, attachments=ids)
+    reply = reply_to_parse(reply_to)
     if room.is_private and membership_get(room=room, user=author) is None:
         raise NotFound(f"no room {room.slug!r} that you can see")
     _refuse_archived(room)
     ids = attachments_check(room=room, author=author, ids=ids)
-    return MessageWrite(room=room, author=author, body=body, client_id=client_id, attachments=ids)
+    return MessageWrite(room=room, author=author, body=body, client_id=client_id, attachments=ids, reply_to=reply)
 
 
 def message_create(
-    *, room: Room, author: User, body: str, client_id: str | None = None, attachments: Any = None
+    *,
+    room: Room,
+    author: User,
+    body: str,
+    client_id: str | None = None,
+    attachments: Any = None,
+    reply_to: Any = None,
 ) -> tuple[Message, bool]:
     """Store one message through the writer's batch code, for code without a server loop (shell, tests).
 
@@ -243,13 +274,15 @@ def message_create(
     """
     from chat.writer.store import messages_store
 
-    write = message_prepare(room=room, author=author, body=body, client_id=client_id, attachments=attachments)
+    write = message_prepare(
+        room=room, author=author, body=body, client_id=client_id, attachments=attachments, reply_to=reply_to
+    )
     (result,) = messages_store(units=[[write]])
     if result.error is not None:
         raise result.error
     _publish_on_commit(result.events)
     first = result.events[0]
-    return Message.objects.select_related("room", "author").get(pk=first.seq), first.created
+    return Message.objects.select_related("room", "author").get(pk=first.message["id"]), first.created
 
 
 def _publish_on_commit(events: tuple[WriteEvent, ...]) -> None:
@@ -263,6 +296,68 @@ def _publish_on_commit(events: tuple[WriteEvent, ...]) -> None:
     for event in events:
         if isinstance(event, NotificationsCreated):
             stream_events_publish_on_commit(event.events)
+
+
+# --- Changes of stored messages (issue 20) ---------------------------------------------------------------
+# Validated here (bad input never reaches a batch); who may change what is decided by the batch under the
+# room lock (chat/writer/changes.py), where the message's current state is known.
+
+
+def _message_id(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise InvalidInput("id must be the id of a message of this room")
+    return raw
+
+
+def message_edit_prepare(*, room: Room, author: User, message_id: Any, body: Any) -> MessageEditWrite:
+    """An edit of a stored message: a new text (the same rules as a new message's)."""
+    body, _ = message_validate(body=body, client_id=None)
+    return MessageEditWrite(room=room, author=author, message_id=_message_id(message_id), body=body)
+
+
+def message_delete_prepare(*, room: Room, author: User, message_id: Any) -> MessageDeleteWrite:
+    return MessageDeleteWrite(room=room, author=author, message_id=_message_id(message_id))
+
+
+def reaction_prepare(*, room: Room, author: User, message_id: Any, emoji: Any) -> ReactionWrite:
+    """A reaction toggle: ``emoji`` must be exactly one emoji (``emoji_validate``)."""
+    return ReactionWrite(room=room, author=author, message_id=_message_id(message_id), emoji=emoji_validate(emoji))
+
+
+# One emoji: a pictograph or an emoji-presentation character (optionally with skin tone, variation selector,
+# keycap or tag characters), a ZWJ sequence of those, a flag (two regional indicators) or a keycap (#, *, 0-9).
+_EMOJI = regex.compile(
+    r"(?:(?:\p{Extended_Pictographic}|\p{Emoji_Presentation})[\p{Emoji_Modifier}\uFE0F\U000E0020-\U000E007F]*"
+    r"(?:\u200D(?:\p{Extended_Pictographic}|\p{Emoji_Presentation})[\p{Emoji_Modifier}\uFE0F]*)*"
+    r"|\p{Regional_Indicator}{2}|[#*0-9]\uFE0F?\u20E3)"
+)
+
+
+def emoji_validate(raw: Any) -> str:
+    """``raw`` if it is one emoji grapheme (one user-perceived character that is an emoji), else InvalidInput."""
+    if not isinstance(raw, str) or not raw or len(raw) > 32:
+        raise InvalidInput("a reaction is one emoji")
+    if len(regex.findall(r"\X", raw)) != 1 or not _EMOJI.fullmatch(raw):
+        raise InvalidInput("a reaction is one emoji")
+    return raw
+
+
+async def change_submit(write: Write) -> WriteEvent:
+    """Store one write through this loop's writer; its first event (the message's, or the change's)."""
+    from chat.writer.writer import get_writer
+
+    return (await get_writer().submit([write]))[0]
+
+
+def change_store(write: Write) -> WriteEvent:
+    """Store one write without a server loop (WSGI, the admin under runserver, the shell); announced on commit."""
+    from chat.writer.store import messages_store
+
+    (result,) = messages_store(units=[[write]])
+    if result.error is not None:
+        raise result.error
+    _publish_on_commit(result.events)
+    return result.events[0]
 
 
 def room_mark_read(*, room: Room, user: User, message_id: int) -> Membership:

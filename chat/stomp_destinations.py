@@ -1,6 +1,6 @@
 """Chat over STOMP: where a room SEND is persisted and a room SUBSCRIBE is authorised, resumed and counted.
 
-- ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id", "attachments": [upload ids]}``
+- ``SEND /app/rooms.<slug>``: JSON ``{"body", "client_id", "attachments": [upload ids], "reply_to": id}``
   (``content-type: application/json``) or plain text with an optional ``client-id`` header. Validated
   first, then stored by the process's chat writer in a batch (chat/writer); the broadcast to
   ``/topic/rooms.<slug>`` follows the batch's commit and the RECEIPT follows the broadcast, so a RECEIPT
@@ -9,11 +9,17 @@
   without closing the connection: no RECEIPT, and an error on ``/user/queue/errors``. Inside a STOMP
   transaction every such SEND is validated at COMMIT, then all are stored in one batch, or none (the
   COMMIT is then refused the same way, with no RECEIPT).
+- ``SEND /app/rooms.<slug>.edit`` ``{"id", "body"}``, ``.delete`` ``{"id"}``, ``.react`` ``{"id", "emoji"}``:
+  changes of a stored message through the same writer (same batches, same RECEIPT rule, same refusals on
+  ``/user/queue/errors``: ``not-found``, ``forbidden``, ``invalid``). Every MESSAGE of the room topic
+  carries ``event`` (message, edit, delete, reaction) and ``event-seq`` (the room's event number).
 - ``SUBSCRIBE /topic/rooms.<slug>`` (and its ``.presence`` and ``.typing`` topics): members only; a
-  public room is joined on subscribe. ``since-id: <id>`` replays every stored message after that id,
-  then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX`` messages only the newest are
-  replayed and the first carries ``resume-gap: <oldest replayed id>`` so the client fetches the rest
-  from the REST history.
+  public room is joined on subscribe. ``since-seq: <n>`` replays every room event after n (each with the
+  message's current state), then live ones, with no gap and no duplicate; past ``CHAT_RESUME_MAX``
+  events only the newest are replayed and the first carries ``resume-gap: <its event-seq>`` (reload the
+  history from REST). ``since-id: <id>`` (older clients) replays every stored message after that id,
+  then live events; past ``CHAT_RESUME_MAX`` messages only the newest are replayed and the first
+  carries ``resume-gap: <oldest replayed id>`` so the client fetches the rest from the REST history.
 - Presence: the first session of a user subscribing to a room topic publishes ``join`` on the presence
   topic, their last one leaving publishes ``leave`` (debounced: a quick leave and re-join sends
   nothing); subscribing to the presence topic starts with a ``snapshot``.
@@ -36,7 +42,10 @@ from django.conf import settings
 from chat import selectors, services
 from chat.api.serializers import message_json
 from chat.destinations import (
+    DELETE_SEND,
+    EDIT_SEND,
     PRESENCE_TOPIC,
+    REACT_SEND,
     ROOM_SEND,
     ROOM_TOPIC,
     TYPING_SEND,
@@ -45,10 +54,12 @@ from chat.destinations import (
     typing_topic,
 )
 from chat.exceptions import ChatError, NotFound
-from chat.models import Message, Room
+from chat.models import Message, Room, RoomEvent
 from chat.presence import presence
+from chat.publishing import event_headers
 from chat.writer import MessageWrite, get_writer
 from chat.writer.rooms import public_rooms
+from chat.writer.store import EVENT_NAMES
 from stompengine import (
     Completion,
     Denied,
@@ -77,9 +88,9 @@ def read_only(function: Any) -> Any:
 # --- Sending --------------------------------------------------------------------------------------------
 
 
-def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None, Any]:
-    """(body, client_id, attachments) of a chat SEND: a JSON object when the content type says so, else
-    plain text (which carries no attachments)."""
+def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None, Any, Any]:
+    """(body, client_id, attachments, reply_to) of a chat SEND: a JSON object when the content type says
+    so, else plain text (which carries no attachments and replies to nothing)."""
     content_type = (ctx.header("content-type") or "").split(";")[0].strip().lower()
     text = ctx.text
     if content_type == "application/json":
@@ -89,21 +100,30 @@ def parse_chat_body(ctx: SendContext) -> tuple[Any, str | None, Any]:
             raise Rejected("the body is not valid JSON", code="invalid") from None
         if not isinstance(data, dict):
             raise Rejected('a chat message is a JSON object: {"body": "…", "client_id": "…"}', code="invalid")
-        return data.get("body", ""), data.get("client_id"), data.get("attachments")
-    return text, ctx.header("client-id"), None
+        return data.get("body", ""), data.get("client_id"), data.get("attachments"), data.get("reply_to")
+    return text, ctx.header("client-id"), None, None
 
 
 @read_only
-def _room_message_prepare(slug: str, user: Any, body: Any, client_id: Any, attachments: Any) -> MessageWrite:
+def _room_message_prepare(
+    slug: str, user: Any, body: Any, client_id: Any, attachments: Any, reply_to: Any = None
+) -> MessageWrite:
     room = selectors.room_visible_get(slug=slug, user=user)
-    return services.message_prepare(room=room, author=user, body=body, client_id=client_id, attachments=attachments)
+    return services.message_prepare(
+        room=room, author=user, body=body, client_id=client_id, attachments=attachments, reply_to=reply_to
+    )
 
 
-def _direct_message_prepare(username: str, user: Any, body: Any, client_id: Any, attachments: Any) -> MessageWrite:
+def _direct_message_prepare(
+    username: str, user: Any, body: Any, client_id: Any, attachments: Any, reply_to: Any = None
+) -> MessageWrite:
     # Bad input creates no conversation.
     services.message_validate(body=body, client_id=client_id, attachments=attachments)
+    services.reply_to_parse(reply_to)
     room, _ = services.direct_room_get_or_create(user=user, other_username=username)
-    return services.message_prepare(room=room, author=user, body=body, client_id=client_id, attachments=attachments)
+    return services.message_prepare(
+        room=room, author=user, body=body, client_id=client_id, attachments=attachments, reply_to=reply_to
+    )
 
 
 async def _commit(writes: Sequence[MessageWrite]) -> None:
@@ -140,20 +160,23 @@ async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
     Without a query when this connection's live subscription proved the room (see ``_proven``), or the
     room is public and was seen in the last seconds; the batch re-checks both under the room lock.
     """
-    body, client_id, attachments = parse_chat_body(ctx)
+    body, client_id, attachments, reply_to = parse_chat_body(ctx)
     try:
         room = _room_proven(ctx.connection, slug)
         if attachments:
             # Uploads are read from the database (whose, which room, unused): never the fast paths below.
-            write = await _room_message_prepare(slug, ctx.user, body, client_id, attachments)
+            write = await _room_message_prepare(slug, ctx.user, body, client_id, attachments, reply_to)
         elif room is not None:
             body, client_id = services.message_validate(body=body, client_id=client_id)
-            write = MessageWrite(room=room, author=ctx.user, body=body, client_id=client_id)
+            reply = services.reply_to_parse(reply_to)  # the batch checks it is a message of this room
+            write = MessageWrite(room=room, author=ctx.user, body=body, client_id=client_id, reply_to=reply)
         elif (room := public_rooms.get(slug)) is not None:  # nothing to read (the batch re-checks)
-            write = services.message_prepare(room=room, author=ctx.user, body=body, client_id=client_id)
+            write = services.message_prepare(
+                room=room, author=ctx.user, body=body, client_id=client_id, reply_to=reply_to
+            )
         else:
             # A read only (a public room is joined by the batch itself), so it need not wait for the db thread.
-            write = await _room_message_prepare(slug, ctx.user, body, client_id, None)
+            write = await _room_message_prepare(slug, ctx.user, body, client_id, None, reply_to)
             if not write.room.is_private:
                 public_rooms.put(write.room)
     except ChatError as exc:
@@ -164,9 +187,11 @@ async def prepare_room_message(ctx: SendContext, slug: str) -> Prepared:
 @app_prepare(DM_SEND)
 async def prepare_direct_message(ctx: SendContext, username: str) -> Prepared:
     """Validate a direct message (and create the pair's room on first use) before it joins a batch."""
-    body, client_id, attachments = parse_chat_body(ctx)
+    body, client_id, attachments, reply_to = parse_chat_body(ctx)
     try:
-        write = await database_sync_to_async(_direct_message_prepare)(username, ctx.user, body, client_id, attachments)
+        write = await database_sync_to_async(_direct_message_prepare)(
+            username, ctx.user, body, client_id, attachments, reply_to
+        )
     except ChatError as exc:
         raise Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id) from None
     return Prepared(write, _commit)
@@ -194,6 +219,66 @@ async def send_to_room(ctx: SendContext, slug: str) -> Completion:
 async def send_direct_message(ctx: SendContext, username: str) -> Completion:
     """A direct message to ``username``, in the private room of the two users."""
     return Completion(asyncio.ensure_future(_send(ctx, await prepare_direct_message(ctx, username))))
+
+
+# --- Changing stored messages (edit, delete, react) ----------------------------------------------------------
+
+
+def _change_data(ctx: SendContext) -> dict[str, Any]:
+    """The JSON object of an edit, delete or react SEND (whatever its content type says)."""
+    try:
+        data = json.loads(ctx.text or "null")
+    except ValueError:
+        raise Rejected("the body is not valid JSON", code="invalid", destination=ctx.destination) from None
+    if not isinstance(data, dict):
+        raise Rejected(
+            'the body is a JSON object: {"id": <message id>, …}', code="invalid", destination=ctx.destination
+        )
+    return data
+
+
+@read_only
+def _visible_room(slug: str, user: Any) -> Room:
+    return selectors.room_visible_get(slug=slug, user=user)
+
+
+async def _change(ctx: SendContext, slug: str, make: Any) -> Completion:
+    """Validate a change now (in frame order), store it through the writer; the RECEIPT follows its broadcast."""
+    data = _change_data(ctx)
+    try:
+        room = _room_proven(ctx.connection, slug) or await _visible_room(slug, ctx.user)
+        write = make(room, data)
+    except ChatError as exc:
+        raise Rejected(str(exc), code=exc.code, destination=ctx.destination) from None
+
+    async def commit() -> None:
+        try:
+            await _commit([write])
+        except Rejected as exc:
+            raise Rejected(exc.detail, code=exc.code, destination=ctx.destination) from None
+
+    return Completion(asyncio.ensure_future(commit()))
+
+
+@app_destination(EDIT_SEND)
+async def edit_message(ctx: SendContext, slug: str) -> Completion:
+    """``{"id", "body"}``: the author replaces the text (the previous one is kept in the history)."""
+    return await _change(ctx, slug, lambda room, data: services.message_edit_prepare(
+        room=room, author=ctx.user, message_id=data.get("id"), body=data.get("body")))  # fmt: skip
+
+
+@app_destination(DELETE_SEND)
+async def delete_message(ctx: SendContext, slug: str) -> Completion:
+    """``{"id"}``: the author or the room's owner leaves a tombstone."""
+    return await _change(ctx, slug, lambda room, data: services.message_delete_prepare(
+        room=room, author=ctx.user, message_id=data.get("id")))  # fmt: skip
+
+
+@app_destination(REACT_SEND)
+async def react_to_message(ctx: SendContext, slug: str) -> Completion:
+    """``{"id", "emoji"}``: toggle the caller's reaction (members only; one emoji; 20 distinct at most)."""
+    return await _change(ctx, slug, lambda room, data: services.reaction_prepare(
+        room=room, author=ctx.user, message_id=data.get("id"), emoji=data.get("emoji")))  # fmt: skip
 
 
 @read_only
@@ -241,47 +326,88 @@ for _template in (ROOM_TOPIC, PRESENCE_TOPIC, TYPING_TOPIC):
 
 
 @read_only
-def _newest_id(slug: str) -> int:
-    return Message.objects.filter(room__slug=slug).order_by("-id").values_list("id", flat=True).first() or 0
+def _newest_seq(slug: str) -> int:
+    return selectors.room_newest_seq(room_id=Room.objects.filter(slug=slug).values("pk")[:1])
 
 
 @subscription_guard(ROOM_TOPIC)
 async def sequence_known(ctx: SubscribeContext, slug: str) -> None:
-    """Before a process first subscribes to a room, tell its sequencer where the room's ids stand.
+    """Before a process first subscribes to a room, tell its sequencer where the room's events stand.
 
-    Otherwise the first message this process hears becomes its baseline, and a message with a lower id
+    Otherwise the first event this process hears becomes its baseline, and an event with a lower number
     published a moment later by another process would be delivered after it, out of order.
     """
     sequencer = ctx.connection.broker.sequencer
     if not sequencer.knows(ctx.destination):
-        newest = await _newest_id(slug)
+        newest = await _newest_seq(slug)
         if not sequencer.knows(ctx.destination):
             sequencer.seed(ctx.destination, newest)
 
 
 @read_only
 def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
-    """The newest ``limit`` messages after ``since`` (oldest first), whether more were left out, and the id
-    the replay reaches: its last message, or with none the newest stored id not above ``since`` (never
-    beyond what exists, or a made-up ``since-id`` would hide every message to come)."""
+    """The newest ``limit`` messages after ``since`` (oldest first, current state), whether more were left
+    out, and the room event number the replay reaches (live events up to it are dropped).
+
+    That number is read in the same statement as the messages (one snapshot: every event up to it is in
+    what they show). With no message after ``since`` it is the number read before that query: nothing
+    after ``since`` existed then, so no creation is hidden, and a made-up ``since-id`` hides nothing.
+    Each message dict carries its creation's number under ``_event_seq`` (0: older than the event stream).
+    """
     room = Room.objects.get(slug=slug)
+    before = selectors.room_newest_seq(room_id=room.pk)
     newest_first = list(
-        room.messages.filter(id__gt=since)
-        .select_related("author", "room")
-        .prefetch_related("attachments")
+        selectors.messages_for_json(room.messages.filter(id__gt=since))
+        .annotate(room_seq=selectors.newest_seq_subquery(), created_seq=selectors.creation_seq_subquery())
         .order_by("-id")[: limit + 1]
     )
     truncated = len(newest_first) > limit
-    if newest_first:
-        reached = newest_first[0].pk
-    else:
-        reached = room.messages.order_by("-id").values_list("id", flat=True).first() or 0
-    return [message_json(m) for m in reversed(newest_first[:limit])], truncated, reached
+    reached = (newest_first[0].room_seq or 0) if newest_first else before
+    messages = [{**message_json(m), "_event_seq": m.created_seq or 0} for m in reversed(newest_first[:limit])]
+    return messages, truncated, reached
+
+
+@read_only
+def _events_after(slug: str, since: int, limit: int) -> tuple[list[tuple[dict, dict[str, str]]], bool, int]:
+    """The newest ``limit`` room events after number ``since`` (oldest first) as (body, headers) with each
+    message's current state, whether older ones were left out, and the number the replay reaches (its
+    last event, or with none ``since`` itself but never beyond the room's newest: a made-up number must
+    not hide the events to come)."""
+    room = Room.objects.get(slug=slug)
+    rows = RoomEvent.objects.filter(room=room, seq__gt=since).order_by("-seq").values_list("seq", "kind", "message_id")
+    newest_first = list(rows[: limit + 1])
+    truncated = len(newest_first) > limit
+    events = list(reversed(newest_first[:limit]))
+    reached = events[-1][0] if events else min(since, selectors.room_newest_seq(room_id=room.pk))
+    ids = {message_id for _, _, message_id in events if message_id}
+    messages = {m.pk: m for m in selectors.messages_for_json(Message.objects.filter(pk__in=ids))}
+    replay: list[tuple[dict, dict[str, str]]] = []
+    for seq, kind, message_id in events:
+        message = messages.get(message_id)
+        if message is None:  # removed outright (a cascade): its number is covered, nothing to show
+            continue
+        body = message_json(message)
+        if kind == RoomEvent.Kind.REACTION:
+            body = {"id": message.pk, "reactions": body["reactions"]}
+        replay.append((body, dict(event_headers(EVENT_NAMES[kind], seq))))
+    return replay, truncated, reached
 
 
 @subscription_replay(ROOM_TOPIC)
 async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
-    """``since-id``: stored messages after it, then live ones, none twice."""
+    """``since-seq``: room events after it; ``since-id``: stored messages after it; then live ones, none twice."""
+    raw_seq = ctx.header("since-seq")
+    if raw_seq is not None and raw_seq != "":
+        try:
+            since_seq = int(raw_seq)
+        except ValueError:
+            raise Denied(
+                "invalid header", "since-seq must be an event number (a whole number)", code="invalid"
+            ) from None
+        events, truncated, reached = await _events_after(slug, max(since_seq, 0), settings.CHAT_RESUME_MAX)
+        if truncated and events:
+            events[0] = (events[0][0], {**events[0][1], "resume-gap": events[0][1]["event-seq"]})
+        return Replay(messages=events, after_seq=reached)
     raw = ctx.header("since-id")
     if raw is None or raw == "":
         return None
@@ -290,10 +416,13 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
     except ValueError:
         raise Denied("invalid header", "since-id must be a message id (a whole number)", code="invalid") from None
     messages, truncated, reached = await _messages_after(slug, max(since, 0), settings.CHAT_RESUME_MAX)
-    replay: list[tuple[Any, dict[str, str]]] = [(m, {}) for m in messages]
+    replay: list[tuple[Any, dict[str, str]]] = []
+    for message in messages:
+        body = {k: v for k, v in message.items() if k != "_event_seq"}
+        replay.append((body, dict(event_headers("message", message.get("_event_seq", 0)))))
     if truncated and replay:
-        replay[0] = (messages[0], {"resume-gap": str(messages[0]["id"])})
-    # Room messages are published with their id as sequence number (chat/publishing.py).
+        replay[0] = (replay[0][0], {**replay[0][1], "resume-gap": str(messages[0]["id"])})
+    # Room topics are published with the room's event number as sequence (chat/publishing.py).
     return Replay(messages=replay, after_seq=reached)
 
 

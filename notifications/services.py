@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -191,20 +191,26 @@ def _message_payload(message: Message) -> dict[str, Any]:
 
 
 def notifications_for_messages(
-    *, messages: Sequence[Message], direct_members: dict[int, list[int]]
+    *,
+    messages: Sequence[Message],
+    direct_members: dict[int, list[int]],
+    exclude_names: Mapping[int, Iterable[str]] | None = None,
 ) -> list[Notification]:
     """Store the notifications new messages cause, in the caller's transaction (the chat writer's batch).
 
     Mentions reach active users who can see the room, never the author; in a direct-message room the
     other member is told about every message instead (a mention would only repeat that).
     ``direct_members``: the member ids of each direct room among the messages. Nothing is published here:
-    the caller publishes the returned rows after its commit (``stream_events``).
+    the caller publishes the returned rows after its commit (``stream_events``). ``exclude_names``: per
+    message id, lower-cased names not to notify (an edited message: those its earlier texts mentioned).
     """
     wanted: list[tuple[Message, list[str]]] = []
     all_names: set[str] = set()
     for message in messages:
         if not message.room.is_direct:
             names = [name.lower() for name in mentioned_names(message.body)]
+            if exclude_names and message.pk in exclude_names:
+                names = [name for name in names if name not in set(exclude_names[message.pk])]
             if names:
                 wanted.append((message, names))
                 all_names.update(names)

@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rest_framework import serializers
 
 from attachments.links import attachment_json
 from chat.models import Membership, Message, Room
 
+REPLY_EXCERPT_LENGTH = 100
 
-def message_json(message: Message, attachments: list | None = None) -> dict:
+
+def reactions_json(reactions: Iterable[tuple[str, str]]) -> list[dict]:
+    """``[{"emoji", "count", "users"}]`` from (username, emoji) pairs in the order they were added: emoji in
+    the order of their first reaction, users in the order they reacted."""
+    by_emoji: dict[str, list[str]] = {}
+    for username, emoji in reactions:
+        by_emoji.setdefault(emoji, []).append(username)
+    return [{"emoji": emoji, "count": len(users), "users": users} for emoji, users in by_emoji.items()]
+
+
+def reply_json(parent: Message | None) -> dict | None:
+    """What a reply shows of the message it answers: its id, author and the start of its text."""
+    if parent is None:
+        return None
+    body = " ".join(parent.body.split())
+    if len(body) > REPLY_EXCERPT_LENGTH:
+        body = body[: REPLY_EXCERPT_LENGTH - 1] + "…"
+    return {"id": parent.pk, "author": parent.author.get_username(), "excerpt": body}
+
+
+def message_json(
+    message: Message, attachments: list | None = None, reactions: Iterable[tuple[str, str]] | None = None
+) -> dict:
     """The one representation of a message, in REST history and in STOMP broadcasts alike.
 
     ``attachments``: the message's Attachment rows when the caller has them (the writer's batch);
-    otherwise prefetched ones (``prefetch_related("attachments")``) or one query.
+    otherwise prefetched ones (``prefetch_related("attachments")``) or one query. ``reactions``: its
+    (username, emoji) pairs in order when the caller has them; otherwise prefetched
+    (``chat.selectors.messages_for_json``) or one query. A deleted message (a tombstone) shows no text and no files.
     """
     if attachments is None:
         attachments = list(message.attachments.all())
+    if reactions is None:
+        reactions = [(r.user.get_username(), r.emoji) for r in message.reactions.all()]
     return {
         "id": message.id,
         "room": message.room.slug,
         "author": message.author.get_username(),
-        "body": message.body,
+        "body": "" if message.deleted else message.body,
         "created": message.created.isoformat(),
         "client_id": message.client_id,
-        "attachments": [attachment_json(a) for a in attachments],
+        "attachments": [] if message.deleted else [attachment_json(a) for a in attachments],
+        "edited": message.edited.isoformat() if message.edited else None,
+        "deleted": message.deleted,
+        "reply_to": reply_json(message.reply_to) if message.reply_to_id else None,
+        "reactions": reactions_json(reactions),
     }
 
 
@@ -67,6 +100,15 @@ class MessageCreateSerializer(serializers.Serializer):
     body = serializers.CharField(trim_whitespace=False, allow_blank=True)
     client_id = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
     attachments = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_null=True)
+    reply_to = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class MessageEditSerializer(serializers.Serializer):
+    body = serializers.CharField(trim_whitespace=False, allow_blank=True)
+
+
+class ReactionSerializer(serializers.Serializer):
+    emoji = serializers.CharField(trim_whitespace=False, max_length=64)
 
 
 class ReadMarkerSerializer(serializers.Serializer):

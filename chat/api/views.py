@@ -1,6 +1,9 @@
-"""REST endpoints for rooms, members, history and read markers. Thin: parse, call a service, shape JSON."""
+"""REST endpoints for rooms, members, history, message changes and read markers. Thin: parse, call a service,
+shape JSON."""
 
 from __future__ import annotations
+
+import time
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -16,15 +19,19 @@ from chat.api.serializers import (
     MemberChangeSerializer,
     MemberSerializer,
     MessageCreateSerializer,
+    MessageEditSerializer,
+    ReactionSerializer,
     ReadMarkerSerializer,
     RoomCreateSerializer,
     RoomSerializer,
     UserSerializer,
     message_json,
 )
-from chat.exceptions import ChatError
+from chat.exceptions import ChatError, RateLimited
 from chat.models import Room
+from chat.writer.events import Write, WriteEvent
 from chat.writer.writer import message_writes_submit
+from stompengine.realtime.limits import SendLimits, user_send_budget
 
 # The user directory's page (GET /api/users/): enough for a picker, small enough to be cheap to ask often.
 DIRECTORY_PAGE_SIZE = 20
@@ -175,6 +182,54 @@ class RoomMessagesView(ChatAPIView):
         # request's thread, not the writer's) and returns once the batch committed and was announced.
         (event, *_) = async_to_sync(message_writes_submit)([write])
         return Response(event.message, status=status.HTTP_201_CREATED if event.created else status.HTTP_200_OK)
+
+
+def _store_change(request: Request, write: Write) -> WriteEvent:
+    """Store one edit, delete or reaction through the writer (on the server's loop), or directly without one."""
+    if not isinstance(request._request, ASGIRequest):  # WSGI or the test client: no server loop to batch on
+        return services.change_store(write)
+    return async_to_sync(services.change_submit)(write)
+
+
+def _spend_send_budget(request: Request) -> None:
+    """Edits and reactions count against the user's send budget, as their STOMP SENDs do."""
+    if not user_send_budget.take(request.user.pk, SendLimits.from_settings(), time.monotonic(), 1):
+        raise RateLimited("too many messages, edits and reactions: slow down")
+
+
+class MessageDetailView(ChatAPIView):
+    """``PATCH`` ``{"body"}``: edit (the author); ``DELETE``: leave a tombstone (the author or the room's owner)."""
+
+    def patch(self, request: Request, slug: str, message_id: int) -> Response:
+        data = MessageEditSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        write = services.message_edit_prepare(
+            room=self.room(request, slug), author=request.user, message_id=message_id, body=data.validated_data["body"]
+        )
+        _spend_send_budget(request)
+        return Response(_store_change(request, write).body)
+
+    def delete(self, request: Request, slug: str, message_id: int) -> Response:
+        write = services.message_delete_prepare(
+            room=self.room(request, slug), author=request.user, message_id=message_id
+        )
+        return Response(_store_change(request, write).body)
+
+
+class MessageReactionsView(ChatAPIView):
+    """``POST`` ``{"emoji"}``: toggle the caller's reaction; answers ``{"id", "reactions"}``."""
+
+    def post(self, request: Request, slug: str, message_id: int) -> Response:
+        data = ReactionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        write = services.reaction_prepare(
+            room=self.room(request, slug),
+            author=request.user,
+            message_id=message_id,
+            emoji=data.validated_data["emoji"],
+        )
+        _spend_send_budget(request)
+        return Response(_store_change(request, write).body)
 
 
 class RoomReadView(ChatAPIView):

@@ -1,4 +1,7 @@
-"""The chat write pipeline: one writer per process (per event loop) that stores messages in batches.
+"""The chat write pipeline: one writer per process (per event loop) storing messages in batches.
+
+Edits, deletes and reactions (``MessageEditWrite``, ``MessageDeleteWrite``, ``ReactionWrite``) take the
+same path and the same batches, so every change of a room is numbered in one order (``RoomEvent``).
 
 A SEND (STOMP ``/app/rooms.*``, ``/app/dm.*``, REST ``POST …/messages/``) is validated first
 (``chat.services.message_prepare``), then handed to the writer (``get_writer().submit``). The writer
@@ -11,10 +14,14 @@ commit.
 """
 
 from chat.writer.events import (
+    MessageChanged,
+    MessageDeleteWrite,
+    MessageEditWrite,
     MessageRepeated,
     MessageStored,
     MessageWrite,
     NotificationsCreated,
+    ReactionWrite,
     WriteEvent,
     WriteFailed,
     WriterBusy,
@@ -23,10 +30,14 @@ from chat.writer.writer import ChatWriter, get_writer
 
 __all__ = [
     "ChatWriter",
+    "MessageChanged",
+    "MessageDeleteWrite",
+    "MessageEditWrite",
     "MessageRepeated",
     "MessageStored",
     "MessageWrite",
     "NotificationsCreated",
+    "ReactionWrite",
     "WriteEvent",
     "WriteFailed",
     "WriterBusy",

@@ -4,8 +4,10 @@ The rooms of the batch are locked first, in pk order (two writers in two process
 deadlock, and a room's messages take their ids and commit in the same order, so ``since-id`` resume and
 the sequencer's ``prev`` stay exact). Under those locks: private-room membership is checked, authors
 of public rooms join them, repeated client_ids (in the database or earlier in the batch) are found, the
-new rows go in with one multi-row INSERT (and into the search index), and the notifications they cause are
-written in the same transaction. What happened comes back as typed events, one list per unit.
+new rows go in with one multi-row INSERT (and into the search index), edits, deletes and reactions are
+checked and written (chat/writer/changes.py), every change gets the room's next event number (one more
+multi-row INSERT of ``RoomEvent``), and the notifications they cause are written in the same transaction.
+What happened comes back as typed events, one list per unit.
 """
 
 from __future__ import annotations
@@ -13,15 +15,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from attachments.services import AttachConflict, attachments_attach, attachments_by_message
-from chat.api.serializers import message_json
-from chat.exceptions import ChatError, InvalidInput, NotFound
-from chat.models import Membership, Message, Room
-from chat.writer.events import MessageRepeated, MessageStored, MessageWrite, NotificationsCreated, WriteEvent
+from chat.api.serializers import message_json, reactions_json
+from chat.exceptions import ChatError, InvalidInput, NotAllowed, NotFound
+from chat.models import Membership, Message, Room, RoomEvent
+from chat.writer.changes import BatchChanges
+from chat.writer.events import (
+    MessageChanged,
+    MessageRepeated,
+    MessageStored,
+    MessageWrite,
+    NotificationsCreated,
+    Write,
+    WriteEvent,
+)
 from search.indexing import index_messages
 
 logger = logging.getLogger(__name__)
@@ -29,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: Failures of single rows (a constraint): only their unit is refused, the rest of the batch is redone.
 ROW_ERRORS = (IntegrityError, DataError)
 
-Unit = Sequence[MessageWrite]  # stored all or none: one SEND, or a whole STOMP transaction
+Unit = Sequence[Write]  # stored all or none: one SEND, or a whole STOMP transaction
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ def _lock_rooms(units: Sequence[Unit]) -> dict[int, Room]:
 def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResult]:
     """Store the units (all inside the caller's transaction, rooms locked); raises ROW_ERRORS on a constraint."""
     errors: dict[int, ChatError] = {}
-    members, repeated_ids, last_ids = _batch_state(units)
+    members, repeated_ids, last_ids, owners, last_seqs = _batch_state(units)
     joins: dict[tuple[int, int], Membership] = {}
     for index, unit in enumerate(units):
         for write in unit:
@@ -90,19 +102,34 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
             if room is None or (room.is_private and (room.pk, write.author.pk) not in members):
                 errors[index] = NotFound(f"no room {write.room.slug!r} that you can see")
                 break
-            if (room.pk, write.author.pk) not in members:  # a public room is joined by its first message
+            if (room.pk, write.author.pk) not in members:
+                if not isinstance(write, MessageWrite):  # reacting, editing, deleting: members only
+                    errors[index] = NotAllowed(f"only members of {room.slug!r} can change its messages")
+                    break
                 joins[(room.pk, write.author.pk)] = Membership(room_id=room.pk, user_id=write.author.pk)
+    changes = BatchChanges([w for index, unit in enumerate(units) if index not in errors for w in unit])
+    changes.bind_rooms(rooms)
+    for index, unit in enumerate(units):
+        if index not in errors:
+            try:
+                changes.check_unit(unit, owners)
+            except ChatError as exc:
+                errors[index] = exc
     live = [(index, unit) for index, unit in enumerate(units) if index not in errors]
     if joins:
         needed = {key for index, unit in live for key in ((w.room.pk, w.author.pk) for w in unit)}
         Membership.objects.bulk_create([m for key, m in joins.items() if key in needed], ignore_conflicts=True)
 
-    existing = _stored_client_ids([w for _, unit in live for w in unit], rooms, repeated_ids)
+    writes = [w for _, unit in live for w in unit if isinstance(w, MessageWrite)]
+    existing = _stored_client_ids(writes, rooms, repeated_ids)
     new: list[Message] = []
-    plan: list[tuple[int, MessageWrite, Message, bool]] = []  # (unit index, write, message, created)
+    plan: list[tuple[int, Write, Message | None, bool]] = []  # (unit index, write, message, created)
     in_batch: dict[tuple[int, int, str], Message] = {}
     for index, unit in live:
         for write in unit:
+            if not isinstance(write, MessageWrite):
+                plan.append((index, write, None, False))
+                continue
             key = (write.room.pk, write.author.pk, write.client_id) if write.client_id else None
             message = existing.get(key) if key else None
             if message is None and key:
@@ -111,7 +138,13 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
                 plan.append((index, write, message, False))
                 continue
             room = rooms[write.room.pk]
-            message = Message(room=room, author=write.author, body=write.body, client_id=write.client_id)
+            message = Message(
+                room=room,
+                author=write.author,
+                body=write.body,
+                client_id=write.client_id,
+                reply_to=changes.parent(write),
+            )
             if key:
                 in_batch[key] = message
             new.append(message)
@@ -120,13 +153,15 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
     if new:
         _insert(new)
         index_messages(new)  # the search index, in this transaction: no message is ever stored unindexed
+    changes.store()
     # Uploads are bound in this transaction: a refused unit (savepoint rolled back) binds none of them.
-    carrying = [message.pk for _, write, message, created in plan if created and write.attachments]
+    carrying = [message.pk for _, write, message, created in plan if created and message and write.attachments]
     for _, write, message, created in plan:
-        if created and write.attachments:
+        if created and message is not None and write.attachments:
             attachments_attach(message=message, ids=write.attachments)
-    repeats = [message.pk for _, _, message, created in plan if not created]
-    attached = attachments_by_message([*carrying, *repeats])
+    repeats = [message.pk for _, _, message, created in plan if message is not None and not created]
+    edited = [pk for kind, pk in changes.applied.values() if kind == "edited"]
+    attached = attachments_by_message([*carrying, *repeats, *edited])
     prev_of: dict[int, int] = {}
     for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
         prev_of[message.pk] = last_ids.get(message.room_id) or 0
@@ -134,30 +169,90 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
     for message in existing.values():
         prev_of[message.pk] = _previous_id(message)
 
+    # The room events, numbered in the order of the units (ids ascend in the same order), one INSERT.
+    event_rows: list[tuple[int, int, str, int]] = []  # (room id, seq, kind, message id)
+    seq_of: dict[int, int] = {}  # id(write) -> its event's number
+    for _, write, message, created in plan:
+        if message is not None and not created:
+            continue
+        kind, message_id = ("created", message.pk) if message is not None else changes.applied[id(write)]
+        seq = last_seqs.get(write.room.pk, 0) + 1
+        last_seqs[write.room.pk] = seq
+        seq_of[id(write)] = seq
+        event_rows.append((write.room.pk, seq, kind, message_id))
+    _insert_events(event_rows, changes.now)
+    repeat_seqs = _creation_seqs(repeats)
+
     direct_members = _direct_members({m.room_id for m in new if m.room.is_direct})
     from notifications.services import notifications_for_messages, stream_events
 
     notifications = notifications_for_messages(messages=new, direct_members=direct_members)
+    mentioned, before = changes.new_mentions()
+    if mentioned:  # an edit notifies only the names none of the message's earlier texts mentioned
+        notifications += notifications_for_messages(messages=mentioned, direct_members={}, exclude_names=before)
     by_message: dict[int, list] = {}
     for notification in notifications:
         by_message.setdefault(notification.payload["message_id"], []).append(notification)
 
     events: dict[int, list[WriteEvent]] = {index: [] for index, _ in live}
-    for index, _write, message, created in plan:
-        payload = message_json(message, attached.get(message.pk, []))
+    for index, write, message, created in plan:
+        if message is None:
+            kind, message_id = changes.applied[id(write)]
+            changed = changes.messages[message_id]
+            reactions = changes.reactions_of(message_id)
+            if kind == "reaction":
+                body = {"id": message_id, "reactions": reactions_json(reactions)}
+            else:
+                body = message_json(changed, attached.get(message_id, []), reactions)
+            event = EVENT_NAMES[kind]
+            events[index].append(MessageChanged(event, body, changed.room.slug, message_id, seq_of[id(write)]))
+            caused = by_message.pop(message_id, None) if kind == "edited" else None
+            if caused:
+                events[index].append(NotificationsCreated(stream_events(caused)))
+            continue
+        payload = message_json(message, attached.get(message.pk, []), () if created else None)
         slug = message.room.slug
         if created:
             others = tuple(uid for uid in direct_members.get(message.room_id, ()) if uid != message.author_id)
-            events[index].append(MessageStored(payload, slug, message.pk, prev_of[message.pk], others))
+            event_seq = seq_of[id(write)]
+            events[index].append(MessageStored(payload, slug, message.pk, prev_of[message.pk], others, event_seq))
             caused = by_message.pop(message.pk, None)
             if caused:
                 events[index].append(NotificationsCreated(stream_events(caused)))
         else:
-            events[index].append(MessageRepeated(payload, slug, message.pk, prev_of.get(message.pk, 0)))
+            prev, event_seq = prev_of.get(message.pk, 0), repeat_seqs.get(message.pk, 0)
+            events[index].append(MessageRepeated(payload, slug, message.pk, prev, event_seq))
     return [
         UnitResult(error=errors[index]) if index in errors else UnitResult(events=tuple(events[index]))
         for index in range(len(units))
     ]
+
+
+#: The ``event`` header of each kind of room event (``RoomEvent.kind``).
+EVENT_NAMES = {"created": "message", "edited": "edit", "deleted": "delete", "reaction": "reaction"}
+
+
+def _insert_events(rows: Sequence[tuple[int, int, str, int]], now: datetime) -> None:
+    """One multi-row INSERT of the batch's room events (as ``_insert``: no ORM compiling per row)."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    columns = ("room_id", "seq", "kind", "message_id", "created")
+    head = f"INSERT INTO {quote(RoomEvent._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608 - quoted identifiers; values are parameters
+    created = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            params = [v for room_id, seq, kind, message_id in chunk for v in (room_id, seq, kind, message_id, created)]
+            cursor.execute(head + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)), params)
+
+
+def _creation_seqs(message_ids: Sequence[int]) -> dict[int, int]:
+    """The event number of each message's creation (a repeat is re-announced under it)."""
+    if not message_ids:
+        return {}
+    rows = RoomEvent.objects.filter(message_id__in=message_ids, kind=RoomEvent.Kind.CREATED)
+    return dict(rows.values_list("message_id", "seq"))
 
 
 def _stored_client_ids(
@@ -187,7 +282,7 @@ def _insert(messages: Sequence[Message]) -> None:
     through the ORM (a third of the writer's time in a 200-message batch)."""
     now = timezone.now()
     quote = connection.ops.quote_name
-    columns = ("room_id", "author_id", "body", "created", "client_id")
+    columns = ("room_id", "author_id", "body", "created", "client_id", "reply_to_id", "deleted")
     head = f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608 - quoted identifiers; values are parameters
     created = connection.ops.adapt_datetimefield_value(now)
     for start in range(0, len(messages), _ROWS_PER_INSERT):
@@ -195,7 +290,8 @@ def _insert(messages: Sequence[Message]) -> None:
         params: list = []
         for message in chunk:
             params += (message.room_id, message.author_id, message.body, created, message.client_id)
-        sql = head + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}"
+            params += (message.reply_to_id, False)
+        sql = head + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}"
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             ids = [row[0] for row in cursor.fetchall()]
@@ -208,34 +304,41 @@ def _insert(messages: Sequence[Message]) -> None:
             message._state.db = connection.alias
 
 
-_ROWS_PER_INSERT = 500  # 2,500 parameters per statement at most
+_ROWS_PER_INSERT = 500  # 3,500 parameters per statement at most
 
 
-def _batch_state(units: Sequence[Unit]) -> tuple[set[tuple[int, int]], set[int], dict[int, int]]:
+def _batch_state(
+    units: Sequence[Unit],
+) -> tuple[set[tuple[int, int]], set[int], dict[int, int], set[tuple[int, int]], dict[int, int]]:
     """What the batch needs to know, read under the room locks in ONE round trip (usually): the (room, user)
-    memberships of its authors, the ids of stored messages with one of its (room, author, client_id), and
-    each room's newest message id before the batch. One statement of ``UNION ALL``ed parts, every value a
-    parameter: on a busy machine every round trip to PostgreSQL waits for its backend to be scheduled.
+    memberships of its authors (and which of them own the room), the ids of stored messages with one of its
+    (room, author, client_id), each room's newest message id and newest event number before the batch. One
+    statement of ``UNION ALL``ed parts, every value a parameter: on a busy machine every round trip to
+    PostgreSQL waits for its backend to be scheduled.
 
     - memberships: ``room IN (…) AND user IN (…)``;
     - repeats: an OR of exact triples, each one lookup in the unique (author, room, client_id) index (the
       ORM's three IN lists made SQLite probe their cross product: ~6 ms for 200 messages against ~0.4 ms);
-    - newest ids: ``MAX(id)`` per room, one step down the (room, id) index on both databases.
+    - newest ids: ``MAX(id)`` per room, one step down the (room, id) index on both databases; newest
+      event numbers likewise down the unique (room, seq) index.
     """
     writes = [w for unit in units for w in unit]
     if not writes:
-        return set(), set(), {}
+        return set(), set(), {}, set(), {}
     room_ids = sorted({w.room.pk for w in writes})
     author_ids = sorted({w.author.pk for w in writes})
     keys = sorted({(w.room.pk, w.author.pk, w.client_id) for w in writes if w.client_id})
     q = connection.ops.quote_name
     message, membership = q(Message._meta.db_table), q(Membership._meta.db_table)
+    room_event = q(RoomEvent._meta.db_table)
     room, user, author, client_id, pk = q("room_id"), q("user_id"), q("author_id"), q("client_id"), q("id")
+    role, seq = q("role"), q("seq")
     # Only quoted identifiers and placeholders are formatted into the SQL below (noqa: S608).
     parts: list[tuple[str, list]] = []  # (SELECT kind, a, b, its parameters)
     rooms_in, authors_in = ", ".join(["%s"] * len(room_ids)), ", ".join(["%s"] * len(author_ids))
-    sql = f"SELECT 0, {room}, {user} FROM {membership} WHERE {room} IN ({rooms_in}) AND {user} IN ({authors_in})"  # noqa: S608
-    parts.append((sql, [*room_ids, *author_ids]))
+    kind = f"CASE WHEN {role} = %s THEN 3 ELSE 0 END"  # 3: a member who owns the room
+    sql = f"SELECT {kind}, {room}, {user} FROM {membership} WHERE {room} IN ({rooms_in}) AND {user} IN ({authors_in})"  # noqa: S608
+    parts.append((sql, [Membership.Role.OWNER.value, *room_ids, *author_ids]))
     term = f"({author} = %s AND {room} = %s AND {client_id} = %s)"
     for start in range(0, len(keys), _KEYS_PER_PART):
         chunk = keys[start : start + _KEYS_PER_PART]
@@ -243,22 +346,31 @@ def _batch_state(units: Sequence[Unit]) -> tuple[set[tuple[int, int]], set[int],
         parts.append((sql, [v for r, a, c in chunk for v in (a, r, c)]))
     newest = f"SELECT 2, CAST(%s AS INTEGER), (SELECT MAX({pk}) FROM {message} WHERE {room} = %s)"  # noqa: S608
     parts.extend((newest, [room_id, room_id]) for room_id in room_ids)
+    newest_seq = f"SELECT 4, CAST(%s AS INTEGER), (SELECT MAX({seq}) FROM {room_event} WHERE {room} = %s)"  # noqa: S608
+    parts.extend((newest_seq, [room_id, room_id]) for room_id in room_ids)
     members: set[tuple[int, int]] = set()
+    owners: set[tuple[int, int]] = set()
     repeated: set[int] = set()
     last_ids: dict[int, int] = {}
+    last_seqs: dict[int, int] = {}
     with connection.cursor() as cursor:
         for start in range(0, len(parts), _PARTS_PER_QUERY):  # SQLite allows 500 SELECTs in one UNION
             chunk_parts = parts[start : start + _PARTS_PER_QUERY]
             union = " UNION ALL ".join(part for part, _ in chunk_parts)
             cursor.execute(union, [v for _, params in chunk_parts for v in params])
             for kind, a, b in cursor.fetchall():
-                if kind == 0:
+                if kind in (0, 3):
                     members.add((a, b))
+                    if kind == 3:
+                        owners.add((a, b))
                 elif kind == 1:
                     repeated.add(a)
+                elif kind == 4:
+                    if b is not None:
+                        last_seqs[a] = b
                 elif b is not None:
                     last_ids[a] = b
-    return members, repeated, last_ids
+    return members, repeated, last_ids, owners, last_seqs
 
 
 _KEYS_PER_PART = 300  # parameters per statement stay far below every backend's limit

@@ -23,19 +23,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chat.exceptions import ChatError
-from chat.writer.events import MessageWrite, WriteEvent, WriteFailed, WriterBusy
+from chat.writer.events import Write, WriteEvent, WriteFailed, WriterBusy
 from chat.writer.store import UnitResult, messages_store
 from operations import metrics
 
 logger = logging.getLogger(__name__)
 
-Store = Callable[[Sequence[Sequence[MessageWrite]]], list[UnitResult]]
+Store = Callable[[Sequence[Sequence[Write]]], list[UnitResult]]
 Publish = Callable[[Sequence[WriteEvent]], None]
 
 
 @dataclass
 class _Pending:
-    unit: tuple[MessageWrite, ...]
+    unit: tuple[Write, ...]
     future: asyncio.Future[tuple[WriteEvent, ...]]
     arrived: float
     size: int = field(init=False)
@@ -44,7 +44,7 @@ class _Pending:
         self.size = len(self.unit)
 
 
-def _default_store(units: Sequence[Sequence[MessageWrite]]) -> list[UnitResult]:
+def _default_store(units: Sequence[Sequence[Write]]) -> list[UnitResult]:
     """Run one batch in the writer thread, on a database connection kept open between batches.
 
     Whatever ``CONN_MAX_AGE`` says: the one writer thread reconnecting per batch would pay a handshake on
@@ -109,7 +109,7 @@ class ChatWriter:
         """Messages queued and not yet in a batch."""
         return self._waiting
 
-    async def submit(self, unit: Sequence[MessageWrite]) -> tuple[WriteEvent, ...]:
+    async def submit(self, unit: Sequence[Write]) -> tuple[WriteEvent, ...]:
         """Store ``unit`` (all or none) in the next batch; returns its events once committed and published.
 
         Raises ``WriterBusy`` at once when the queue is full, the unit's own ``ChatError`` when it was
@@ -226,7 +226,7 @@ def get_writer() -> ChatWriter:
     return runtime.current().attach("chat.writer", lambda _rt: ChatWriter.from_settings())
 
 
-async def message_writes_submit(unit: Sequence[MessageWrite]) -> tuple[WriteEvent, ...]:
+async def message_writes_submit(unit: Sequence[Write]) -> tuple[WriteEvent, ...]:
     """Submit to this loop's writer (for sync callers through ``async_to_sync``)."""
     return await get_writer().submit(unit)
 
