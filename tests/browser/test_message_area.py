@@ -252,3 +252,165 @@ def test_seen_appears_under_the_last_message_the_other_member_read(direct_room, 
     alice.wait_for_selector("[data-connection][data-state=connected]")
     alice.locator(".message.mine", has_text="second question").locator("[data-seen]").wait_for()
     save_screenshot(alice, "message-seen")
+
+
+def two_in_the_lobby(split_site, browser_page):
+    alice, _ = browser_page()
+    bob, _ = browser_page()
+    for page, name in ((alice, "alice"), (bob, "bob")):
+        log_in(page, split_site, name)
+        open_room(page, split_site)
+    return alice, bob
+
+
+def item(page, text: str):
+    return page.locator(".message[data-id]", has=page.locator(".body", has_text=text))
+
+
+def test_edit_and_delete_show_live_on_the_other_page(split_site, browser_page):
+    alice, bob = two_in_the_lobby(split_site, browser_page)
+    send(alice, "first draft with a typo")
+    send(bob, "an answer")
+    message(bob, "first draft").wait_for()
+    message(alice, "an answer").wait_for()
+    # Only the author edits; bob is a member, not the owner, so he cannot delete alice's message.
+    assert item(bob, "first draft").locator("[data-action=edit]").count() == 0
+    assert item(bob, "first draft").locator("[data-action=delete]").count() == 0
+    # alice created the room: as its owner she may delete bob's message, but not edit it.
+    assert item(alice, "an answer").locator("[data-action=edit]").count() == 0
+    assert item(alice, "an answer").locator("[data-action=delete]").count() == 1
+
+    mine = item(alice, "first draft")
+    mine.hover()
+    mine.locator("[data-action=edit]").click()
+    editor = mine.get_by_label("Edit message")
+    editor.fill("final text with **bold**")
+    editor.press("Enter")
+    edited = bob.locator(".message[data-id]", has=bob.locator(".body strong", has_text="bold"))
+    edited.wait_for()
+    assert edited.locator(".body").inner_text() == "final text with bold"
+    assert edited.locator(".edited").inner_text() == "(edited)"
+    alice.locator(".message[data-id] .edited").wait_for()
+    assert alice.locator(".edit-form").count() == 0
+
+    # Escape cancels an edit without saving.
+    mine = item(alice, "final text")
+    mine.hover()
+    mine.locator("[data-action=edit]").click()
+    mine.get_by_label("Edit message").fill("never saved")
+    mine.get_by_label("Edit message").press("Escape")
+    assert alice.locator(".edit-form").count() == 0
+    assert mine.locator(".body").inner_text() == "final text with bold"
+
+    # Delete (confirmed): a tombstone on both pages, no text, no actions.
+    alice.once("dialog", lambda dialog: dialog.accept())
+    mine.hover()
+    mine.locator("[data-action=delete]").click()
+    tombstone = bob.locator(".message.deleted[data-id]")
+    tombstone.wait_for()
+    assert tombstone.locator(".body").inner_text() == "message deleted"
+    assert tombstone.locator(".author").inner_text() == "alice"
+    assert tombstone.locator(".actions").count() == 0
+    alice.locator(".message.deleted[data-id]").wait_for()
+    assert "final text" not in bob.locator(".messages").inner_text()
+    # Dismissing the confirmation keeps the message.
+    alice.once("dialog", lambda dialog: dialog.dismiss())
+    answer = item(alice, "an answer")
+    answer.hover()
+    answer.locator("[data-action=delete]").click()
+    alice.wait_for_timeout(500)
+    assert item(bob, "an answer").count() == 1 and bob.locator(".message.deleted").count() == 1
+    save_screenshot(bob, "message-edit-delete")
+    # After a reload, history shows the same.
+    bob.reload()
+    bob.wait_for_selector("[data-connection][data-state=connected]")
+    assert bob.locator(".message.deleted[data-id] .body").inner_text() == "message deleted"
+
+
+def test_reactions_toggle_with_counts_and_names_on_both_pages(split_site, browser_page):
+    alice, bob = two_in_the_lobby(split_site, browser_page)
+    send(alice, "lunch at noon?")
+    target = item(bob, "lunch at noon?")
+    target.wait_for()
+    target.hover()
+    target.locator("[data-action=react]").click()
+    bob.get_by_role("button", name="React with 👍").click()
+    chip = item(alice, "lunch at noon?").locator(".reaction[data-emoji='👍']")
+    chip.wait_for()
+    assert chip.inner_text().replace(" ", "") == "👍1"
+    assert chip.get_attribute("title") == "bob reacted with 👍"
+    assert chip.get_attribute("aria-pressed") == "false"
+    # alice adds hers by clicking the chip: 2, both names, pressed for her.
+    chip.click()
+    bob_chip = target.locator(".reaction[data-emoji='👍']")
+    bob_chip.locator(".count", has_text="2").wait_for()
+    assert bob_chip.get_attribute("title") == "bob, alice reacted with 👍"
+    assert chip.get_attribute("aria-pressed") == "true"
+    # A second emoji from the picker, then bob takes his 👍 back.
+    target.hover()
+    target.locator("[data-action=react]").click()
+    bob.get_by_role("button", name="React with 🎉").click()
+    item(alice, "lunch at noon?").locator(".reaction[data-emoji='🎉']").wait_for()
+    bob_chip.click()
+    chip.locator(".count", has_text="1").wait_for()
+    assert chip.get_attribute("title") == "alice reacted with 👍"
+    save_screenshot(alice, "message-reactions")
+    # History after a reload shows the same reactions.
+    alice.reload()
+    alice.wait_for_selector("[data-connection][data-state=connected]")
+    chips = item(alice, "lunch at noon?").locator(".reaction")
+    assert [c.get_attribute("data-emoji") for c in chips.all()] == ["👍", "🎉"]
+
+
+@pytest.fixture
+def long_lobby(chat_users):
+    """80 messages of alice, so the first is not in the room page's newest page of 50."""
+    from chat import services
+
+    room, alice = chat_users["room"], chat_users["alice"]
+    first, _ = services.message_create(room=room, author=alice, body="the original question")
+    for i in range(79):
+        services.message_create(room=room, author=alice, body=f"filler {i}")
+    return first.pk
+
+
+def test_reply_quotes_the_original_and_jumps_to_it_loading_history_if_needed(long_lobby, split_site, browser_page):
+    alice, bob = two_in_the_lobby(split_site, browser_page)
+    newest = item(bob, "filler 78")
+    newest.hover()
+    newest.locator("[data-action=reply]").click()
+    assert "Replying to alice: filler 78" in bob.locator("[data-replying]").inner_text()
+    send(bob, "a reply")
+    reply = item(alice, "a reply")
+    reply.wait_for()
+    quote = reply.locator(".reply-quote")
+    assert quote.inner_text() == "alice filler 78"
+    assert bob.locator("[data-replying]").is_hidden()
+    quote.click()
+    target = alice.locator(".message.target[data-id]")
+    target.wait_for()
+    assert target.locator(".body").inner_text() == "filler 78"
+
+    # A reply (over REST, as another client would) to a message far back in history: the quote jumps to it,
+    # loading the history around it.
+    token = bob.evaluate("() => JSON.parse(localStorage.getItem('chat.jwt')).access")
+    request = urllib.request.Request(
+        f"{split_site.api}/api/rooms/lobby/messages/",
+        data=json.dumps({"body": "about your first message", "reply_to": long_lobby}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+    far = item(alice, "about your first message")
+    far.wait_for()
+    assert item(alice, "the original question").count() == 0
+    far.locator(".reply-quote").click()
+    original = alice.locator(".message.target[data-id]")
+    original.locator(".body", has_text="the original question").wait_for()
+    assert int(original.get_attribute("data-id")) == long_lobby
+    assert original.is_visible()
+    save_screenshot(alice, "message-reply-jump")
+    # Back to the live end: "Load newer messages" brings the reply again.
+    alice.locator("[data-load-newer]").click()
+    item(alice, "about your first message").wait_for()
