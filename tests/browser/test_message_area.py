@@ -254,12 +254,16 @@ def test_seen_appears_under_the_last_message_the_other_member_read(direct_room, 
     save_screenshot(alice, "message-seen")
 
 
-def two_in_the_lobby(split_site, browser_page):
-    alice, _ = browser_page()
-    bob, _ = browser_page()
+def two_in_the_lobby(split_site, browser_page, logs: list | None = None, bob_frames: list | None = None):
+    alice, alice_log = browser_page()
+    bob, bob_log = browser_page()
+    if bob_frames is not None:  # STOMP frames bob's page sends, from its first connection on
+        bob.on("websocket", lambda ws: ws.on("framesent", lambda payload: bob_frames.append(str(payload))))
     for page, name in ((alice, "alice"), (bob, "bob")):
         log_in(page, split_site, name)
         open_room(page, split_site)
+    if logs is not None:
+        logs += [alice_log, bob_log]
     return alice, bob
 
 
@@ -414,3 +418,49 @@ def test_reply_quotes_the_original_and_jumps_to_it_loading_history_if_needed(lon
     # Back to the live end: "Load newer messages" brings the reply again.
     alice.locator("[data-load-newer]").click()
     item(alice, "about your first message").wait_for()
+
+
+def test_a_page_that_was_offline_resumes_by_event_seq_and_shows_edits_deletes_and_reactions(split_site, browser_page):
+    logs: list = []
+    sent_frames: list[str] = []
+    alice, bob = two_in_the_lobby(split_site, browser_page, logs, sent_frames)
+    send(alice, "to be edited")
+    send(alice, "to be deleted")
+    send(alice, "to be liked")
+    message(bob, "to be liked").wait_for()
+
+    bob.context.set_offline(True)
+    bob.wait_for_selector("[data-connection][data-state=disconnected]", timeout=60_000)
+    mine = item(alice, "to be edited")
+    mine.hover()
+    mine.locator("[data-action=edit]").click()
+    mine.get_by_label("Edit message").fill("edited while bob was away")
+    mine.get_by_label("Edit message").press("Enter")
+    alice.locator(".message[data-id] .edited").wait_for()
+    alice.once("dialog", lambda dialog: dialog.accept())
+    doomed = item(alice, "to be deleted")
+    doomed.hover()
+    doomed.locator("[data-action=delete]").click()
+    alice.locator(".message.deleted[data-id]").wait_for()
+    liked = item(alice, "to be liked")
+    liked.hover()
+    liked.locator("[data-action=react]").click()
+    alice.get_by_role("button", name="React with ❤️").click()
+    liked.locator(".reaction").wait_for()
+    send(alice, "and a new one")
+    message(alice, "and a new one").wait_for()
+
+    bob.context.set_offline(False)
+    logs[1].forgive("ERR_INTERNET_DISCONNECTED")  # bob's requests while offline failed, as they should
+    bob.wait_for_selector("[data-connection][data-state=connected]", timeout=60_000)
+    message(bob, "and a new one").wait_for()
+    message(bob, "edited while bob was away").wait_for()
+    bob.locator(".message.deleted[data-id]").wait_for()
+    item(bob, "to be liked").locator(".reaction[data-emoji='❤️']").wait_for()
+    assert bob.locator(".message[data-id]").count() == 4, "each message once"
+    # SockJS sends STOMP frames JSON-encoded: a newline is the two characters \\ and n.
+    subscribes = [f for f in sent_frames if "SUBSCRIBE" in f and "destination:/topic/rooms.lobby\\n" in f]
+    assert len(subscribes) >= 2, sent_frames
+    assert "since-id:" in subscribes[0], "before any event-seq is known, resume by message id"
+    assert "since-seq:" in subscribes[-1], "after the reconnect, resume by event sequence"
+    logs[1].forgive("ERR_INTERNET_DISCONNECTED")
