@@ -315,8 +315,9 @@ def message_edit_prepare(*, room: Room, author: User, message_id: Any, body: Any
     return MessageEditWrite(room=room, author=author, message_id=_message_id(message_id), body=body)
 
 
-def message_delete_prepare(*, room: Room, author: User, message_id: Any) -> MessageDeleteWrite:
-    return MessageDeleteWrite(room=room, author=author, message_id=_message_id(message_id))
+def message_delete_prepare(*, room: Room, author: User, message_id: Any, by_staff: bool = False) -> MessageDeleteWrite:
+    """A delete; ``by_staff``: asked in the admin (the caller checked the permission), any message."""
+    return MessageDeleteWrite(room=room, author=author, message_id=_message_id(message_id), by_staff=by_staff)
 
 
 def reaction_prepare(*, room: Room, author: User, message_id: Any, emoji: Any) -> ReactionWrite:

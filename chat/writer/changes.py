@@ -121,7 +121,7 @@ class BatchChanges:
             state.texts.append(write.body)
             kind = "edited"
         elif isinstance(write, MessageDeleteWrite):
-            if message.author_id != actor and (write.room.pk, actor) not in owners:
+            if message.author_id != actor and (write.room.pk, actor) not in owners and not write.by_staff:
                 raise NotAllowed("only its author or the room's owner can delete a message")
             if message.deleted:
                 raise InvalidInput(f"message {message.pk} is deleted already")

@@ -46,13 +46,15 @@ class MessageEditWrite:
 
 @dataclass(frozen=True)
 class MessageDeleteWrite:
-    """Turn message ``message_id`` into a tombstone (its author, or the room's owner)."""
+    """Turn message ``message_id`` into a tombstone (its author, or the room's owner; or staff in the admin)."""
 
     room: Room
     author: User
     message_id: int
     client_id: None = None
     attachments: tuple[int, ...] = ()
+    #: Asked by staff in the admin: neither author nor member needed.
+    by_staff: bool = False
 
 
 @dataclass(frozen=True)
