@@ -21,6 +21,7 @@
   };
   const REFRESH_MS = 30_000;
   const SEARCH_DELAY_MS = 200;
+  const PRESENCE_SETTLE_MS = 500;
   const state = { room: null, members: [], searchTimer: null, searchSeq: 0 };
 
   const isOwner = () => state.room && state.room.role === "owner";
@@ -146,4 +147,14 @@
   refresh();
   setInterval(() => document.visibilityState === "visible" && refresh(), REFRESH_MS);
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && refresh());
+  // Someone new online here (chat.js keeps the presence list) is often someone just added or just joined:
+  // read the members again, a moment after the list settles.
+  const presence = document.querySelector("[data-presence]");
+  if (presence) {
+    let timer = null;
+    new MutationObserver(() => {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, PRESENCE_SETTLE_MS);
+    }).observe(presence, { childList: true });
+  }
 })();

@@ -59,6 +59,9 @@ def test_owner_adds_and_removes_members_while_they_watch_and_anyone_can_leave(cr
     alice.locator("[data-member=carol]").wait_for()
     assert members(alice) == ["alice", "bob", "carol"]
     save_screenshot(alice, "members-panel")
+    # Others' panels follow: carol coming online shows on bob's presence list, and his panel reads again.
+    open_room(carol, split_site, "crew")
+    bob.locator("[data-member=carol]").wait_for()
 
     # Removing bob ends his live subscription at once: his page says so and stops receiving.
     alice.get_by_role("button", name="Remove bob").click()
@@ -67,7 +70,6 @@ def test_owner_adds_and_removes_members_while_they_watch_and_anyone_can_leave(cr
     alice.get_by_label("Message to").fill("after bob left")
     alice.get_by_role("button", name="Send").click()
     alice.locator(".message[data-id] .body", has_text="after bob left").wait_for()
-    open_room(carol, split_site, "crew")
     carol.locator(".message[data-id] .body", has_text="after bob left").wait_for()
     assert bob.locator(".message .body", has_text="after bob left").count() == 0
     assert bob.reload().status == 404  # the room is gone for him now
