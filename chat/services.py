@@ -144,8 +144,8 @@ def room_leave(*, room: Room, user: User) -> RoomLeft:
     if room.is_direct:
         raise NotAllowed("you cannot leave a direct-message conversation")
     with transaction.atomic():
-        # The room row lock serialises concurrent leaves, so two owners' last members cannot both see
-        # someone else left and leave the room ownerless or unarchived.
+        # The room row lock serialises concurrent leaves: two members leaving at once cannot each still
+        # count the other, which would leave the room without an owner or a private room unarchived.
         room = Room.objects.select_for_update().get(pk=room.pk)
         membership = Membership.objects.filter(room=room, user=user).first()
         if membership is None:
