@@ -21,7 +21,7 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "kind", "is_private", "creator", "created", "attachment_files"]
-    list_filter = ["kind", "is_private"]
+    list_filter = ["kind", "is_private", ("archived", admin.EmptyFieldListFilter)]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["creator"]

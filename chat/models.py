@@ -30,6 +30,12 @@ class Room(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_rooms"
     )
     created = models.DateTimeField(auto_now_add=True)
+    # Set when the last member left a private room: kept (history, search, attachments) but hidden from
+    # lists and closed to sends and subscriptions. Nobody is a member any more, so nobody can reopen it
+    # except an administrator (clear the field and add a member in the admin).
+    archived = models.DateTimeField(
+        null=True, blank=True, help_text="When the room was archived (its last member left)."
+    )
     # A direct room is found by its pair (lower user id first), never by its slug: a slug can be taken by
     # anyone, the pair key only by the pair. The unique constraint settles two concurrent first messages.
     direct_low = models.ForeignKey(
@@ -61,6 +67,10 @@ class Room(models.Model):
     @property
     def is_direct(self) -> bool:
         return self.kind == self.Kind.DIRECT
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived is not None
 
     def clean(self) -> None:
         """Form validation (the admin): the same slug and pair rules the services and constraints keep."""

@@ -119,7 +119,8 @@ def close_streams_here(user_id: int, code: str, reason: str) -> int:
 
 
 def leave_room_here(user_id: int, slug: str) -> int:
-    """End the user's subscriptions to the room's topics in this process and tell them why."""
+    """End the user's subscriptions to the room's topics in this process and tell them why (they were
+    removed, or left on another tab: either way the page shows it and stops posting there)."""
     from stompengine.connection import ERRORS_DESTINATION
     from stompengine.realtime.tracking import tracker
 
@@ -129,7 +130,9 @@ def leave_room_here(user_id: int, slug: str) -> int:
         gone = connection.drop_subscriptions(lambda d: d == prefix or d.startswith(prefix + "."))
         if gone:
             dropped += len(gone)
-            connection.notify(ERRORS_DESTINATION, {"code": "removed", "detail": f"you were removed from {slug}"})
+            connection.notify(
+                ERRORS_DESTINATION, {"code": "removed", "detail": f"you are no longer a member of {slug}", "room": slug}
+            )
     return dropped
 
 

@@ -30,8 +30,10 @@ def room_visible_get(*, slug: str, user: User) -> Room:
     return room
 
 
-def rooms_for_user(*, user: User) -> QuerySet[Room]:
-    """Public rooms and the user's private rooms, each with ``is_member``, ``role`` and ``unread``."""
+def rooms_for_user(*, user: User, include_archived: bool = False) -> QuerySet[Room]:
+    """Public rooms and the user's private rooms, each with ``is_member``, ``role``, ``unread``,
+    ``last_read_message_id`` (the user's marker) and, in a direct room, ``other_last_read_message_id``
+    (the other member's: what "seen" is shown from). Archived rooms are left out unless asked for."""
     my_membership = Membership.objects.filter(room=OuterRef("pk"), user=user)
     # Nested one level deeper (inside the message count), the room is OuterRef(OuterRef("pk")).
     my_read_marker = Membership.objects.filter(room=OuterRef(OuterRef("pk")), user=user).values("last_read_message_id")
@@ -42,12 +44,18 @@ def rooms_for_user(*, user: User) -> QuerySet[Room]:
         .annotate(n=Func(F("id"), function="COUNT"))
         .values("n")
     )
+    # A direct room has exactly two members; for a group room this is None (no "seen" there).
+    other_marker = Membership.objects.filter(room=OuterRef("pk"), room__kind=Room.Kind.DIRECT).exclude(user=user)
+    rooms = Room.objects.filter(Q(is_private=False) | Exists(my_membership))
+    if not include_archived:
+        rooms = rooms.filter(archived__isnull=True)
     return (
-        Room.objects.filter(Q(is_private=False) | Exists(my_membership))
-        .annotate(
+        rooms.annotate(
             is_member=Exists(my_membership),
             role=Subquery(my_membership.values("role")[:1]),
             unread=Coalesce(Subquery(unread, output_field=IntegerField()), Value(0)),
+            last_read_message_id=Subquery(my_membership.values("last_read_message_id")[:1]),
+            other_last_read_message_id=Subquery(other_marker.values("last_read_message_id")[:1]),
         )
         .select_related("creator")
         .order_by("kind", "name")
@@ -56,6 +64,23 @@ def rooms_for_user(*, user: User) -> QuerySet[Room]:
 
 def room_members(*, room: Room) -> QuerySet[Membership]:
     return Membership.objects.filter(room=room).select_related("user").order_by("user__username")
+
+
+def room_longest_member(*, room: Room, exclude: User) -> Membership | None:
+    """The member who joined the room first (ties: the older membership row), other than ``exclude``:
+    who becomes owner when the owner leaves."""
+    members = Membership.objects.filter(room=room).exclude(user=exclude).select_related("user")
+    return members.order_by("joined", "id").first()
+
+
+def users_directory(*, prefix: str, after: str | None, limit: int) -> list[User]:
+    """Active users whose name starts with ``prefix`` (any case), by name, after the name ``after``."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(is_active=True, username__istartswith=prefix)
+    if after:
+        users = users.filter(username__gt=after)
+    return list(users.order_by("username")[:limit])
 
 
 def messages_for_json(queryset: QuerySet[Message]) -> QuerySet[Message]:

@@ -5,19 +5,28 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import regex
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
 from attachments.services import attachment_ids_parse, attachments_check
 from chat.exceptions import InvalidInput, NotAllowed, NotFound
 from chat.models import Membership, Message, Room
-from chat.selectors import direct_pair, direct_room_get, direct_room_slug, membership_get, slug_is_reserved
+from chat.selectors import (
+    direct_pair,
+    direct_room_get,
+    direct_room_slug,
+    membership_get,
+    room_longest_member,
+    slug_is_reserved,
+)
 from chat.writer.events import (
     MessageDeleteWrite,
     MessageEditWrite,
@@ -96,6 +105,11 @@ def room_create(*, creator: User, name: str, slug: str | None = None, is_private
     return room
 
 
+def _refuse_archived(room: Room) -> None:
+    if room.is_archived:
+        raise NotAllowed(f"the room {room.slug!r} is archived: its last member left; nothing can be sent to it")
+
+
 def room_join(*, room: Room, user: User) -> Membership:
     """Join a public room (idempotent); private rooms are joined only by being added by an owner."""
     existing = membership_get(room=room, user=user)
@@ -103,6 +117,7 @@ def room_join(*, room: Room, user: User) -> Membership:
         return existing
     if room.is_private:
         raise NotFound(f"no room {room.slug!r} that you can see")
+    _refuse_archived(room)
     try:
         with transaction.atomic():
             membership = Membership.objects.create(room=room, user=user)
@@ -111,13 +126,46 @@ def room_join(*, room: Room, user: User) -> Membership:
     return membership
 
 
-def room_leave(*, room: Room, user: User) -> None:
+@dataclass(frozen=True)
+class RoomLeft:
+    """What leaving changed: who owns the room now (None: nobody), and whether it was archived."""
+
+    new_owner: str | None
+    archived: bool
+
+
+def room_leave(*, room: Room, user: User) -> RoomLeft:
+    """The user leaves the room; their live subscriptions to it end on commit.
+
+    An owner leaving hands the room to the member who joined first (ownership never lapses while anyone
+    is left); the last member leaving a private room archives it (kept, hidden, closed), since nobody
+    could ever be added to it again.
+    """
     if room.is_direct:
         raise NotAllowed("you cannot leave a direct-message conversation")
     with transaction.atomic():
-        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
-        if deleted:
-            _on_commit_each(member_removed_listeners, room, user)
+        # The room row lock serialises concurrent leaves: two members leaving at once cannot each still
+        # count the other, which would leave the room without an owner or a private room unarchived.
+        room = Room.objects.select_for_update().get(pk=room.pk)
+        membership = Membership.objects.filter(room=room, user=user).first()
+        if membership is None:
+            raise NotFound(f"you are not a member of {room.slug!r}")
+        membership.delete()
+        new_owner: str | None = None
+        if (
+            membership.role == Membership.Role.OWNER
+            and not room.memberships.filter(role=Membership.Role.OWNER).exists()
+        ):
+            heir = room_longest_member(room=room, exclude=user)
+            if heir is not None:
+                Membership.objects.filter(pk=heir.pk).update(role=Membership.Role.OWNER)
+                new_owner = heir.user.get_username()
+        archived = room.is_private and not room.memberships.exists()
+        if archived:
+            room.archived = timezone.now()
+            room.save(update_fields=["archived"])
+        _on_commit_each(member_removed_listeners, room, user)
+    return RoomLeft(new_owner=new_owner, archived=archived)
 
 
 def _require_owner(*, room: Room, actor: User) -> None:
@@ -126,10 +174,12 @@ def _require_owner(*, room: Room, actor: User) -> None:
         raise NotAllowed("only the room's owner can change its members")
     if room.is_direct:
         raise NotAllowed("a direct-message conversation always has exactly its two members")
+    if not room.is_private:
+        raise InvalidInput("a public room has no member list to manage: anyone joins it and leaves it")
 
 
 def room_member_add(*, room: Room, actor: User, username: str) -> Membership:
-    """An owner adds a user to a room (idempotent)."""
+    """An owner adds a user to a private room (idempotent)."""
     _require_owner(room=room, actor=actor)
     user = UserModel.objects.filter(username=username, is_active=True).first()
     if user is None:
@@ -150,9 +200,12 @@ def room_member_remove(*, room: Room, actor: User, username: str) -> None:
     if user.pk == actor.pk:
         raise InvalidInput("an owner cannot remove themselves; use leave")
     with transaction.atomic():
-        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
-        if not deleted:
+        membership = Membership.objects.filter(room=room, user=user).first()
+        if membership is None:
             raise NotFound(f"{username!r} is not a member of this room")
+        if membership.role == Membership.Role.OWNER:
+            raise NotAllowed(f"{username!r} is an owner of this room and cannot be removed; an owner may leave")
+        membership.delete()
         _on_commit_each(member_removed_listeners, room, user)
 
 
@@ -198,6 +251,7 @@ def message_prepare(
     reply = reply_to_parse(reply_to)
     if room.is_private and membership_get(room=room, user=author) is None:
         raise NotFound(f"no room {room.slug!r} that you can see")
+    _refuse_archived(room)
     ids = attachments_check(room=room, author=author, ids=ids)
     return MessageWrite(room=room, author=author, body=body, client_id=client_id, attachments=ids, reply_to=reply)
 
@@ -308,15 +362,34 @@ def change_store(write: Write) -> WriteEvent:
 
 
 def room_mark_read(*, room: Room, user: User, message_id: int) -> Membership:
-    """Move the member's read marker forward (never backwards)."""
+    """Move the member's read marker forward (never backwards).
+
+    In a direct room the other member's page shows "seen" from it, so a move is announced on the room
+    topic after the commit: a MESSAGE with header ``event: read`` and ``{"user", "last_read_message_id"}``.
+    """
     membership = membership_get(room=room, user=user)
     if membership is None:
         raise NotAllowed("only members can mark a room read")
     newest = Message.objects.filter(room=room, id__lte=message_id).order_by("-id").values_list("id", flat=True).first()
     if newest is not None and newest > membership.last_read_message_id:
-        Membership.objects.filter(pk=membership.pk, last_read_message_id__lt=newest).update(last_read_message_id=newest)
+        with transaction.atomic():
+            moved = Membership.objects.filter(pk=membership.pk, last_read_message_id__lt=newest).update(
+                last_read_message_id=newest
+            )
+            if moved and room.is_direct:
+                _read_publish_on_commit(room=room, user=user, last_read_message_id=newest)
         membership.last_read_message_id = newest
     return membership
+
+
+def _read_publish_on_commit(*, room: Room, user: User, last_read_message_id: int) -> None:
+    from chat.destinations import room_topic
+    from stompengine.broker import publish_on_commit
+
+    body = {"user": user.get_username(), "last_read_message_id": last_read_message_id}
+    # No event-seq: a read marker is state, not part of the room's replayed stream (the room detail
+    # JSON gives the current markers to a client that was away).
+    publish_on_commit(room_topic(room.slug), body, headers={"event": "read"})
 
 
 def direct_room_get_or_create(*, user: User, other_username: str) -> tuple[Room, bool]:
@@ -364,4 +437,5 @@ def room_enter(*, slug: str, user: User) -> Room:
         room_join(room=room, user=user)
     elif membership_get(room=room, user=user) is None:
         raise NotFound(f"no room {slug!r} that you can see")
+    _refuse_archived(room)
     return room

@@ -315,6 +315,8 @@ async def members_only(ctx: SubscribeContext, slug: str) -> None:
         room = await _enter_room(slug, ctx.user)
     except NotFound:
         raise Denied("Forbidden", f"no room {slug!r} that you can see", code="not-found") from None
+    except ChatError as exc:  # a member of an archived room (closed, not deleted)
+        raise Denied("Forbidden", str(exc), code=exc.code) from None
     if ctx.destination == room_topic(slug):
         _proven.setdefault(ctx.connection, {})[slug] = (ctx.subscription_id, room)
 

@@ -65,10 +65,16 @@ class RoomSerializer(serializers.ModelSerializer):
     is_member = serializers.BooleanField(read_only=True, default=False)
     role = serializers.CharField(read_only=True, default=None, allow_null=True)
     unread = serializers.IntegerField(read_only=True, default=0)
+    # The caller's read marker (the "new messages" divider), and in a direct room the other member's ("seen").
+    last_read_message_id = serializers.IntegerField(read_only=True, default=None, allow_null=True)
+    other_last_read_message_id = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Room
-        fields = ["slug", "name", "kind", "is_private", "creator", "created", "is_member", "role", "unread"]
+        fields = [
+            "slug", "name", "kind", "is_private", "creator", "created", "archived", "is_member", "role", "unread",
+            "last_read_message_id", "other_last_read_message_id",
+        ]  # fmt: skip
         read_only_fields = fields
 
 
@@ -106,4 +112,19 @@ class ReactionSerializer(serializers.Serializer):
 
 
 class ReadMarkerSerializer(serializers.Serializer):
-    message_id = serializers.IntegerField(min_value=0)
+    """``{"last_read_message_id": n}``, or ``{"message_id": n}`` as first published."""
+
+    last_read_message_id = serializers.IntegerField(min_value=0, required=False)
+    message_id = serializers.IntegerField(min_value=0, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        value = attrs.get("last_read_message_id", attrs.get("message_id"))
+        if value is None:
+            raise serializers.ValidationError({"last_read_message_id": ["the id of the newest message read"]})
+        return {"message_id": value}
+
+
+class UserSerializer(serializers.Serializer):
+    """A user as the directory shows them: the name only (no e-mail, no activity)."""
+
+    username = serializers.CharField()

@@ -10,6 +10,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/join/", views.RoomJoinView.as_view(), name="room-join"),
     path("rooms/<slug:slug>/leave/", views.RoomLeaveView.as_view(), name="room-leave"),
     path("rooms/<slug:slug>/members/", views.RoomMembersView.as_view(), name="room-members"),
+    path("rooms/<slug:slug>/members/<str:username>/", views.RoomMemberView.as_view(), name="room-member"),
     path("rooms/<slug:slug>/messages/", views.RoomMessagesView.as_view(), name="room-messages"),
     path("rooms/<slug:slug>/messages/<int:message_id>/", views.MessageDetailView.as_view(), name="room-message"),
     path(
@@ -19,4 +20,5 @@ urlpatterns = [
     ),
     path("rooms/<slug:slug>/read/", views.RoomReadView.as_view(), name="room-read"),
     path("dms/<str:username>/", views.DirectRoomView.as_view(), name="dm"),
+    path("users/", views.UserDirectoryView.as_view(), name="user-directory"),
 ]

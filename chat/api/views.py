@@ -24,6 +24,7 @@ from chat.api.serializers import (
     ReadMarkerSerializer,
     RoomCreateSerializer,
     RoomSerializer,
+    UserSerializer,
     message_json,
 )
 from chat.exceptions import ChatError, RateLimited
@@ -31,6 +32,11 @@ from chat.models import Room
 from chat.writer.events import Write, WriteEvent
 from chat.writer.writer import message_writes_submit
 from stompengine.realtime.limits import SendLimits, user_send_budget
+
+# The user directory's page (GET /api/users/): enough for a picker, small enough to be cheap to ask often.
+DIRECTORY_PAGE_SIZE = 20
+DIRECTORY_PAGE_MAX = 50
+USERNAME_MAX_LENGTH = 150
 
 
 def chat_error_response(exc: ChatError) -> Response:
@@ -78,7 +84,8 @@ class RoomListView(ChatAPIView):
 class RoomDetailView(ChatAPIView):
     def get(self, request: Request, slug: str) -> Response:
         self.room(request, slug)
-        return Response(RoomSerializer(selectors.rooms_for_user(user=request.user).get(slug=slug)).data)
+        rooms = selectors.rooms_for_user(user=request.user, include_archived=True)
+        return Response(RoomSerializer(rooms.get(slug=slug)).data)
 
 
 class RoomJoinView(ChatAPIView):
@@ -89,8 +96,8 @@ class RoomJoinView(ChatAPIView):
 
 class RoomLeaveView(ChatAPIView):
     def post(self, request: Request, slug: str) -> Response:
-        services.room_leave(room=self.room(request, slug), user=request.user)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        left = services.room_leave(room=self.room(request, slug), user=request.user)
+        return Response({"room": slug, "new_owner": left.new_owner, "archived": left.archived})
 
 
 class RoomMembersView(ChatAPIView):
@@ -113,6 +120,29 @@ class RoomMembersView(ChatAPIView):
             room=self.room(request, slug), actor=request.user, username=data.validated_data["username"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomMemberView(ChatAPIView):
+    """``DELETE /api/rooms/<slug>/members/<username>/``: the owner removes that member (a private room)."""
+
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        services.room_member_remove(room=self.room(request, slug), actor=request.user, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserDirectoryView(ChatAPIView):
+    """``GET /api/users/?q=<prefix>&after=<username>&limit=``: active users whose name starts with the
+    prefix (any case), by name; ``next_after`` is the cursor of the next page (null on the last)."""
+
+    def get(self, request: Request) -> Response:
+        prefix = request.query_params.get("q", "").strip()
+        if len(prefix) > USERNAME_MAX_LENGTH:
+            raise ValidationError({"q": [f"q is at most {USERNAME_MAX_LENGTH} characters"]})
+        after = request.query_params.get("after") or None
+        limit = min(_int_param(request, "limit", DIRECTORY_PAGE_SIZE, minimum=1) or 1, DIRECTORY_PAGE_MAX)
+        users = selectors.users_directory(prefix=prefix, after=after, limit=limit)
+        next_after = users[-1].get_username() if len(users) == limit else None
+        return Response({"results": UserSerializer(users, many=True).data, "next_after": next_after})
 
 
 class RoomMessagesView(ChatAPIView):

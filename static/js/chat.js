@@ -1,7 +1,10 @@
 /* chat.js: the room page. History from the REST API (with "load older"), live messages, presence and
  * typing over STOMP through SockJS at API_ORIGIN + "/ws" (never a path relative to the page), read
- * markers and unread badges. Runs after the client libraries and global.js (deferred; base.html fixes
- * the order) and declares no globals. Message bodies and user names are only ever set as text. */
+ * markers and unread badges. Messages are grouped by author, split by day, formatted by format.js
+ * (window.ChatFormat) and carry their actions: edit, delete, reactions, reply; the room topic's edit,
+ * delete, reaction and read events update them live, and a reconnect resumes by event-seq. Runs after
+ * the client libraries, global.js and format.js (deferred; the templates fix the order) and declares no
+ * globals. Message bodies and user names are only ever set as text or built as DOM nodes. */
 (function () {
   "use strict";
   const Chat = window.Chat;
@@ -20,6 +23,12 @@
   const roomPath = `/api/rooms/${encodeURIComponent(slug)}`;
   const topic = `/topic/rooms.${slug}`;
 
+  const GROUP_WITHIN_MS = 5 * 60_000; // consecutive messages of one author this close share one header
+  const RELATIVE_TIME_EVERY_MS = 30_000;
+  const READ_THROTTLE_MS = 1500; // at most one read-marker POST this often
+  const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "✅"];
+  const Format = window.ChatFormat;
+
   const el = {
     messages: root.querySelector("[data-messages]"),
     older: root.querySelector("[data-load-older]"),
@@ -31,11 +40,14 @@
     typing: root.querySelector("[data-typing]"),
     rooms: root.querySelector("[data-sidebar-rooms]"),
     error: root.querySelector("[data-send-error]"),
+    replying: root.querySelector("[data-replying]"),
   };
 
   const state = {
     seen: new Set(), // message ids on the page
+    messages: new Map(), // id -> the newest message JSON seen for it (edits, deletes, reactions applied)
     newestId: 0,
+    lastSeq: 0, // the room's newest event-seq seen: the resume point for edits, deletes and reactions too
     nextBefore: null,
     nextAfter: null, // opened at a message (?message=): where the gap to the live end starts
     anchored: false, // opened at a message: new messages do not scroll it away until the user scrolls
@@ -45,22 +57,150 @@
     lastTypingSent: 0,
     unseenWhileHidden: 0,
     readSent: 0,
+    room: null, // room detail: role, kind, read markers
+    dividerBefore: null, // id of the first message that was new when the page opened
+    otherRead: 0, // direct rooms: the other member's read marker ("seen")
+    replyTo: null, // {id, author, excerpt} of the message the next send answers
   };
+
+  // --- Times and dates ------------------------------------------------------------------------------------
+
+  function exactTime(iso) {
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? "" : date.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
+  }
+
+  function relativeTime(iso, now = Date.now()) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return "";
+    const seconds = Math.max(0, Math.round((now - date.getTime()) / 1000));
+    if (seconds < 45) return "just now";
+    if (seconds < 3600) return `${Math.max(1, Math.round(seconds / 60))} min ago`;
+    if (seconds < 6 * 3600 && new Date(now).toDateString() === date.toDateString()) return `${Math.floor(seconds / 3600)} h ago`;
+    return Chat.formatTime(iso);
+  }
+
+  function dayLabel(date) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (date.toDateString() === today.toDateString()) return "Today";
+    if (date.toDateString() === yesterday.toDateString()) return "Yesterday";
+    return date.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  }
+
+  function timeNode(iso) {
+    if (!iso) return h("time", {}, "sending…");
+    return h("time", { datetime: iso, title: exactTime(iso) }, relativeTime(iso));
+  }
+
+  function refreshTimes() {
+    const now = Date.now();
+    for (const node of el.messages.querySelectorAll("time[datetime]")) node.textContent = relativeTime(node.dateTime, now);
+    for (const node of el.messages.querySelectorAll("li.day-separator[data-day]")) {
+      node.firstElementChild.textContent = dayLabel(new Date(node.dataset.day));
+    }
+  }
 
   // --- Rendering ---------------------------------------------------------------------------------------
 
+  const mentionPattern = ME ? new RegExp(`(^|\\W)@${ME.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\b`) : null;
+
+  function canDelete(m) {
+    return m.author === ME || (state.room && state.room.role === "owner");
+  }
+
+  function replyQuote(reply) {
+    const text = reply.excerpt ? reply.excerpt : "message deleted";
+    return h("button", { type: "button", class: "reply-quote", "data-reply-to": reply.id, title: "Show the original message",
+      onclick: () => jumpTo(reply.id) },
+    h("span", { class: "reply-author" }, reply.author), " ", h("span", { class: "reply-excerpt" }, text));
+  }
+
+  function reactionsNode(m) {
+    const reactions = Array.isArray(m.reactions) ? m.reactions : [];
+    return h("div", { class: "reactions", "data-reactions": "" }, reactions.filter((r) => r.count > 0).map((r) => {
+      const users = Array.isArray(r.users) ? r.users : [];
+      const mine = users.includes(ME);
+      return h("button", { type: "button", class: `reaction${mine ? " mine" : ""}`, "data-emoji": r.emoji,
+        "aria-pressed": mine ? "true" : "false", title: `${users.join(", ") || "nobody"} reacted with ${r.emoji}`,
+        onclick: () => toggleReaction(m.id, r.emoji) },
+      h("span", { class: "emoji" }, r.emoji), " ", h("span", { class: "count" }, String(r.count)));
+    }));
+  }
+
+  function actionsNode(m) {
+    const mine = m.author === ME;
+    return h("div", { class: "actions", role: "group", "aria-label": "Message actions" },
+      h("button", { type: "button", class: "link", "data-action": "reply", onclick: () => startReply(m.id) }, "Reply"),
+      h("button", { type: "button", class: "link", "data-action": "react", "aria-expanded": "false",
+        onclick: (event) => togglePicker(m.id, event.currentTarget) }, "React"),
+      mine ? h("button", { type: "button", class: "link", "data-action": "edit", onclick: () => startEdit(m.id) }, "Edit") : null,
+      canDelete(m) ? h("button", { type: "button", class: "link danger", "data-action": "delete", onclick: () => deleteMessage(m.id) }, "Delete") : null);
+  }
+
   function messageItem(m) {
     const mine = m.author === ME;
-    const mentionsMe = !mine && ME && new RegExp(`(^|\\W)@${ME.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\b`).test(m.body);
-    const item = h("li", { class: `message${mine ? " mine" : ""}${mentionsMe ? " mention" : ""}`, "data-id": m.id || null,
-      "data-client-id": m.client_id || null },
-      h("div", { class: "meta" },
-        h("strong", { class: "author" }, m.author),
-        h("time", { datetime: m.created || null }, m.created ? Chat.formatTime(m.created) : "sending…")),
-      h("p", { class: "body" }, m.body));
+    const deleted = Boolean(m.deleted);
+    const mentionsMe = !mine && !deleted && mentionPattern && mentionPattern.test(m.body || "");
+    const item = h("li", {
+      class: `message${mine ? " mine" : ""}${mentionsMe ? " mention" : ""}${deleted ? " deleted" : ""}`,
+      "data-id": m.id || null, "data-client-id": m.client_id || null, "data-author": m.author,
+      "data-created": m.created || null },
+    m.reply_to ? replyQuote(m.reply_to) : null,
+    h("div", { class: "meta" },
+      h("strong", { class: "author" }, m.author),
+      timeNode(m.created),
+      m.edited && !deleted ? h("span", { class: "edited", title: `Edited ${exactTime(m.edited)}` }, "(edited)") : null),
+    deleted
+      ? h("p", { class: "body tombstone" }, "message deleted")
+      : h("div", { class: "body" }, Format ? Format.format(m.body || "", document) : m.body || ""));
     // attachments.js adds the message's files (synchronously, before the item is shown).
-    root.dispatchEvent(new CustomEvent("chat:render-message", { detail: { item, message: m } }));
+    if (!deleted) root.dispatchEvent(new CustomEvent("chat:render-message", { detail: { item, message: m } }));
+    if (m.id && !deleted) item.append(reactionsNode(m), actionsNode(m));
     return item;
+  }
+
+  function findItem(id) {
+    return el.messages.querySelector(`li.message[data-id="${CSS.escape(String(id))}"]`);
+  }
+
+  /** Day separators, grouping, the "new messages" divider and "seen", recomputed over the list in one
+   * pass after every change (a few hundred items at most: the list is paged). */
+  function decorate() {
+    for (const node of el.messages.querySelectorAll(":scope > li.day-separator, :scope > li.new-divider")) node.remove();
+    let previous = null;
+    let divided = false;
+    for (const item of [...el.messages.children]) {
+      if (!item.classList.contains("message")) continue;
+      const created = item.dataset.created ? new Date(item.dataset.created) : new Date();
+      const day = created.toDateString();
+      let fresh = false;
+      if (!previous || previous.day !== day) {
+        item.before(h("li", { class: "day-separator", role: "separator", "data-day": new Date(created.getFullYear(), created.getMonth(), created.getDate()).toISOString() },
+          h("span", {}, dayLabel(created))));
+        fresh = true;
+      }
+      if (!divided && state.dividerBefore && Number(item.dataset.id) === state.dividerBefore) {
+        item.before(h("li", { class: "new-divider", role: "separator", "data-new-divider": "" }, h("span", {}, "New messages")));
+        divided = true;
+        fresh = true;
+      }
+      const grouped = !fresh && previous && previous.author === item.dataset.author && !previous.deleted
+        && !item.classList.contains("deleted") && !item.querySelector(":scope > .reply-quote")
+        && created - previous.created < GROUP_WITHIN_MS;
+      item.classList.toggle("grouped", Boolean(grouped));
+      previous = { author: item.dataset.author, created, day, deleted: item.classList.contains("deleted") };
+    }
+    renderSeen();
+  }
+
+  /** Direct rooms: "Seen" under the newest own message the other member has read. */
+  function renderSeen() {
+    for (const node of el.messages.querySelectorAll(".seen")) node.remove();
+    if (!state.room || state.room.kind !== "direct" || !state.otherRead) return;
+    const mine = [...el.messages.querySelectorAll("li.message.mine[data-id]")].filter((li) => Number(li.dataset.id) <= state.otherRead);
+    const last = mine[mine.length - 1];
+    if (last) last.append(h("p", { class: "seen", "data-seen": "" }, "Seen"));
   }
 
   function nearBottom() {
@@ -74,12 +214,22 @@
     el.messages.querySelector(".empty")?.remove();
   }
 
+  function remember(m) {
+    state.seen.add(m.id);
+    state.messages.set(m.id, m);
+  }
+
   /** Add live or resumed messages in id order; each id once. */
   function appendMessages(messages) {
     const stick = !state.anchored && nearBottom();
     for (const m of messages) {
-      if (!m || typeof m.id !== "number" || state.seen.has(m.id)) continue;
-      state.seen.add(m.id);
+      if (!m || typeof m.id !== "number") continue;
+      if (state.seen.has(m.id)) {
+        // A replay or a page that overlaps: the copy may be newer (edited, deleted, reacted to since).
+        if (m.edited !== undefined) updateMessage(m);
+        continue;
+      }
+      remember(m);
       clearEmptyNote();
       const item = messageItem(m);
       const pending = m.client_id && state.pending.get(m.client_id);
@@ -90,11 +240,12 @@
         // Usually the newest; a resumed gap can deliver older ids, so insert in order.
         const later = [...el.messages.querySelectorAll("li[data-id]")].find((li) => Number(li.dataset.id) > m.id);
         const firstPending = el.messages.querySelector("li.pending");
-        el.messages.insertBefore(item, later || firstPending || null);
+        el.messages.insertBefore(item, later || firstPending || null); // decorate() redoes the separators
       }
       state.newestId = Math.max(state.newestId, m.id);
       if (m.author !== ME) noteUnseen();
     }
+    decorate();
     if (stick) scrollToBottom();
     markReadSoon();
   }
@@ -104,10 +255,54 @@
     const first = el.messages.firstElementChild;
     for (const m of messages) {
       if (state.seen.has(m.id)) continue;
-      state.seen.add(m.id);
+      remember(m);
       el.messages.insertBefore(messageItem(m), first);
     }
+    decorate();
     el.messages.scrollTop = el.messages.scrollHeight - before;
+  }
+
+  /** An edit, a delete or a newer copy of a message on the page: its item is rebuilt in place (an open
+   * editor survives a reaction arriving meanwhile). */
+  function updateMessage(m) {
+    if (!m || typeof m.id !== "number" || !state.messages.has(m.id)) return;
+    state.messages.set(m.id, m);
+    const old = findItem(m.id);
+    if (old) {
+      const item = messageItem(m);
+      for (const name of ["target"]) if (old.classList.contains(name)) item.classList.add(name);
+      const editor = old.querySelector(".edit-form");
+      if (editor && !m.deleted) {
+        const focused = editor.contains(document.activeElement);
+        item.querySelector(".body").hidden = true;
+        item.querySelector(".body").after(editor);
+        if (focused) editor.querySelector("textarea").focus();
+      }
+      old.replaceWith(item);
+    }
+    // Replies elsewhere on the page quote the start of this message.
+    for (const quote of el.messages.querySelectorAll(`.reply-quote[data-reply-to="${CSS.escape(String(m.id))}"] .reply-excerpt`)) {
+      quote.textContent = m.deleted ? "message deleted" : excerpt(m.body);
+    }
+    if (state.replyTo && state.replyTo.id === m.id) {
+      if (m.deleted) cancelReply();
+      else showReply({ id: m.id, author: m.author, excerpt: excerpt(m.body) });
+    }
+    decorate();
+  }
+
+  function updateReactions(id, reactions) {
+    const m = state.messages.get(id);
+    if (!m || !Array.isArray(reactions)) return;
+    m.reactions = reactions;
+    const node = findItem(id)?.querySelector(":scope > .reactions");
+    if (node) node.replaceWith(reactionsNode(m));
+  }
+
+  function excerpt(body, length = 100) {
+    const text = Format ? Format.plainText(Format.parse(body || "")) : body || "";
+    const flat = text.split(/\s+/).filter(Boolean).join(" ");
+    return flat.length > length ? `${flat.slice(0, length - 1)}…` : flat;
   }
 
   function setOlder(nextBefore) {
@@ -138,6 +333,166 @@
         : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]} are typing…`;
   }
 
+  // --- Message actions: edit, delete, react, reply -----------------------------------------------------------
+
+  const messagePath = (id) => `${roomPath}/messages/${encodeURIComponent(String(id))}/`;
+
+  function actionError(error, what) {
+    Chat.toast({ title: `Could not ${what}`, text: error.message || "refused by the server", kind: "error" });
+  }
+
+  function startEdit(id) {
+    const item = findItem(id);
+    const m = state.messages.get(id);
+    if (!item || !m || m.deleted || item.querySelector(".edit-form")) return;
+    const body = item.querySelector(":scope > .body");
+    const input = h("textarea", { class: "edit-input", rows: "3", "aria-label": "Edit message",
+      maxlength: el.input.getAttribute("maxlength") || null });
+    input.value = m.body;
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const close = () => {
+      form.remove();
+      body.hidden = false;
+    };
+    const form = h("form", { class: "edit-form" }, input,
+      h("div", { class: "edit-buttons" },
+        h("button", { type: "submit" }, "Save"),
+        h("button", { type: "button", class: "secondary", onclick: close }, "Cancel"),
+        h("span", { class: "muted" }, "Enter to save, Escape to cancel")),
+      error);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const text = input.value;
+      const current = state.messages.get(id);
+      if (current && text === current.body) return close();
+      if (!text.trim()) {
+        error.textContent = "A message cannot be empty: delete it instead.";
+        error.hidden = false;
+        return;
+      }
+      form.querySelector("button[type=submit]").disabled = true;
+      try {
+        const updated = await api(messagePath(id), { method: "PATCH", json: { body: text } });
+        form.remove();
+        updateMessage(updated);
+      } catch (e) {
+        error.textContent = `Not saved: ${e.message}`;
+        error.hidden = false;
+        form.querySelector("button[type=submit]").disabled = false;
+      }
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+        item.querySelector("[data-action=edit]")?.focus();
+      }
+    });
+    body.hidden = true;
+    body.after(form);
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+
+  async function deleteMessage(id) {
+    const m = state.messages.get(id);
+    if (!m || m.deleted) return;
+    const what = m.author === ME ? "your message" : `${m.author}'s message`;
+    if (!window.confirm(`Delete ${what}? This cannot be undone.`)) return;
+    try {
+      updateMessage(await api(messagePath(id), { method: "DELETE" }));
+    } catch (e) {
+      actionError(e, "delete the message");
+    }
+  }
+
+  async function toggleReaction(id, emoji) {
+    closePicker();
+    try {
+      const result = await api(`${messagePath(id)}reactions/`, { method: "POST", json: { emoji } });
+      updateReactions(result.id ?? id, result.reactions);
+    } catch (e) {
+      actionError(e, "react");
+    }
+  }
+
+  let openPicker = null;
+  function closePicker() {
+    if (!openPicker) return;
+    openPicker.button.setAttribute("aria-expanded", "false");
+    openPicker.node.remove();
+    openPicker = null;
+  }
+  function togglePicker(id, button) {
+    const wasOpen = openPicker && openPicker.id === id;
+    closePicker();
+    if (wasOpen) return;
+    const node = h("div", { class: "reaction-picker", role: "group", "aria-label": "Pick a reaction" },
+      QUICK_REACTIONS.map((emoji) => h("button", { type: "button", "data-emoji": emoji, "aria-label": `React with ${emoji}`,
+        title: `React with ${emoji}`, onclick: () => toggleReaction(id, emoji) }, emoji)));
+    node.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        closePicker();
+        button.focus();
+      }
+    });
+    button.setAttribute("aria-expanded", "true");
+    button.closest(".actions").after(node);
+    openPicker = { id, button, node };
+    node.querySelector("button").focus();
+  }
+  document.addEventListener("click", (event) => {
+    if (openPicker && !openPicker.node.contains(event.target) && event.target !== openPicker.button) closePicker();
+  });
+
+  function showReply(reply) {
+    state.replyTo = reply;
+    if (!el.replying) return;
+    el.replying.replaceChildren(
+      h("span", {}, "Replying to ", h("strong", {}, reply.author), ": ", h("span", { class: "reply-excerpt" }, reply.excerpt || "…")),
+      h("button", { type: "button", class: "link", "data-cancel-reply": "", onclick: cancelReply }, "Cancel reply"));
+    el.replying.hidden = false;
+  }
+  function startReply(id) {
+    const m = state.messages.get(id);
+    if (!m || m.deleted) return;
+    showReply({ id, author: m.author, excerpt: excerpt(m.body) });
+    el.input.focus();
+  }
+  function cancelReply() {
+    state.replyTo = null;
+    if (el.replying) {
+      el.replying.hidden = true;
+      el.replying.replaceChildren();
+    }
+  }
+
+  /** Show a message: scrolled to and marked if it is on the page, otherwise the history around it. */
+  async function jumpTo(id) {
+    let target = findItem(id);
+    if (!target) {
+      try {
+        await loadAround(id);
+      } catch (e) {
+        actionError(e, "show that message");
+        return;
+      }
+      target = findItem(id);
+    }
+    if (!target) return;
+    for (const node of el.messages.querySelectorAll("li.target")) {
+      node.classList.remove("target");
+      node.removeAttribute("aria-current");
+    }
+    target.classList.add("target");
+    target.setAttribute("aria-current", "true");
+    state.anchored = true;
+    target.scrollIntoView({ block: "center" });
+  }
+
   // --- Unread and read markers --------------------------------------------------------------------------
 
   const baseTitle = document.title;
@@ -147,20 +502,45 @@
     document.title = `(${state.unseenWhileHidden}) ${baseTitle}`;
   }
 
-  let readTimer = null;
-  function markReadSoon() {
-    if (document.visibilityState !== "visible" || state.newestId <= state.readSent) return;
-    clearTimeout(readTimer);
-    readTimer = setTimeout(async () => {
-      const id = state.newestId;
-      try {
-        await api(`${roomPath}/read/`, { method: "POST", json: { message_id: id } });
-        state.readSent = Math.max(state.readSent, id);
-      } catch (e) {
-        // A later message retries.
-      }
-    }, 500);
+  /** The newest message the user can see: its top inside the visible part of the list. */
+  function newestVisibleId() {
+    const box = el.messages.getBoundingClientRect();
+    const items = el.messages.querySelectorAll("li.message[data-id]");
+    for (let i = items.length - 1; i >= 0; i -= 1) {
+      const rect = items[i].getBoundingClientRect();
+      if (rect.bottom <= box.top) return 0; // everything from here up is scrolled past: nothing newer was visible
+      if (rect.top < box.bottom - 4) return Number(items[i].dataset.id);
+    }
+    return 0;
   }
+
+  // The marker moves only for messages the user could have read: the page visible and focused and the
+  // message scrolled into view. One POST per READ_THROTTLE_MS at most.
+  let readTimer = null;
+  let lastReadPost = 0;
+  function markReadSoon() {
+    if (readTimer) return;
+    const wait = Math.max(300, lastReadPost + READ_THROTTLE_MS - Date.now());
+    readTimer = setTimeout(() => {
+      readTimer = null;
+      markReadNow();
+    }, wait);
+  }
+  async function markReadNow() {
+    if (document.visibilityState !== "visible" || !document.hasFocus()) return;
+    const id = newestVisibleId();
+    if (!id || id <= state.readSent) return;
+    lastReadPost = Date.now();
+    const previous = state.readSent;
+    state.readSent = id;
+    try {
+      await api(`${roomPath}/read/`, { method: "POST", json: { message_id: id, last_read_message_id: id } });
+    } catch (e) {
+      state.readSent = previous; // the next scroll or message retries
+    }
+  }
+  el.messages.addEventListener("scroll", markReadSoon, { passive: true });
+  window.addEventListener("focus", markReadSoon);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState !== "visible") return;
     state.unseenWhileHidden = 0;
@@ -168,6 +548,47 @@
     markReadSoon();
     refreshRooms();
   });
+
+  function onRead(event) {
+    if (!event || event.user === ME || typeof event.last_read_message_id !== "number") return;
+    if (event.last_read_message_id <= state.otherRead) return;
+    state.otherRead = event.last_read_message_id;
+    renderSeen();
+  }
+
+  /** The room detail: the caller's role (owners delete any message), the read markers. */
+  async function loadRoom() {
+    try {
+      state.room = await api(`${roomPath}/`);
+    } catch (e) {
+      state.room = null;
+      return;
+    }
+    const mine = state.room.last_read_message_id;
+    if (typeof mine === "number") state.readSent = Math.max(state.readSent, mine);
+    const other = otherReadOf(state.room);
+    if (other) state.otherRead = Math.max(state.otherRead, other);
+    if (typeof state.room.event_seq === "number") state.lastSeq = Math.max(state.lastSeq, state.room.event_seq);
+  }
+
+  /** The other member's read marker in a direct room, under the names the room detail may use. */
+  function otherReadOf(room) {
+    for (const name of ["other_last_read_message_id", "peer_last_read_message_id"]) {
+      if (typeof room[name] === "number") return room[name];
+    }
+    const other = room.other || room.peer || room.other_member;
+    if (other && typeof other.last_read_message_id === "number") return other.last_read_message_id;
+    return 0;
+  }
+
+  /** Where the user left off: before the first message of someone else after their read marker. */
+  function placeDivider(messages) {
+    const lastRead = state.room && state.room.last_read_message_id;
+    if (typeof lastRead !== "number") return null;
+    const first = messages.filter((m) => m.id > lastRead && m.author !== ME).sort((a, b) => a.id - b.id)[0];
+    state.dividerBefore = first ? first.id : null;
+    return state.dividerBefore;
+  }
 
   async function refreshRooms() {
     if (!el.rooms) return [];
@@ -187,13 +608,25 @@
 
   // --- History over REST ---------------------------------------------------------------------------------
 
+  /** Empty the list for another window of history (the pending sends stay at the end). */
+  function resetList() {
+    state.seen.clear();
+    state.messages.clear();
+    el.messages.replaceChildren(...state.pending.values());
+  }
+
+  /** The newest page; opened where the user left off when there are new messages ("New messages"). */
   async function loadLatest() {
     const page = await api(`${roomPath}/messages/`, { query: { limit: PAGE_SIZE } });
-    el.messages.replaceChildren();
+    resetList();
     if (!page.results.length) el.messages.append(h("li", { class: "empty muted" }, "No messages yet. Say hello!"));
+    placeDivider(page.results);
     appendMessages(page.results);
     setOlder(page.next_before);
-    scrollToBottom();
+    const divider = el.messages.querySelector("[data-new-divider]");
+    if (divider) divider.scrollIntoView({ block: "start" });
+    else scrollToBottom();
+    markReadSoon();
   }
 
   async function loadOlder() {
@@ -214,14 +647,14 @@
   async function loadAround(id) {
     const page = await api(`${roomPath}/messages/`, { query: { around: id, limit: PAGE_SIZE } });
     const latest = page.next_after ? await api(`${roomPath}/messages/`, { query: { limit: 1 } }) : null;
-    el.messages.replaceChildren();
+    resetList();
     state.anchored = true;
     appendMessages(page.results);
     setOlder(page.next_before);
     setNewer(page.next_after);
     // The subscription resumes from the room's newest message, not from the end of this window.
     if (latest && latest.results.length) state.newestId = Math.max(state.newestId, latest.results[0].id);
-    const target = el.messages.querySelector(`li[data-id="${CSS.escape(String(id))}"]`);
+    const target = findItem(id);
     if (target) {
       target.classList.add("target");
       target.setAttribute("aria-current", "true");
@@ -251,8 +684,20 @@
     el.messages.addEventListener(name, () => { state.anchored = false; }, { passive: true });
   }
 
-  /** Everything after newestId, over REST: after a reconnect the server said it could not resume. */
+  /** Everything after newestId, over REST: after a reconnect the server said it could not resume. The
+   * messages already on the page are fetched again too (bounded by what is shown), so edits, deletes
+   * and reactions missed in the gap are applied. */
   async function catchUp() {
+    const shown = [...state.messages.keys()];
+    if (shown.length) {
+      let after = Math.min(...shown) - 1;
+      for (let pages = 0; pages < 20 && after < state.newestId; pages += 1) {
+        const page = await api(`${roomPath}/messages/`, { query: { after, limit: 200 } });
+        for (const m of page.results) if (state.seen.has(m.id)) updateMessage(m);
+        if (!page.next_after || !page.results.length) break;
+        after = page.results[page.results.length - 1].id;
+      }
+    }
     for (;;) {
       const page = await api(`${roomPath}/messages/`, { query: { after: state.newestId, limit: 200 } });
       appendMessages(page.results);
@@ -305,9 +750,18 @@
     renderTyping();
   }
 
+  /** One MESSAGE of the room topic: header `event` says what happened (message, edit, delete, reaction,
+   * read), `event-seq` where it sits in the room's event stream (the resume point). */
   function onRoomMessage(frame) {
     const m = parse(frame);
     if (!m) return;
+    const seq = Number(frame.headers["event-seq"]);
+    if (Number.isSafeInteger(seq) && seq > state.lastSeq) state.lastSeq = seq;
+    const kind = frame.headers.event || "message";
+    if (kind === "edit" || kind === "delete") return updateMessage(m);
+    if (kind === "reaction") return updateReactions(m.id, m.reactions);
+    if (kind === "read") return onRead(m);
+    if (kind !== "message") return;
     if (m.author) {
       clearTimeout(state.typing.get(m.author));
       state.typing.delete(m.author);
@@ -354,10 +808,13 @@
     onConnect: () => {
       const transport = client.webSocket && client.webSocket.transport;
       setStatus(`Connected${transport ? ` (${transport})` : ""}`, transport || "websocket");
+      // Resume by event sequence once one is known (edits, deletes and reactions missed while away are
+      // replayed too); before that, by message id as older clients do.
+      const resume = state.lastSeq > 0 ? { "since-seq": String(state.lastSeq) } : { "since-id": String(state.newestId) };
       client.subscribe(topic, (frame) => {
-        if (frame.headers["resume-gap"] || frame.headers["since-id-gap"]) catchUp().catch(() => {});
+        if (frame.headers["resume-gap"] || frame.headers["since-id-gap"] || frame.headers["since-seq-gap"]) catchUp().catch(() => {});
         onRoomMessage(frame);
-      }, { "since-id": String(state.newestId) });
+      }, resume);
       client.subscribe(`${topic}.presence`, (frame) => onPresence(parse(frame)));
       client.subscribe(`${topic}.typing`, (frame) => onTyping(parse(frame)));
       client.subscribe("/user/queue/errors", (frame) => onSendError(parse(frame) || { detail: frame.body }));
@@ -380,10 +837,16 @@
     return window.crypto && crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
   }
 
-  function publish(clientId, body, attachments = []) {
+  function sendPayload(clientId, body, attachments, replyTo) {
+    const payload = { body, client_id: clientId, attachments };
+    if (replyTo) payload.reply_to = replyTo;
+    return payload;
+  }
+
+  function publish(clientId, body, attachments = [], replyTo = null) {
     client.publish({
       destination: `/app/rooms.${slug}`,
-      body: JSON.stringify({ body, client_id: clientId, attachments }),
+      body: JSON.stringify(sendPayload(clientId, body, attachments, replyTo)),
       headers: { "content-type": "application/json", receipt: `send-${clientId}` },
     });
   }
@@ -412,7 +875,9 @@
 
   function resendPending() {
     // A repeated client_id is stored once, so resending after a reconnect cannot duplicate.
-    for (const [clientId, item] of state.pending) publish(clientId, item.dataset.body, JSON.parse(item.dataset.attachments));
+    for (const [clientId, item] of state.pending) {
+      publish(clientId, item.dataset.body, JSON.parse(item.dataset.attachments), Number(item.dataset.replyTo) || null);
+    }
   }
 
   el.form.addEventListener("submit", async (event) => {
@@ -430,22 +895,29 @@
     if (!body.trim() && !attachments.length) return;
     el.error.hidden = true;
     const clientId = newClientId();
-    const item = messageItem({ author: ME, body, client_id: clientId });
+    const reply = state.replyTo;
+    const replyTo = reply ? reply.id : null;
+    const item = messageItem({ author: ME, body, client_id: clientId, reply_to: reply });
     item.classList.add("pending");
     item.dataset.body = body;
     item.dataset.attachments = JSON.stringify(attachments);
+    if (replyTo) item.dataset.replyTo = String(replyTo);
     clearEmptyNote();
     el.messages.append(item);
     state.pending.set(clientId, item);
+    // Writing is reading: the divider has done its job once the user answers.
+    state.dividerBefore = null;
+    cancelReply();
+    decorate();
     scrollToBottom();
     el.input.value = "";
     state.lastTypingSent = 0;
     if (client.connected) {
-      publish(clientId, body, attachments);
+      publish(clientId, body, attachments, replyTo);
       return;
     }
     try { // not connected right now: the REST API stores it; the broadcast arrives when we are back
-      appendMessages([await api(`${roomPath}/messages/`, { method: "POST", json: { body, client_id: clientId, attachments } })]);
+      appendMessages([await api(`${roomPath}/messages/`, { method: "POST", json: sendPayload(clientId, body, attachments, replyTo) })]);
     } catch (error) {
       el.error.textContent = `Not sent: ${error.message}`;
       el.error.hidden = false;
@@ -456,6 +928,8 @@
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       el.form.requestSubmit();
+    } else if (event.key === "Escape" && state.replyTo) {
+      cancelReply();
     }
   });
 
@@ -478,6 +952,7 @@
       await api(`${roomPath}/join/`, { method: "POST" });
       refreshRooms();
     }
+    await loadRoom();
     const target = Number(new URLSearchParams(window.location.search).get("message"));
     if (Number.isSafeInteger(target) && target > 0) await loadAround(target);
     else await loadLatest();
@@ -490,6 +965,7 @@
     setStatus(`Could not open the room: ${error.message}`, null);
   });
   setInterval(() => document.visibilityState === "visible" && refreshRooms(), ROOMS_REFRESH_MS);
+  setInterval(refreshTimes, RELATIVE_TIME_EVERY_MS);
   document.addEventListener("chat:notification", refreshRooms);
   window.addEventListener("pagehide", () => client.deactivate());
 })();

@@ -1,9 +1,9 @@
 /* rooms.js: the room list page. Lists rooms from the API with unread badges, creates rooms, joins
- * public ones and opens direct-message rooms. Runs after global.js (deferred, base.html fixes the order)
+ * public ones, and opens direct-message rooms by name or from the user directory. Runs after global.js (deferred, base.html fixes the order)
  * and declares no globals. */
 (function () {
   "use strict";
-  const { api, h } = window.Chat;
+  const { api, h, USER } = window.Chat;
   const list = document.querySelector("[data-room-list]");
   if (!list) return;
   const REFRESH_MS = 30_000;
@@ -81,11 +81,60 @@
     window.location.assign(roomUrl(room.slug));
   });
 
-  handle(document.querySelector("[data-open-dm]"), async (data) => {
-    const username = data.get("username").trim();
+  async function openDirect(username) {
     const room = await api(`/api/dms/${encodeURIComponent(username)}/`, { method: "POST" });
     window.location.assign(roomUrl(room.slug));
-  });
+  }
+
+  const dmForm = document.querySelector("[data-open-dm]");
+  handle(dmForm, (data) => openDirect(data.get("username").trim()));
+
+  // --- The user directory: people to start a conversation with, narrowed as a name is typed -----------
+
+  const people = document.querySelector("[data-user-directory]");
+  const morePeople = document.querySelector("[data-user-directory-more]");
+  const peopleSearch = document.querySelector("[data-dm-search]");
+  const PEOPLE_PAGE = 20;
+  const SEARCH_DELAY_MS = 200;
+  const directory = { q: "", next: null, seq: 0, timer: null };
+
+  function personItem(user) {
+    const open = async () => {
+      try {
+        await openDirect(user.username);
+      } catch (error) {
+        showError(dmForm, error);
+      }
+    };
+    return h("li", { "data-user": user.username },
+      h("button", { type: "button", class: "link", "aria-label": `Message ${user.username}`, onclick: open },
+        user.username));
+  }
+
+  /** The first page for the typed prefix (more = false), or the next page of the same one (more = true). */
+  async function loadPeople(more) {
+    const seq = more ? directory.seq : ++directory.seq;  // a slow answer for an older prefix is dropped
+    const query = { q: directory.q, limit: PEOPLE_PAGE, after: more ? directory.next : null };
+    const { results, next_after: next } = await api("/api/users/", { query });
+    if (seq !== directory.seq) return;
+    const items = results.filter((u) => u.username !== USER).map(personItem);
+    if (more) people.append(...items);
+    else people.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, "Nobody by that name.")]));
+    directory.next = next;
+    morePeople.hidden = !next;
+  }
+
+  if (people && peopleSearch && morePeople) {
+    peopleSearch.addEventListener("input", () => {
+      clearTimeout(directory.timer);
+      directory.timer = setTimeout(() => {
+        directory.q = peopleSearch.value.trim();
+        loadPeople(false).catch((error) => showError(dmForm, error));
+      }, SEARCH_DELAY_MS);
+    });
+    morePeople.addEventListener("click", () => loadPeople(true).catch((error) => showError(dmForm, error)));
+    loadPeople(false).catch(() => {});
+  }
 
   const refresh = () => render().catch(() => {});
   refresh();

@@ -43,13 +43,18 @@ def test_scripts_run_in_order_with_one_namespace_and_the_api_origin_from_configu
     scripts = page.eval_on_selector_all("head script", "els => els.map(e => [e.getAttribute('src'), e.defer])")
     srcs = [src for src, _ in scripts]
     assert all(defer for _, defer in scripts), "every script is deferred, so document order is execution order"
-    # attachments.js: the room page's first page script since issue 21 (files), before chat.js.
+    # attachments.js: the room page's first page script since issue 21 (files), before chat.js; format.js
+    # (issue 20, message formatting) before chat.js, which renders with it; members.js and autocomplete.js
+    # (issue 20) after it.
     assert [s.rsplit("/", 1)[-1] for s in srcs] == [
-        "sockjs.min.js", "stomp.umd.min.js", "global.js", "notifications.js", "attachments.js", "chat.js",
+        "sockjs.min.js", "stomp.umd.min.js", "global.js", "notifications.js", "attachments.js", "format.js", "chat.js",
+        "members.js", "autocomplete.js",
     ]  # fmt: skip
     assert all(src.startswith("/static/") for src in srcs), "client libraries are served locally"
     assert page.locator("script:not([src])").count() == 0, "no inline script"
     assert page.evaluate("() => Object.isFrozen(window.Chat) && window.Chat.API_ORIGIN") == split_site.api
+    # The formatter's one export is frozen like Chat (Chat is frozen before format.js runs).
+    assert page.evaluate("() => Object.isFrozen(window.ChatFormat) && typeof window.ChatFormat.format") == "function"
     # Page scripts are IIFEs: none of their names leak into the global scope.
     leaked = page.evaluate("() => ['token', 'host', 'nickname', 'client', 'state', 'slug'].filter(n => n in window)")
     assert leaked == []
