@@ -41,6 +41,7 @@ USERS = ["alice", "bob", "carol", "dave", "erin"]
 VIEWER = "alice"  # whose browser is photographed
 WAIT_MS = 20_000  # bounded waits, generous for a loaded machine
 HTTP_TIMEOUT = 20.0
+TYPING_EVERY = 3.2  # seconds between two "typing" signals of one page (chat.js sends at most one per 3 s)
 RETRIES = 5  # a 429 (send budget) is retried this often, with a growing pause
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
@@ -285,10 +286,14 @@ def take(site: str, out: Path, chromium: str) -> None:
             slug = seed(api_origin(site), make_image(browser))
             # Others in the room: "Online here" lists them, and one of them is typing.
             others = [open_room(browser, site, user, slug, DESKTOP) for user in ("bob", "carol")]
+            last_typed = -TYPING_EVERY
             for name, options in (("room-desktop", DESKTOP), ("room-phone", PHONE)):
                 page = open_room(browser, site, VIEWER, slug, options)
                 page.wait_for_function("() => document.querySelectorAll('[data-presence] li[data-user]').length >= 3")
                 typing = others[0].locator("[data-send] textarea")
+                # chat.js sends "typing" at most every 3 s (TYPING_SEND_EVERY_MS): let the last one age.
+                time.sleep(max(0.0, last_typed + TYPING_EVERY - time.monotonic()))
+                last_typed = time.monotonic()
                 typing.fill("")
                 typing.fill(f"Sounds good, I will ({name})")  # a new input event: bob types again
                 try:
@@ -313,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", help="the Chromium binary (default: Debian's chromium)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="screenshots: %(levelname)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     chromium = chromium_path(args.chromium)
     if args.url:
         take(args.url.rstrip("/"), args.out, chromium)
