@@ -32,6 +32,7 @@ import httpx
 if __package__ in (None, ""):  # run as a file: make the repository importable like `python -m` does
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts.browser import CHROMIUM_ARGS, log_in
 from scripts.processes import free_port, stop, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,8 +44,6 @@ WAIT_MS = 20_000  # bounded waits, generous for a loaded machine
 HTTP_TIMEOUT = 20.0
 TYPING_EVERY = 3.2  # seconds between two "typing" signals of one page (chat.js sends at most one per 3 s)
 RETRIES = 5  # a 429 (send budget) is retried this often, with a growing pause
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 1}
@@ -235,20 +234,11 @@ def seed(api_base: str, image: bytes) -> str:
     return slug
 
 
-def log_in(page, site: str, user: str) -> None:
-    page.goto(site + "/login/")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(site + "/")
-    page.wait_for_function("() => JSON.parse(localStorage.getItem('chat.jwt') || 'null')?.access")
-
-
 def open_room(browser, site: str, user: str, slug: str, options: dict):
     context = browser.new_context(**options)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
-    log_in(page, site, user)
+    log_in(page, site, user, DEMO_PASSWORD)
     page.goto(f"{site}/rooms/{slug}/")
     page.wait_for_selector('[data-connection][data-state="connected"]', state="attached")
     page.wait_for_function(f"() => document.querySelectorAll('[data-messages] .message').length >= {len(CONVERSATION)}")

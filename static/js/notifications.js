@@ -104,14 +104,19 @@
     renderList();
   }
 
+  /** An event's JSON data, or null when it is not JSON (such an event is ignored). */
+  function eventData(event) {
+    try {
+      return JSON.parse(event.data);
+    } catch (e) {
+      return null;
+    }
+  }
+
   /** A "read" event: notifications were read on some page of this user (or through the API). */
   function onRead(event) {
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch (e) {
-      return;
-    }
+    const data = eventData(event);
+    if (!data) return;
     for (const n of items.values()) {
       if ((data.scope === "one" && n.id === data.id) || (data.scope === "room" && inRoom(n, data.room))
         || (data.scope === "all" && (data.up_to === null || data.up_to === undefined || n.id <= data.up_to))) n.read = true;
@@ -159,12 +164,8 @@
   // --- The stream ------------------------------------------------------------------------------------------
 
   function onEvent(event) {
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch (e) {
-      return;
-    }
+    const data = eventData(event);
+    if (!data) return;
     const id = Number(event.lastEventId || data.id);
     add({ ...data, id, kind: data.kind || event.type, read: Boolean(data.read) }, { toast: true });
     failures = 0;

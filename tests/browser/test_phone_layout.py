@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import save_screenshot
+from tests.browser.conftest import log_in, save_screenshot
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -50,8 +50,6 @@ def on_screen(page, selector: str, viewport: dict) -> bool:
 
 
 def open_room(browser_page, site, username: str, viewport: dict, slug: str = "lobby", **options):
-    from tests.browser.conftest import log_in
-
     page, log = browser_page(viewport=viewport, **options)
     log_in(page, site, username)
     page.goto(site.url(f"/rooms/{slug}/"))
@@ -170,8 +168,6 @@ def test_opening_a_room_clears_its_mentions_in_every_open_bell(split_site, brows
     side = httpx.post(f"{split_site.api}/api/rooms/", json={"name": "Side"}, headers=bob, timeout=10).json()
     httpx.post(f"{split_site.api}/api/rooms/{side['slug']}/join/", headers=token(split_site, "alice"),
                timeout=10).raise_for_status()  # fmt: skip
-    from tests.browser.conftest import log_in
-
     home, _ = browser_page(viewport=DESKTOP)
     log_in(home, split_site, "alice")  # alice on the room list: the bell counts live
     home.wait_for_selector("[data-bell][data-stream=open]")
@@ -195,3 +191,20 @@ def test_opening_a_room_clears_its_mentions_in_every_open_bell(split_site, brows
     unread = httpx.get(f"{split_site.api}/api/notifications/unread-count/", headers=token(split_site, "alice"),
                        timeout=10).json()  # fmt: skip
     assert unread == {"unread": 1}
+
+
+@pytest.mark.parametrize("size", PHONES)
+def test_the_other_pages_fit_a_phone_too(split_site, browser_page, size):
+    viewport = PHONES[size]
+    page, _ = browser_page(viewport=viewport, is_mobile=True, has_touch=True)
+    log_in(page, split_site, "alice")
+    for path in ("/", "/search/?q=hello"):
+        page.goto(split_site.url(path))
+        page.wait_for_selector("[data-bell][data-stream=open]")
+        assert page.locator("header.top").evaluate("(el) => el.getBoundingClientRect().height") < 64, path
+        assert page.evaluate(NO_SIDEWAYS_SCROLL), path
+        assert on_screen(page, "[data-bell-button]", viewport) and on_screen(page, "[data-logout] button", viewport)
+    # The bell's panel fits the screen.
+    page.locator("[data-bell-button]").click()
+    assert on_screen(page, "#notification-panel", viewport)
+    save_screenshot(page, f"phone-search-bell-{size}")
