@@ -106,8 +106,10 @@ soak: deps-dev system-test
 # The README's screenshots, docs/screenshots/room-desktop.png and room-phone.png: a busy room seeded through the
 # API on a server of the script's own (fresh SQLite database, daphne on a free port, stopped by PID), photographed
 # by Debian's Chromium. SCREENSHOTS_ARGS="--url http://localhost:8000" photographs a running `make run` instead.
+# Reactions are emoji: Debian's colour emoji font draws them (without it Chromium shows empty boxes).
 screenshots: deps-dev vendor
-	scripts/ensure-system-packages.sh chromium:chromium
+	scripts/ensure-system-packages.sh chromium:chromium \
+		'/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf:fonts-noto-color-emoji'
 	$(PY) scripts/screenshots.py $(SCREENSHOTS_ARGS)
 
 # mypy: the project with pyproject's defaults, the installable engine (stompengine/) with --strict's flags

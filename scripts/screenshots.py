@@ -294,7 +294,8 @@ def take(site: str, out: Path, chromium: str) -> None:
             last_typed = -TYPING_EVERY
             for name, options in (("room-desktop", DESKTOP), ("room-phone", PHONE)):
                 page = open_room(browser, site, VIEWER, slug, options)
-                soft_wait(lambda: page.get_by_text("carol", exact=True).last.wait_for(), "carol online")  # noqa: B023
+                online = page.locator("[data-presence]").get_by_text("carol", exact=True)  # in a drawer on a phone
+                soft_wait(lambda: online.wait_for(state="attached"), "carol online")  # noqa: B023
                 typing = others[0].locator("[data-send] textarea")
                 # chat.js sends "typing" at most every 3 s (TYPING_SEND_EVERY_MS): let the last one age.
                 time.sleep(max(0.0, last_typed + TYPING_EVERY - time.monotonic()))
