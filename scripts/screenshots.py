@@ -300,8 +300,8 @@ def take(site: str, out: Path, chromium: str) -> None:
                 # chat.js sends "typing" at most every 3 s (TYPING_SEND_EVERY_MS): let the last one age.
                 time.sleep(max(0.0, last_typed + TYPING_EVERY - time.monotonic()))
                 last_typed = time.monotonic()
-                typing.fill("")
-                typing.fill(f"Sounds good, I will ({name})")  # a new input event: bob types again
+                # A new input event: bob types again.
+                soft_wait(lambda: (typing.fill(""), typing.fill(f"Sounds good, I will ({name})")), "bob's message box")  # noqa: B023
                 soft_wait(lambda: page.get_by_text("bob is typing").wait_for(timeout=5000), "bob typing")  # noqa: B023
                 page.locator("[data-messages]").evaluate("(list) => { list.scrollTop = list.scrollHeight; }")
                 page.wait_for_timeout(300)  # the last images settle
