@@ -10,7 +10,7 @@ PORT ?= 8000
 RUN_ENV := SITE_ORIGIN=http://localhost:$(PORT) API_ORIGIN=http://127.0.0.1:$(PORT) \
 	FRONTEND_ORIGINS=http://localhost:$(PORT),http://127.0.0.1:$(PORT)
 
-.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-compare bench-system e2e e2e-system soak
+.PHONY: run test lint fmt migrate vendor deps deps-dev node system-test clean bench bench-quick bench-compare bench-system e2e e2e-system soak screenshots
 .DEFAULT_GOAL := run
 
 $(VENV)/.runtime: requirements.txt
@@ -102,6 +102,15 @@ bench-compare: deps-dev node bench-system
 soak: deps-dev system-test
 	mkdir -p test-output
 	$(PY) scripts/soak.py --report test-output/soak.json $(SOAK_ARGS)
+
+# The README's screenshots, docs/screenshots/room-desktop.png and room-phone.png: a busy room seeded through the
+# API on a server of the script's own (fresh SQLite database, daphne on a free port, stopped by PID), photographed
+# by Debian's Chromium. SCREENSHOTS_ARGS="--url http://localhost:8000" photographs a running `make run` instead.
+# Reactions are emoji: Debian's colour emoji font draws them (without it Chromium shows empty boxes).
+screenshots: deps-dev vendor
+	scripts/ensure-system-packages.sh chromium:chromium \
+		'/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf:fonts-noto-color-emoji'
+	$(PY) scripts/screenshots.py $(SCREENSHOTS_ARGS)
 
 # mypy: the project with pyproject's defaults, the installable engine (stompengine/) with --strict's flags
 # (pyproject's [[tool.mypy.overrides]]; tests/engine/test_engine_types.py runs the same check).

@@ -24,6 +24,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "notification.event"  # dispatched to the stream consumer's notification_event()
+# "These notifications were read" (on any page or through the API): the stream writes it as ``event: read``
+# without an id (it is not a notification, so Last-Event-ID must not move), and every open bell follows.
+READ_EVENT_TYPE = "notification.read"
+READ_EVENT = "read"
 # Group sends in flight at once for a bulk publish: enough to overlap round trips to Redis without
 # flooding its connection pool.
 PUBLISH_CONCURRENCY = 64
@@ -89,3 +93,23 @@ def events_publish(events: Iterable[StreamEvent]) -> None:
     batch = list(events)
     if batch:
         async_to_sync(events_publish_async)(batch)
+
+
+def read_event_data(*, scope: str, unread: int, **fields: Any) -> str:
+    """The JSON text of a read event: what was read (``scope`` one, room or all, with its fields) and the
+    user's unread count after it."""
+    return json.dumps({"scope": scope, **fields, "unread": unread}, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_event_publish(*, user_id: int, data: str) -> None:
+    """Blocking (an on-commit callback): send a read event to the user's open streams; failures are logged.
+
+    Nothing is stored for it: a page that misses one reads the unread count when it (re)connects.
+    """
+    layer = channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group_name(user_id), {"type": READ_EVENT_TYPE, "data": data})
+    except Exception:
+        logger.exception("could not publish a read event to the streams of user %s", user_id)

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Lower
 
 from notifications.models import Notification
-from notifications.publishing import StreamEvent, event_data, events_publish
+from notifications.publishing import StreamEvent, event_data, events_publish, read_event_data, read_event_publish
 from operations import metrics
 
 if TYPE_CHECKING:
@@ -146,9 +146,26 @@ def announcement_create_for_room(
     )
 
 
+# What opening a room settles: the notifications that only point at that room's messages.
+ROOM_KINDS = (Notification.Kind.MENTION, Notification.Kind.DIRECT_MESSAGE)
+
+
+def _read_publish_on_commit(*, user_id: int, scope: str, **fields: Any) -> None:
+    """Tell the user's open pages (their streams) what was read, once it is committed, with the new count."""
+
+    def publish() -> None:
+        unread = Notification.objects.filter(recipient_id=user_id, read=False).count()
+        read_event_publish(user_id=user_id, data=read_event_data(scope=scope, unread=unread, **fields))
+
+    transaction.on_commit(publish, robust=True)
+
+
 def notification_mark_read(*, notification: Notification) -> Notification:
     if not notification.read:
-        Notification.objects.filter(pk=notification.pk).update(read=True)
+        with transaction.atomic():
+            changed = Notification.objects.filter(pk=notification.pk, read=False).update(read=True)
+            if changed:
+                _read_publish_on_commit(user_id=notification.recipient_id, scope="one", id=notification.pk)
         notification.read = True
     return notification
 
@@ -158,7 +175,25 @@ def notifications_mark_all_read(*, user: AbstractBaseUser, up_to: int | None = N
     unread = Notification.objects.filter(recipient_id=user.pk, read=False)
     if up_to is not None:
         unread = unread.filter(id__lte=up_to)
-    return unread.update(read=True)
+    with transaction.atomic():
+        updated = unread.update(read=True)
+        if updated:
+            _read_publish_on_commit(user_id=user.pk, scope="all", up_to=up_to)
+    return updated
+
+
+def notifications_mark_room_read(*, user: AbstractBaseUser, room_slug: str) -> int:
+    """The user opened a room: their unread mentions and direct messages of that room are read now.
+
+    Only the caller's own rows are touched, so no membership check is needed (another room's slug
+    simply matches nothing). Returns how many were marked; the open bells follow through the streams.
+    """
+    unread = Notification.objects.filter(recipient_id=user.pk, read=False, kind__in=ROOM_KINDS, payload__room=room_slug)
+    with transaction.atomic():
+        updated = unread.update(read=True)
+        if updated:
+            _read_publish_on_commit(user_id=user.pk, scope="room", room=room_slug)
+    return updated
 
 
 # --- Created by chat events (registered in NotificationsConfig.ready) ------------------------------------

@@ -44,7 +44,7 @@ from accounts.tokens import TokenRejected, authenticate_access_token, parse_bear
 from chat import ops
 from chatproject.origins import normalize_origin, origin_matcher
 from notifications import selectors
-from notifications.publishing import EVENT_TYPE, StreamEvent, channel_layer, group_name
+from notifications.publishing import EVENT_TYPE, READ_EVENT, READ_EVENT_TYPE, StreamEvent, channel_layer, group_name
 from notifications.sse import Event, encode_comment, encode_event, encode_retry
 from notifications.tickets import StreamUnauthorized, stream_identity_resolve
 from operations import metrics
@@ -233,6 +233,7 @@ class NotificationStreamConsumer(DirectDispatchMixin, AsyncHttpConsumer):
         self.started = False
         self.finished = False
         self.last_write = 0.0  # event-loop time of the last bytes sent (heart-beats are due after idling)
+        self.pending_read: str | None = None  # a read event that arrived during the replay
 
     def running_tasks(self) -> int:
         return sum(1 for t in (self.task, self.receiver) if t is not None and not t.done())
@@ -284,6 +285,8 @@ class NotificationStreamConsumer(DirectDispatchMixin, AsyncHttpConsumer):
                 kind = message.get("type")
                 if kind == EVENT_TYPE:
                     await self.notification_event(message)
+                elif kind == READ_EVENT_TYPE:
+                    await self.notification_read(message)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -332,6 +335,17 @@ class NotificationStreamConsumer(DirectDispatchMixin, AsyncHttpConsumer):
         if self.gate is not None and self.gate.admit(event):
             await self.write(sse_frame(event))
             metrics.SSE_EVENTS.inc()
+
+    async def notification_read(self, message: dict[str, Any]) -> None:
+        """Some of this user's notifications were read: ``event: read`` with no id (Last-Event-ID stays).
+
+        While the replay runs, only the newest is kept and sent once live (it carries the latest count).
+        """
+        if self.gate is None or not self.gate.live:
+            self.pending_read = message["data"]
+            return
+        self.pending_read = None  # one still waiting to be written after the replay is older than this
+        await self.write(encode_event(Event(data=message["data"], event=READ_EVENT)))
 
     # --- The connect phase ---------------------------------------------------------------------------
 
@@ -406,6 +420,9 @@ class NotificationStreamConsumer(DirectDispatchMixin, AsyncHttpConsumer):
         if held:
             await self.write(b"".join(sse_frame(e) for e in held))
             metrics.SSE_EVENTS.inc(len(held))
+        if self.pending_read is not None:
+            pending, self.pending_read = self.pending_read, None
+            await self.write(encode_event(Event(data=pending, event=READ_EVENT)))
         replayed = len(gate.recent or ())
         metrics.sse_replayed(after, replayed + len(held))
         if replayed:

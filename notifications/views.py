@@ -20,6 +20,7 @@ from notifications.tickets import TooManyTickets, stream_ticket_issue
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
 STREAM_PATH = "/api/notifications/stream/"
+ROOM_SLUG_MAX = 80  # chat's room slugs are at most this long (RoomCreateSerializer)
 
 
 def notification_json(notification: Notification) -> dict:
@@ -99,6 +100,17 @@ class NotificationReadAllView(APIView):
     def post(self, request: Request) -> Response:
         up_to = _int_param(request, "up_to", minimum=0)
         updated = services.notifications_mark_all_read(user=request.user, up_to=up_to)
+        return Response({"updated": updated, "unread": selectors.notifications_unread_count(user=request.user)})
+
+
+class NotificationReadRoomView(APIView):
+    """``POST {room: <slug>}``: the caller opened that room; its mentions and direct messages are read."""
+
+    def post(self, request: Request) -> Response:
+        room = request.data.get("room") if isinstance(request.data, dict) else None
+        if not isinstance(room, str) or not room.strip() or len(room) > ROOM_SLUG_MAX:
+            raise ValidationError({"room": [f"room must be the slug of a room (1 to {ROOM_SLUG_MAX} characters)"]})
+        updated = services.notifications_mark_room_read(user=request.user, room_slug=room.strip())
         return Response({"updated": updated, "unread": selectors.notifications_unread_count(user=request.user)})
 
 

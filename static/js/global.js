@@ -297,6 +297,67 @@
     form.submit();
   });
 
+  // --- Drawers: panels that a button opens at phone width (app.css "Phone width") -------------------------
+  // <button data-drawer-toggle aria-controls="id"> opens and closes <… id="id" data-drawer> (data-open);
+  // Escape, a click outside and its [data-drawer-close] button close it. At desktop width the panels are
+  // columns and the buttons are not shown, so nothing here changes the desktop page.
+  // data-drawer-count="<selector>" keeps the count of the matching elements in the button's
+  // [data-drawer-count-value] (the number of people online, say).
+
+  function drawerButtons(panel) {
+    return document.querySelectorAll(`[data-drawer-toggle][aria-controls="${CSS.escape(panel.id)}"]`);
+  }
+  function setDrawer(panel, open) {
+    panel.toggleAttribute("data-open", open);
+    for (const button of drawerButtons(panel)) button.setAttribute("aria-expanded", String(open));
+  }
+  function openDrawers() {
+    return document.querySelectorAll("[data-drawer][data-open]");
+  }
+
+  function startDrawers() {
+    for (const button of document.querySelectorAll("[data-drawer-toggle]")) {
+      const panel = document.getElementById(button.getAttribute("aria-controls"));
+      if (!panel) continue;
+      button.addEventListener("click", (event) => {
+        event.stopPropagation();
+        const open = !panel.hasAttribute("data-open");
+        for (const other of openDrawers()) if (other !== panel) setDrawer(other, false);
+        setDrawer(panel, open);
+        if (open) (panel.querySelector("a, button:not([data-drawer-close])") || panel).focus?.();
+      });
+      const selector = button.getAttribute("data-drawer-count");
+      const value = button.querySelector("[data-drawer-count-value]");
+      if (selector && value) {
+        const update = () => {
+          const count = document.querySelectorAll(selector).length;
+          value.textContent = count ? String(count) : "";
+        };
+        new MutationObserver(update).observe(panel, { childList: true, subtree: true });
+        update();
+      }
+    }
+    for (const close of document.querySelectorAll("[data-drawer-close]")) {
+      const panel = close.closest("[data-drawer]");
+      close.addEventListener("click", () => {
+        setDrawer(panel, false);
+        drawerButtons(panel)[0]?.focus();
+      });
+    }
+    document.addEventListener("click", (event) => {
+      for (const panel of openDrawers()) if (!panel.contains(event.target)) setDrawer(panel, false);
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape") return;
+      for (const panel of openDrawers()) {
+        setDrawer(panel, false);
+        drawerButtons(panel)[0]?.focus();
+      }
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startDrawers);
+  else startDrawers();
+
   window.Chat = Object.freeze({
     API_ORIGIN, USER, ApiError, ready, api, accessToken, tokens, saveTokens, clearTokens,
     h, toast, formatTime,

@@ -2,7 +2,10 @@
  * REST API on load (so a page opened later shows what arrived while it was closed); new ones arrive over
  * an EventSource on API_ORIGIN authenticated by a single-use ticket (EventSource cannot send an
  * Authorization header, and the long-lived access token never goes into a URL). Each new one shows a
- * toast. Runs after global.js (deferred; base.html fixes the order) and declares no globals. */
+ * toast, except a mention or direct message of the room this page shows (the user is looking at it):
+ * that one is marked read instead, and opening a room marks its mentions read. "read" events on the
+ * stream (from this or any other page of the user) keep the count in step. Runs after global.js
+ * (deferred; base.html fixes the order) and declares no globals. */
 (function () {
   "use strict";
   const Chat = window.Chat;
@@ -11,6 +14,9 @@
   if (!bell || !Chat.USER) return;
 
   const KINDS = ["mention", "direct_message", "room_invite", "announcement"];
+  // The kinds that only point at a room's messages: the room page settles them (notifications.services.ROOM_KINDS).
+  const ROOM_KINDS = ["mention", "direct_message"];
+  const VIEWED_ROOM = document.querySelector("[data-room]")?.dataset.room || null;
   const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
   const ui = {
     button: bell.querySelector("[data-bell-button]"),
@@ -26,6 +32,8 @@
   let failures = 0;
 
   const roomHref = (slug) => (slug ? `/rooms/${encodeURIComponent(slug)}/` : null);
+  const roomOf = (n) => { const p = n.payload || n.data || {}; return p.room_slug || p.room || null; };
+  const inRoom = (n, slug) => Boolean(slug) && ROOM_KINDS.includes(n.kind) && roomOf(n) === slug;
 
   /** Title, text and link of a notification, from its kind and payload (all user data stays text). */
   function describe(n) {
@@ -76,10 +84,45 @@
     if (toast && !n.read) unread += 1;
     renderList();
     if (toast) {
-      const { title, text, href } = describe(n);
-      Chat.toast({ title, text, href, kind: n.kind });
+      if (inRoom(n, VIEWED_ROOM)) {
+        // Already on screen: no toast; read at once while the page is seen (else when it is seen again).
+        if (document.visibilityState === "visible") markRead(n);
+      } else {
+        const { title, text, href } = describe(n);
+        Chat.toast({ title, text, href, kind: n.kind });
+      }
       document.dispatchEvent(new CustomEvent("chat:notification", { detail: { id: n.id, kind: n.kind } }));
     }
+  }
+
+  /** This page shows a room: its mentions and direct messages are read (the server tells the other pages). */
+  async function readViewedRoom() {
+    if (!VIEWED_ROOM) return;
+    const answer = await api("/api/notifications/read-room/", { method: "POST", json: { room: VIEWED_ROOM } });
+    for (const n of items.values()) if (inRoom(n, VIEWED_ROOM)) n.read = true;
+    if (answer && typeof answer.unread === "number") unread = answer.unread;
+    renderList();
+  }
+
+  /** An event's JSON data, or null when it is not JSON (such an event is ignored). */
+  function eventData(event) {
+    try {
+      return JSON.parse(event.data);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /** A "read" event: notifications were read on some page of this user (or through the API). */
+  function onRead(event) {
+    const data = eventData(event);
+    if (!data) return;
+    for (const n of items.values()) {
+      if ((data.scope === "one" && n.id === data.id) || (data.scope === "room" && inRoom(n, data.room))
+        || (data.scope === "all" && (data.up_to === null || data.up_to === undefined || n.id <= data.up_to))) n.read = true;
+    }
+    if (typeof data.unread === "number") unread = data.unread;
+    renderList();
   }
 
   async function markRead(n) {
@@ -121,12 +164,8 @@
   // --- The stream ------------------------------------------------------------------------------------------
 
   function onEvent(event) {
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch (e) {
-      return;
-    }
+    const data = eventData(event);
+    if (!data) return;
     const id = Number(event.lastEventId || data.id);
     add({ ...data, id, kind: data.kind || event.type, read: Boolean(data.read) }, { toast: true });
     failures = 0;
@@ -139,6 +178,7 @@
     source = new EventSource(`${Chat.API_ORIGIN}/api/notifications/stream/?${query}`, { withCredentials: true });
     for (const kind of KINDS) source.addEventListener(kind, onEvent);
     source.addEventListener("message", onEvent);
+    source.addEventListener("read", onRead);
     source.addEventListener("open", () => bell.setAttribute("data-stream", "open"));
     // The server ends a stream whose access token expired (or after a logout or deactivation) with an
     // "event: close" saying why: reconnect at once. A page that is still signed in gets a fresh ticket
@@ -163,6 +203,8 @@
 
   async function start() {
     await Chat.ready;
+    // First, so that the list and the count below already show this room's mentions as read.
+    await readViewedRoom().catch(() => {});
     const [page, count] = await Promise.all([
       api("/api/notifications/", { query: { limit: 20 } }),
       api("/api/notifications/unread-count/"),
@@ -173,5 +215,9 @@
   }
 
   window.addEventListener("pagehide", () => source && source.close());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState !== "visible" || !VIEWED_ROOM) return;
+    if ([...items.values()].some((n) => !n.read && inRoom(n, VIEWED_ROOM))) readViewedRoom().catch(() => {});
+  });
   start().catch(retryLater);
 })();

@@ -22,18 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts.browser import CHROMIUM_ARGS
+from scripts.browser import log_in as form_log_in
 from scripts.processes import free_port
 from tests.conftest import OUTPUT, REPO, TEST_PASSWORD, ServerProcess
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 # Bounded waits: generous enough for a loaded 2-core machine, never asserted as timings.
 WAIT_MS = 15_000
 SCREENSHOTS = OUTPUT / "screenshots"
@@ -174,13 +168,7 @@ def browser_page(playwright_browser):
 
 def log_in(page, site: Site | str, username: str, password: str = TEST_PASSWORD) -> None:
     """Log in through the HTML form and wait until global.js holds the JWT pair."""
-    base = getattr(site, "site", site)
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(base + "/")
-    page.wait_for_function("() => JSON.parse(localStorage.getItem('chat.jwt') || 'null')?.access")
+    form_log_in(page, getattr(site, "site", site), username, password)
 
 
 def save_screenshot(page, name: str) -> Path:
