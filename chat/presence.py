@@ -16,6 +16,9 @@ third of a lease, none per message). On the same timer every worker looks for wo
 expired (killed, or stopped without cleanup) and takes their shares out of the room totals in one
 Lua script, announcing the users that thereby left. A worker that finds its own key gone (it stalled
 longer than a lease and was reaped) writes its shares back from memory.
+
+On a Redis Cluster every presence key carries the hash tag ``{presence}`` (one slot), so the scripts,
+which read and write several keys, stay on one shard.
 """
 
 from __future__ import annotations
@@ -186,6 +189,13 @@ class RedisPresence:
 
             redis = aioredis.from_url(redis)
         self._redis = redis
+        from redis.asyncio.cluster import RedisCluster
+
+        if isinstance(redis, RedisCluster):
+            # Every presence key in one hash slot, so each script's keys (declared, and those _RESYNC and
+            # _REAP build from the prefix) are on one shard. Presence changes per join/leave, not per
+            # message: one shard carries it easily while the messages spread over all of them.
+            prefix = f"{prefix}{{presence}}:"
         self._prefix = prefix
         self.lease = lease
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -56,7 +56,7 @@ class RedisBridge:
         self._refs: dict[str, int] = {}
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()  # orders SUBSCRIBE/UNSUBSCRIBE commands and reconnects
-        self._client: aioredis.Redis | None = None
+        self._client: Any = None  # aioredis.Redis, or RedisCluster in the cluster bridge
         self._pubsub: aioredis.client.PubSub | None = None
         self._outbox: list[tuple[bytes, bytes]] = []
         self._outbox_ready = asyncio.Event()
@@ -128,8 +128,12 @@ class RedisBridge:
         pending = self._confirmations.get(self._channel(key))
         return pending is None or pending.done()
 
+    def lane(self, key: str) -> int:
+        """Messages of keys in one lane come back from Redis in publish order (one server: a single lane)."""
+        return 0
+
     @property
-    def commands(self) -> aioredis.Redis | None:
+    def commands(self) -> Any:
         """The command connection (PUBLISH, and the commands of the process's other parts: presence, budgets,
         PING); None once closed."""
         self._connect_client()
@@ -312,6 +316,21 @@ class RedisBridge:
             if confirmation is not None and not confirmation.done():
                 confirmation.set_result(None)
 
+    async def _reset_publisher(self) -> None:
+        """Drop the pooled PUBLISH connections: otherwise the first batch after Redis returns goes out on
+        the dead socket and fails."""
+        assert self._client is not None
+        await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
+
+    async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
+        """PUBLISH a batch, pipelined; the number of subscribers each message reached."""
+        assert self._client is not None
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, payload in batch:
+                pipe.publish(channel, payload)
+            receivers: list[int] = await pipe.execute()
+        return receivers
+
     async def _write_forever(self) -> None:
         backoff = _BACKOFF_START
         while not self._closed:
@@ -322,16 +341,11 @@ class RedisBridge:
                 continue
             self._writing = True
             try:
-                assert self._client is not None
                 if self._publisher_stale:
-                    # Otherwise the first batch after Redis returns goes out on the dead socket and fails.
                     self._publisher_stale = False
-                    await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
+                    await self._reset_publisher()
                 started = metrics.now()
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
-                    receivers = await pipe.execute()
+                receivers = await self._send_batch(batch)
                 metrics.redis_published(started, len(batch))
                 backoff = _BACKOFF_START
                 unheard = [payload for (_, payload), count in zip(batch, receivers, strict=True) if not count]
