@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from django.conf import settings
-from redis.exceptions import RedisError
 
+from stompengine.broker.redis_bridge import REDIS_FAILURES
 from stompengine.conf import stomp_settings
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class RedisPresence:
                     logger.warning("presence: this worker's lease had expired; writing its counts back")
                     await self._resync()
                 await self.reap()
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("presence: could not renew the lease (%s)", exc)
 
     async def _resync(self) -> None:
@@ -251,7 +251,7 @@ class RedisPresence:
                 keys=[self._worker_key, self._alive_key, self._workers_key],
                 args=[self._lease_ms, self.worker, f"{self._prefix}presence:", *pairs],
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: could not register this worker (%s)", exc)
             return
         self._registered = True
@@ -282,7 +282,7 @@ class RedisPresence:
         try:
             total = await self._scripts["enter"](keys=[self._key(room), self._worker_key], args=[user, field])
             return int(total) == 1
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, %s not counted in %s (%s)", user, room, exc)
             return False
 
@@ -295,14 +295,14 @@ class RedisPresence:
         try:
             remaining = int(await self._scripts["leave"](keys=[self._key(room), self._worker_key], args=[user, field]))
             return remaining == 0
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, %s not uncounted in %s (%s)", user, room, exc)
         return False
 
     async def online(self, room: str) -> list[str]:
         try:
             counts = await self._redis.hgetall(self._key(room))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, no snapshot of %s (%s)", room, exc)
             return []
         return sorted(n.decode() if isinstance(n, bytes) else n for n, count in counts.items() if int(count) > 0)

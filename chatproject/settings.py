@@ -233,6 +233,7 @@ REDIS_URL = env_str("REDIS_URL", "")
 # REDIS_URL names one node of a Redis Cluster (any node: clients discover the others): the bus uses sharded
 # pub/sub, presence keeps its keys in one hash slot, the cache routes each key to its shard.
 REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+STOMP_REDIS_CLUSTER = REDIS_CLUSTER  # the engine's name for it (stompengine.conf)
 # One bus (docs/bus.md): the channel layer rides the STOMP broker, in memory in one process and,
 # with REDIS_URL, over the broker's own Redis connections (one subscriber + one command connection per
 # process), so notifications, operations and chat share one cross-process mechanism.

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from stompengine import metrics
 
@@ -31,6 +31,9 @@ UnroutedHandler = Callable[[list[bytes]], None]
 OUTBOX_LIMIT = 100_000  # messages waiting for Redis before the oldest are dropped
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
+# What a Redis call raises when Redis (or, on a cluster, the owner of a slot) is unreachable or moving.
+# redis-py's cluster errors (a slot not covered mid-failover) are not RedisErrors.
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 class RedisBridge:
@@ -104,7 +107,7 @@ class RedisBridge:
                 if self._pubsub is not None and self._refs.get(key):
                     await self._pubsub.subscribe(channel)
             await self._wait(confirmation)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             # The reader's reconnect resubscribes every key with subscribers, this one included.
             logger.warning("Redis SUBSCRIBE %s failed (%s); cross-process delivery resumes on reconnect", key, exc)
         finally:
@@ -232,7 +235,7 @@ class RedisBridge:
                 return  # subscribed again meanwhile
             try:
                 await self._pubsub.unsubscribe(self._channel(key))
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("Redis UNSUBSCRIBE %s failed: %s", key, exc)
 
     async def _connect_subscriber(self) -> None:
@@ -269,7 +272,7 @@ class RedisBridge:
                         self._dispatch(message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 self._lost()
                 failures += 1
                 if failures == 1:
@@ -353,7 +356,7 @@ class RedisBridge:
                     self._unrouted(unheard)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 self._dropped += len(batch)
                 metrics.REDIS_PUBLISH_FAILURES.inc(len(batch))
                 logger.warning("Redis PUBLISH of %d messages failed (%s); local delivery was not affected",

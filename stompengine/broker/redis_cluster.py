@@ -31,10 +31,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
 from stompengine import metrics
-from stompengine.broker.redis_bridge import _BACKOFF_START, RedisBridge
+from stompengine.broker.redis_bridge import _BACKOFF_START, REDIS_FAILURES, RedisBridge
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ class RedisClusterBridge(RedisBridge):
                 if self._refs.get(key) and channel not in self._home:
                     await self._place(channel)
             await self._wait(confirmation)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             # The shard's reader subscribes its channels when it (re)connects, this one included.
             logger.warning("Redis SSUBSCRIBE %s failed (%s); cross-process delivery resumes on reconnect", key, exc)
         finally:
@@ -191,7 +190,7 @@ class RedisClusterBridge(RedisBridge):
             if shard.pubsub is not None:
                 try:
                     await shard.pubsub.sunsubscribe(channel)
-                except (RedisError, OSError) as exc:
+                except REDIS_FAILURES as exc:
                     logger.warning("Redis SUNSUBSCRIBE %s failed: %s", key, exc)
 
     async def _connect_shard(self, shard: _Shard) -> None:
@@ -251,7 +250,7 @@ class RedisClusterBridge(RedisBridge):
                         self._dispatch_shard(shard, message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 shard.ready.clear()
                 self._lost()
                 failures += 1
@@ -291,7 +290,7 @@ class RedisClusterBridge(RedisBridge):
                 return
             try:
                 await self._client.nodes_manager.initialize()
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("Redis Cluster slot map refresh failed (%s); retrying", exc)
                 return
             moved = 0
@@ -299,7 +298,7 @@ class RedisClusterBridge(RedisBridge):
                 for channel in list(shard.channels):
                     try:
                         node = self._client.get_node_from_key(channel)
-                    except RedisError:
+                    except REDIS_FAILURES:
                         continue  # slot not covered right now (mid-failover): the next round tries again
                     if node.name == shard.name:
                         continue
@@ -316,7 +315,7 @@ class RedisClusterBridge(RedisBridge):
                         )
                     elif target.pubsub is not None:
                         # On failure that shard's reader resubscribes everything it holds when it reconnects.
-                        with contextlib.suppress(RedisError, OSError):
+                        with contextlib.suppress(*REDIS_FAILURES):
                             await target.pubsub.ssubscribe(channel)
             for name, shard in list(self._shards.items()):
                 if not shard.channels:

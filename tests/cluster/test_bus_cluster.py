@@ -101,7 +101,7 @@ async def test_channel_layer_groups_cross_processes_on_the_cluster(redis_cluster
     from stompengine.layers import BrokerChannelLayer
 
     prefix = f"t{secrets.token_hex(4)}:"
-    settings.REDIS_URL, settings.REDIS_CLUSTER, settings.STOMP_REDIS_PREFIX = redis_cluster.url, True, prefix
+    settings.REDIS_URL, settings.STOMP_REDIS_CLUSTER, settings.STOMP_REDIS_PREFIX = redis_cluster.url, True, prefix
     layer = BrokerChannelLayer()
     other = runtime.Runtime(redis_url=redis_cluster.url, redis_prefix=prefix, redis_cluster=True)
     runtime.install(runtime.Runtime(redis_url=redis_cluster.url, redis_prefix=prefix, redis_cluster=True))
