@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
-from redis.cluster import PRIMARIES, RedisCluster
+from redis.cluster import RedisCluster
 
 
 class RedisClusterCacheClient(RedisCacheClient):
@@ -42,7 +42,7 @@ class RedisClusterCacheClient(RedisCacheClient):
         pipeline.execute()
 
     def clear(self) -> bool:
-        return bool(self.get_client(write=True).flushdb(target_nodes=PRIMARIES))
+        return bool(self.get_client(write=True).flushdb(target_nodes=RedisCluster.PRIMARIES))
 
 
 class RedisClusterCache(RedisCache):
