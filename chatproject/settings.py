@@ -234,6 +234,8 @@ REDIS_URL = env_str("REDIS_URL", "")
 # pub/sub, presence keeps its keys in one hash slot, the cache routes each key to its shard.
 REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
 STOMP_REDIS_CLUSTER = REDIS_CLUSTER  # the engine's name for it (stompengine.conf)
+if REDIS_CLUSTER and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_CLUSTER=1 needs REDIS_URL naming a node of the cluster (redis://host:port)")
 # One bus (docs/bus.md): the channel layer rides the STOMP broker, in memory in one process and,
 # with REDIS_URL, over the broker's own Redis connections (one subscriber + one command connection per
 # process), so notifications, operations and chat share one cross-process mechanism.
