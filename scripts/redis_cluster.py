@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,18 @@ class Cluster:
                 if int(entry[0]) <= slot <= int(entry[1]):
                     return int(entry[2][1])
         raise RedisClusterUnavailable(f"no live node knows the master of slot {slot}")
+
+    def spread(self, names: Iterable[str], channel: Callable[[str], str], count: int) -> list[str]:
+        """The first ``count`` of ``names`` whose ``channel(name)`` hash to slots of ``count`` different masters
+        (rooms on different shards, for tests)."""
+        from redis.crc import key_slot
+
+        found: dict[int, str] = {}
+        for name in names:
+            found.setdefault(self.master_of_slot(key_slot(channel(name).encode())), name)
+            if len(found) == count:
+                return list(found.values())
+        raise RedisClusterUnavailable(f"no {count} names on {count} different masters")
 
     def wait_ok(self, *, timeout: float = 30.0) -> None:
         """Wait until every live node reports ``cluster_state:ok`` and sees every slot served by a live master."""

@@ -104,8 +104,8 @@ class RedisBridge:
         self._confirmations[channel] = confirmation
         try:
             async with self._lock:
-                if self._pubsub is not None and self._refs.get(key):
-                    await self._pubsub.subscribe(channel)
+                if self._refs.get(key):
+                    await self._subscribe_now(channel)
             await self._wait(confirmation)
         except REDIS_FAILURES as exc:
             # The reader's reconnect resubscribes every key with subscribers, this one included.
@@ -121,12 +121,12 @@ class RedisBridge:
             self._refs[key] = count - 1
             return
         self._refs.pop(key, None)
-        if self._pubsub is not None and not self._closed:
+        if self._subscribing() and not self._closed:
             self._spawn(self._unsubscribe(key))
 
     def routes(self, key: str) -> bool:
         """True when a PUBLISH to ``key`` will come back to this process: connected and subscribed (confirmed)."""
-        if not self._ready.is_set() or not self._refs.get(key):
+        if not self._refs.get(key) or not self._live(self._channel(key)):
             return False
         pending = self._confirmations.get(self._channel(key))
         return pending is None or pending.done()
@@ -194,6 +194,21 @@ class RedisBridge:
                 await self._client.aclose()
 
     # -- internals -----------------------------------------------------------------------------------------
+    # The subscriber side, where the cluster bridge differs (one connection per shard, SSUBSCRIBE):
+    async def _subscribe_now(self, channel: bytes) -> None:
+        """SUBSCRIBE ``channel`` if the subscriber is connected (under the lock); otherwise the reader's
+        (re)connect subscribes every key with subscribers, this one included."""
+        if self._pubsub is not None:
+            await self._pubsub.subscribe(channel)
+
+    def _subscribing(self) -> bool:
+        """Whether an UNSUBSCRIBE may be needed (a subscriber connection exists)."""
+        return self._pubsub is not None
+
+    def _live(self, channel: bytes) -> bool:
+        """Whether the connection carrying ``channel``'s subscription is up."""
+        return self._ready.is_set()
+
     def _channel(self, key: str) -> bytes:
         return self._prefix_bytes + key.encode("utf-8")
 

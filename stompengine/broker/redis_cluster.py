@@ -76,49 +76,6 @@ class RedisClusterBridge(RedisBridge):
         """The channel's hash slot: one slot is served by one master, which echoes it in publish order."""
         return int(key_slot(self._channel(key)))
 
-    def routes(self, key: str) -> bool:
-        if not self._refs.get(key):
-            return False
-        channel = self._channel(key)
-        shard = self._home.get(channel)
-        if shard is None or not shard.ready.is_set():
-            return False
-        pending = self._confirmations.get(channel)
-        return pending is None or pending.done()
-
-    async def retain(self, key: str) -> None:
-        count = self._refs.get(key, 0)
-        self._refs[key] = count + 1
-        channel = self._channel(key)
-        if count:
-            pending = self._confirmations.get(channel)
-            if pending is not None:
-                await self._wait(pending)
-            return
-        self._start()
-        confirmation = asyncio.get_running_loop().create_future()
-        self._confirmations[channel] = confirmation
-        try:
-            async with self._lock:
-                if self._refs.get(key) and channel not in self._home:
-                    await self._place(channel)
-            await self._wait(confirmation)
-        except REDIS_FAILURES as exc:
-            # The shard's reader subscribes its channels when it (re)connects, this one included.
-            logger.warning("Redis SSUBSCRIBE %s failed (%s); cross-process delivery resumes on reconnect", key, exc)
-        finally:
-            if self._confirmations.get(channel) is confirmation:
-                del self._confirmations[channel]
-
-    def release(self, key: str) -> None:
-        count = self._refs.get(key, 0)
-        if count > 1:
-            self._refs[key] = count - 1
-            return
-        self._refs.pop(key, None)
-        if not self._closed:
-            self._spawn(self._unsubscribe(key))
-
     async def close(self) -> None:
         self._closed = True
         for shard in self._shards.values():
@@ -135,6 +92,17 @@ class RedisClusterBridge(RedisBridge):
         await super().close()
 
     # -- internals -----------------------------------------------------------------------------------------
+    async def _subscribe_now(self, channel: bytes) -> None:
+        if channel not in self._home:
+            await self._place(channel)
+
+    def _subscribing(self) -> bool:
+        return True  # the channel's shard decides (``_unsubscribe``)
+
+    def _live(self, channel: bytes) -> bool:
+        shard = self._home.get(channel)
+        return shard is not None and shard.ready.is_set()
+
     def _connect_client(self) -> None:
         if self._client is None and not self._closed:
             self._client = RedisCluster.from_url(self._url, socket_connect_timeout=2, socket_keepalive=True)

@@ -37,14 +37,7 @@ async def eventually(predicate, what: str, within: float = 15.0) -> None:
 
 def topics_on_distinct_masters(cluster, prefix: str, count: int = 3) -> list[str]:
     """``count`` topics whose Redis channels hash to slots of ``count`` different masters."""
-    found: dict[int, str] = {}
-    for n in range(10_000):
-        topic = f"/topic/rooms.r{n}"
-        owner = cluster.master_of_slot(key_slot(f"{prefix}{topic}".encode()))
-        found.setdefault(owner, topic)
-        if len(found) == count:
-            return list(found.values())
-    raise AssertionError("could not spread topics over the masters")
+    return cluster.spread((f"/topic/rooms.r{n}" for n in range(10_000)), lambda topic: prefix + topic, count)
 
 
 def shard_subscribers(cluster, channel: str) -> int:

@@ -21,14 +21,7 @@ pytestmark = pytest.mark.live
 
 
 def slugs_on_distinct_masters(cluster, prefix: str, count: int) -> list[str]:
-    found: dict[int, str] = {}
-    for n in range(10_000):
-        slug = f"room-{n}"
-        owner = cluster.master_of_slot(key_slot(f"{prefix}/topic/rooms.{slug}".encode()))
-        found.setdefault(owner, slug)
-        if len(found) == count:
-            return list(found.values())
-    raise AssertionError("could not spread rooms over the masters")
+    return cluster.spread((f"room-{n}" for n in range(10_000)), lambda slug: f"{prefix}/topic/rooms.{slug}", count)
 
 
 @pytest.fixture
