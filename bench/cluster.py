@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 from bench import run as bench_run  # noqa: E402
 from bench.run import Scenario, Server  # noqa: E402
 from scripts import redis_cluster  # noqa: E402
+from scripts.processes import cpu_seconds  # noqa: E402
 
 logger = logging.getLogger("bench")
 TARGET_RATIO = 1.5
@@ -123,20 +124,22 @@ def write_table(report: dict, path: Path) -> str:
         f"Load average before/after: {report['load_average_before']} / {report['load_average_after']} "
         f"on {report['cpus']} cores. Deliveries per server CPU-second count every worker and every Redis node.",
         "",
-        "| load | set-up | deliveries/s | deliveries per server CPU-s | cost vs 1 worker | p99 ms | lost |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| load | set-up | deliveries/s | deliveries per server CPU-s | cost vs 1 worker | p99 ms | lost "
+        "| CPU s workers / Redis (whole load) |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for load, by_setup in report["results"].items():
         single = (by_setup.get("single") or {}).get("per_server_cpu_s")
         for name, figures in by_setup.items():
             if "error" in figures:
-                lines.append(f"| {load} | {SETUP_LABELS[name]} | error: {figures['error']} | | | | |")
+                lines.append(f"| {load} | {SETUP_LABELS[name]} | error: {figures['error']} | | | | | |")
                 continue
             per_cpu = figures.get("per_server_cpu_s")
             ratio = f"{single / per_cpu:.2f}x" if single and per_cpu else "-"
             lines.append(
                 f"| {load} | {SETUP_LABELS[name]} | {figures.get('deliveries_per_s')} | {per_cpu} | {ratio} "
-                f"| {figures.get('p99_ms')} | {figures.get('lost')} |"
+                f"| {figures.get('p99_ms')} | {figures.get('lost')} "
+                f"| {figures.get('cpu_workers_s')} / {figures.get('cpu_redis_s')} |"
             )
     lines += ["", f"Target: cross-process cost per delivery ≤ {TARGET_RATIO}x a single process's."]
     text = "\n".join(lines) + "\n"
@@ -176,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in [s for s in args.setups.split(",") if s]:
             with setup(name, args.server, database, work / f"{name}.log") as server:
                 logger.info("%s on %s (%s)", scenario.name, name, server.url)
+                before = {pid: cpu_seconds(pid) for pid in server.cpu_pids}
                 raw = bench_run.run_loadgen(scenario, server, tokens, f"cluster/{name}/{scenario.name}", timeout)
+                used = {pid: cpu_seconds(pid) - before[pid] for pid in server.cpu_pids}
             summary = bench_run.summarise(scenario, raw)
+            # Where the CPU went over the whole load (connecting, warm-up and drain included): the workers
+            # are the Python processes, the rest are Redis nodes.
+            workers = {process.pid for process in server.processes if "python" in str(process.args[0])}
+            summary["cpu_workers_s"] = round(sum(s for pid, s in used.items() if pid in workers), 2)
+            summary["cpu_redis_s"] = round(sum(s for pid, s in used.items() if pid not in workers), 2)
             report["raw"].setdefault(scenario.name, {})[name] = raw
             report["results"].setdefault(scenario.name, {})[name] = summary
             logger.info("%s on %s: %s", scenario.name, name, json.dumps(summary))
