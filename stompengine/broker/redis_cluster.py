@@ -94,7 +94,12 @@ class RedisClusterBridge(RedisBridge):
     # -- internals -----------------------------------------------------------------------------------------
     async def _subscribe_now(self, channel: bytes) -> None:
         if channel not in self._home:
-            await self._place(channel)
+            try:
+                await self._place(channel)
+            except REDIS_FAILURES:
+                # No shard reader holds it yet (say the cluster was unreachable at start): place it later.
+                self._rehome_soon()
+                raise
 
     def _subscribing(self) -> bool:
         return True  # the channel's shard decides (``_unsubscribe``)
@@ -248,8 +253,23 @@ class RedisClusterBridge(RedisBridge):
             # Not ours (ours leave ``channels`` first): the slot moved to another master.
             logger.info("Redis shard %s gave up %r (slot moved); resubscribing on its new owner",
                         shard.name, message.get("channel"))  # fmt: skip
-            if self._rehoming is None or self._rehoming.done():
-                self._rehoming = asyncio.get_running_loop().create_task(self._rehome())
+            self._rehome_soon()
+
+    def _rehome_soon(self) -> None:
+        """Re-home in the background, with back-off until every subscribed channel has a shard."""
+        if self._rehoming is None or self._rehoming.done():
+            task = self._rehoming = asyncio.get_running_loop().create_task(self._rehome_until_placed())
+            self._tasks.append(task)
+            task.add_done_callback(lambda done: self._tasks.remove(done) if done in self._tasks else None)
+
+    async def _rehome_until_placed(self) -> None:
+        backoff = _BACKOFF_START
+        while not self._closed:
+            await self._rehome()
+            if all(self._channel(key) in self._home for key in self._refs):
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _SHARD_BACKOFF_MAX)
 
     async def _rehome(self) -> None:
         """Refresh the slot map and move every channel whose owner changed to its owner's shard."""
@@ -257,10 +277,18 @@ class RedisClusterBridge(RedisBridge):
             if self._closed:
                 return
             try:
-                await self._client.nodes_manager.initialize()
+                if self._initialized:
+                    await self._client.nodes_manager.initialize()
+                else:
+                    await self._topology()
             except REDIS_FAILURES as exc:
                 logger.warning("Redis Cluster slot map refresh failed (%s); retrying", exc)
                 return
+            for key in list(self._refs):  # subscribed while no shard could be reached
+                channel = self._channel(key)
+                if channel not in self._home:
+                    with contextlib.suppress(*REDIS_FAILURES):
+                        await self._place(channel)
             moved = 0
             for shard in list(self._shards.values()):
                 for channel in list(shard.channels):

@@ -176,3 +176,46 @@ async def test_subscriptions_follow_a_failover_to_the_promoted_replica(redis_clu
         await two.close()
         redis_cluster.restart(victim)  # rejoins as a replica of the promoted node
         redis_cluster.wait_ok()
+
+
+def node_id(port: int) -> str:
+    with redis.Redis(port=port) as client:
+        return client.execute_command("CLUSTER", "MYID").decode()
+
+
+def move_slot(cluster, slot: int, source: int, target: int) -> None:
+    """Migrate an empty slot from one master to another, as ``redis-cli --cluster reshard`` does."""
+    source_id, target_id = node_id(source), node_id(target)
+    with redis.Redis(port=target) as client:
+        client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    with redis.Redis(port=source) as client:
+        client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    for port in (target, source):  # the target first, so the slot is never unowned
+        with redis.Redis(port=port) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_a_migrated_slot_moves_its_subscriptions_to_the_new_owner(redis_cluster):
+    prefix = f"t{secrets.token_hex(4)}:"
+    one, two = new_broker(redis_cluster, prefix), new_broker(redis_cluster, prefix)
+    topic, other = topics_on_distinct_masters(redis_cluster, prefix, 2)
+    channel = f"{prefix}{topic}"
+    slot = key_slot(channel.encode())
+    source = redis_cluster.master_of_slot(slot)
+    target = redis_cluster.master_of_slot(key_slot(f"{prefix}{other}".encode()))
+    try:
+        heard = Recorder()
+        await two.subscribe(topic, heard)
+        await one.subscribe(topic, Recorder())
+        move_slot(redis_cluster, slot, source, target)
+        # The old owner SUNSUBSCRIBEs both processes; each moves the channel to the new owner.
+        await eventually(lambda: redis_cluster.master_of_slot(slot) == target, "the slot to move")
+        await eventually(lambda: shard_subscribers(redis_cluster, channel) == 2, "SSUBSCRIBE on the new owner")
+        await eventually(lambda: one.bridge.routes(topic) and two.bridge.routes(topic), "both bridges to route it")
+        one.publish(topic, "after the move")
+        await eventually(lambda: heard.bodies == [b"after the move"], "the message through the new owner")
+    finally:
+        await one.close()
+        await two.close()
+        move_slot(redis_cluster, slot, target, source)  # as it was, for the other tests
+        redis_cluster.wait_ok()
