@@ -39,6 +39,8 @@ REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 class RedisBridge:
     """Subscribe/unsubscribe routing keys on Redis and publish to them; ``on_message(key, payload)`` gets the rest."""
 
+    publish_command = "PUBLISH"
+
     def __init__(
         self,
         url: str,
@@ -341,11 +343,12 @@ class RedisBridge:
         await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
 
     async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
-        """PUBLISH a batch, pipelined; the number of subscribers each message reached."""
+        """PUBLISH (SPUBLISH on a cluster) a batch, pipelined; the number of subscribers each message reached.
+        A cluster pipeline sends one batch per owning master, in order within each."""
         assert self._client is not None
         async with self._client.pipeline(transaction=False) as pipe:
             for channel, payload in batch:
-                pipe.publish(channel, payload)
+                pipe.execute_command(self.publish_command, channel, payload)
             receivers: list[int] = await pipe.execute()
         return receivers
 

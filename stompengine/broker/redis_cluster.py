@@ -59,6 +59,8 @@ class _Shard:
 class RedisClusterBridge(RedisBridge):
     """``RedisBridge`` on a Redis Cluster: SPUBLISH, and SSUBSCRIBE per shard (see the module docstring)."""
 
+    publish_command = "SPUBLISH"  # routed to the master owning the channel's slot
+
     def __init__(self, url: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(url, *args, **kwargs)
         self._shards: dict[str, _Shard] = {}
@@ -119,15 +121,6 @@ class RedisClusterBridge(RedisBridge):
     async def _reset_publisher(self) -> None:
         # RedisCluster drops a dead node's connections and refreshes its slot map by itself.
         return None
-
-    async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
-        """SPUBLISH a batch: the cluster pipeline groups it by owning master (order kept within each)."""
-        assert self._client is not None
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, payload in batch:
-                pipe.spublish(channel, payload)
-            receivers: list[int] = await pipe.execute()
-        return receivers
 
     async def _topology(self) -> None:
         if not self._initialized:
