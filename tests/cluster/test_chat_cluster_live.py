@@ -153,6 +153,10 @@ def test_a_master_killed_mid_chat_then_resume_is_exact(two_workers, redis_cluste
     k = 0
     while k < len(live) and live[k] == stored[k]:
         k += 1
+    # Usually the dead shard's seconds cost bob live messages (the resume below gives them back); when
+    # redis-py's cluster retries held the SPUBLISHes until bob's worker had resubscribed on the promoted
+    # replica, nothing was lost: resume from the middle then, so the replay is exercised either way.
+    k = min(k, total // 2)
     since = stored[k - 1] if k else 0
     reader.unsubscribe(id="live")
     reader.subscribe(f"/topic/rooms.{slug}", id="resume", headers={"since-id": str(since)})
