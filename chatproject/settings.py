@@ -238,7 +238,8 @@ if REDIS_CLUSTER and not REDIS_URL:
     raise ImproperlyConfigured("REDIS_CLUSTER=1 needs REDIS_URL naming a node of the cluster (redis://host:port)")
 # One bus (docs/bus.md): the channel layer rides the STOMP broker, in memory in one process and,
 # with REDIS_URL, over the broker's own Redis connections (one subscriber + one command connection per
-# process), so notifications, operations and chat share one cross-process mechanism.
+# process; on a cluster a subscriber per shard), so notifications, operations and chat share one
+# cross-process mechanism.
 CHANNEL_LAYERS = {"default": {"BACKEND": "stompengine.layers.BrokerChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 # Throttle counters (and anything else cached) must be shared by every process once there are several.
