@@ -8,7 +8,8 @@ keep their publish order and a burst costs one round trip) that the process's ot
 is unaffected: publishes are dropped with a warning and the subscriber reconnects with backoff,
 resubscribing every key that still has local subscribers. The owner hears of both (``on_unrouted`` with
 the payloads no subscriber got, ``on_disconnect`` when the subscriber connection drops), since it may be
-waiting for those echoes.
+waiting for those echoes. On a Redis Cluster the subclass in ``redis_cluster.py`` keeps this contract with
+SPUBLISH and a subscriber connection per shard.
 """
 
 from __future__ import annotations
