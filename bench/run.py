@@ -678,6 +678,14 @@ def main(argv: list[str] | None = None) -> int:
         project = ",".join(s for s in servers if s in ("daphne", "uvicorn"))
         if project:
             upload_rss_main(["--out", str(out), "--work", str(WORK), "--servers", project, *(["--quick"] * args.quick)])
+    # issue 23: bench/cluster.py (starts its own Redis Cluster; a few minutes, so in --quick only when named)
+    if (not args.scenarios and not args.quick) or "cluster" in args.scenarios.split(","):
+        from bench.cluster import main as cluster_main
+
+        cluster_args = ["--out", str(out), "--work", str(WORK / "cluster"), *(["--quick"] * args.quick)]
+        if "uvicorn" not in servers and "daphne" in servers:
+            cluster_args += ["--server", "daphne"]
+        cluster_main(cluster_args)
     if not args.scenarios or "metrics_cost" in args.scenarios.split(","):  # issue 22: bench/metrics_cost.py
         from bench.metrics_cost import main as metrics_cost_main
 

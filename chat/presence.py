@@ -16,6 +16,9 @@ third of a lease, none per message). On the same timer every worker looks for wo
 expired (killed, or stopped without cleanup) and takes their shares out of the room totals in one
 Lua script, announcing the users that thereby left. A worker that finds its own key gone (it stalled
 longer than a lease and was reaped) writes its shares back from memory.
+
+On a Redis Cluster every presence key carries the hash tag ``{presence}`` (one slot), so the scripts,
+which read and write several keys, stay on one shard.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from django.conf import settings
-from redis.exceptions import RedisError
 
+from stompengine.broker.redis_bridge import REDIS_FAILURES
 from stompengine.conf import stomp_settings
 
 logger = logging.getLogger(__name__)
@@ -186,6 +189,13 @@ class RedisPresence:
 
             redis = aioredis.from_url(redis)
         self._redis = redis
+        from redis.asyncio.cluster import RedisCluster
+
+        if isinstance(redis, RedisCluster):
+            # Every presence key in one hash slot, so each script's keys (declared, and those _RESYNC and
+            # _REAP build from the prefix) are on one shard. Presence changes per join/leave, not per
+            # message: one shard carries it easily while the messages spread over all of them.
+            prefix = f"{prefix}{{presence}}:"
         self._prefix = prefix
         self.lease = lease
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -228,7 +238,7 @@ class RedisPresence:
                     logger.warning("presence: this worker's lease had expired; writing its counts back")
                     await self._resync()
                 await self.reap()
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("presence: could not renew the lease (%s)", exc)
 
     async def _resync(self) -> None:
@@ -241,7 +251,7 @@ class RedisPresence:
                 keys=[self._worker_key, self._alive_key, self._workers_key],
                 args=[self._lease_ms, self.worker, f"{self._prefix}presence:", *pairs],
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: could not register this worker (%s)", exc)
             return
         self._registered = True
@@ -272,7 +282,7 @@ class RedisPresence:
         try:
             total = await self._scripts["enter"](keys=[self._key(room), self._worker_key], args=[user, field])
             return int(total) == 1
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, %s not counted in %s (%s)", user, room, exc)
             return False
 
@@ -285,14 +295,14 @@ class RedisPresence:
         try:
             remaining = int(await self._scripts["leave"](keys=[self._key(room), self._worker_key], args=[user, field]))
             return remaining == 0
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, %s not uncounted in %s (%s)", user, room, exc)
         return False
 
     async def online(self, room: str) -> list[str]:
         try:
             counts = await self._redis.hgetall(self._key(room))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, no snapshot of %s (%s)", room, exc)
             return []
         return sorted(n.decode() if isinstance(n, bytes) else n for n, count in counts.items() if int(count) > 0)

@@ -230,13 +230,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
+# REDIS_URL names one node of a Redis Cluster (any node: clients discover the others): the bus uses sharded
+# pub/sub, presence keeps its keys in one hash slot, the cache routes each key to its shard.
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+STOMP_REDIS_CLUSTER = REDIS_CLUSTER  # the engine's name for it (stompengine.conf)
+if REDIS_CLUSTER and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_CLUSTER=1 needs REDIS_URL naming a node of the cluster (redis://host:port)")
 # One bus (docs/bus.md): the channel layer rides the STOMP broker, in memory in one process and,
 # with REDIS_URL, over the broker's own Redis connections (one subscriber + one command connection per
-# process), so notifications, operations and chat share one cross-process mechanism.
+# process; on a cluster a subscriber per shard), so notifications, operations and chat share one
+# cross-process mechanism.
 CHANNEL_LAYERS = {"default": {"BACKEND": "stompengine.layers.BrokerChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 # Throttle counters (and anything else cached) must be shared by every process once there are several.
-if REDIS_URL:
+if REDIS_URL and REDIS_CLUSTER:
+    CACHES = {"default": {"BACKEND": "chatproject.cluster_cache.RedisClusterCache", "LOCATION": REDIS_URL}}
+elif REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

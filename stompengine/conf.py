@@ -82,6 +82,9 @@ class StompSettings:
     # Cross-process: the Redis the broker and the per-user budgets use ("": one process), and its key prefix.
     redis_url: str = _setting("", name="REDIS_URL")
     redis_prefix: str = _setting("stomp:")
+    # REDIS_URL names a node of a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH on each channel's shard).
+    # (The project sets STOMP_REDIS_CLUSTER from its REDIS_CLUSTER environment variable.)
+    redis_cluster: bool = _setting(False)
     destination_rules: tuple[tuple[str, str], ...] = _setting(DEFAULT_DESTINATION_RULES)
     # Modules imported at start-up besides every installed app's ``stomp_destinations``.
     handler_modules: tuple[str, ...] = _setting(())

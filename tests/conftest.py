@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from scripts import postgres
+from scripts import redis_cluster as redis_clusters
 from scripts.processes import free_port, port_open, stop
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,6 +174,23 @@ def redis_restart(server: ServerProcess) -> ServerProcess:
     server.process = process
     wait_for(lambda: port_open(server.port), timeout=10, what="redis-server to listen again")
     return server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[redis_clusters.Cluster]:
+    """A local Redis Cluster for the session: three masters and three replicas on free loopback ports,
+    ``cluster-node-timeout`` 1000 ms (a killed master's replica takes over within seconds); stopped by PID.
+    ``redis_cluster.url`` names one node (REDIS_URL with REDIS_CLUSTER=1). Fails (never skips) without
+    redis-server/redis-cli."""
+    OUTPUT.mkdir(exist_ok=True)
+    try:
+        cluster = redis_clusters.start(masters=3, replicas=1, node_timeout_ms=1000, log_dir=OUTPUT)
+    except redis_clusters.RedisClusterUnavailable as exc:
+        pytest.fail(f"{exc} (make test installs redis-server)")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def test_database_path() -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from stompengine.broker.destinations import user_routing_key, user_visible_destination, validate_destination
 from stompengine.broker.local import LocalBroker, Publication, Subscriber
 from stompengine.broker.redis_bridge import RedisBridge
+from stompengine.broker.redis_cluster import RedisClusterBridge
 from stompengine.broker.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ def encode_body(body: Body, content_type: str | None) -> tuple[bytes, str]:
 class Broker:
     """Destinations -> subscribers for this process, with optional Redis fan-out to the other processes."""
 
-    def __init__(self, *, redis_url: str | None = None, redis_prefix: str = "stomp:") -> None:
+    def __init__(
+        self, *, redis_url: str | None = None, redis_prefix: str = "stomp:", redis_cluster: bool = False
+    ) -> None:
+        """``redis_cluster``: ``redis_url`` names a node of a Redis Cluster (sharded pub/sub)."""
         self.node = secrets.token_hex(4)
         self.local = LocalBroker()
         self.sequencer = Sequencer(self.local.deliver)
@@ -57,10 +61,14 @@ class Broker:
         self._own = self.node.encode("ascii")
         # Own publications sent to Redis for their echo, oldest first, by message id.
         self._awaiting_echo: dict[str, Publication] = {}
+        # The same ids by lane (``RedisBridge.lane``): echoes come back in publish order within a lane only
+        # (one Redis: one lane; a cluster: one per hash slot, each slot's shard answering on its own).
+        self._lanes: dict[int, dict[str, None]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_mark: str | None = None
+        bridge_class = RedisClusterBridge if redis_cluster else RedisBridge
         self.bridge = (
-            RedisBridge(
+            bridge_class(
                 redis_url,
                 self._on_remote,
                 on_unrouted=self._on_unrouted,
@@ -173,22 +181,52 @@ class Broker:
     # -- own publications waiting for their echo -------------------------------------------------------------
     def _await_echo(self, publication: Publication) -> None:
         self._awaiting_echo[publication.message_id] = publication
+        self._lanes.setdefault(self._lane(publication.key), {})[publication.message_id] = None
         if self._sweep is None:
             self._sweep_mark = publication.message_id
             self._sweep = asyncio.get_running_loop().call_later(ECHO_TIMEOUT, self._sweep_overdue)
 
-    def _release_through(self, message_id: str) -> None:
-        """Deliver locally every publication up to and including ``message_id``, oldest first.
+    def _lane(self, key: str) -> int:
+        return self.bridge.lane(key) if self.bridge is not None else 0
 
-        Redis hands one publisher's messages to a subscriber in publish order, so once the echo of
-        ``message_id`` is here (or is known never to come) no older echo will arrive either.
+    def _release_through(self, message_id: str) -> None:
+        """Deliver locally every publication of ``message_id``'s lane up to and including it, oldest first.
+
+        Redis hands one publisher's messages to a subscriber in publish order (per shard on a cluster: per
+        lane), so once the echo of ``message_id`` is here (or is known never to come) no older echo of its
+        lane will arrive either.
         """
         awaiting = self._awaiting_echo
-        if message_id not in awaiting:
+        found = awaiting.get(message_id)
+        if found is None:
             return  # released already
+        lane_id = self._lane(found.key)
+        lane = self._lanes[lane_id]
+        while lane:
+            oldest = next(iter(lane))
+            del lane[oldest]
+            publication = awaiting.pop(oldest)
+            if self.local.count(publication.key):
+                self.sequencer.offer(publication)
+            if oldest == message_id:
+                break
+        if not lane:
+            del self._lanes[lane_id]
+
+    def _release_older(self, message_id: str) -> None:
+        """Deliver locally every publication up to and including ``message_id`` whatever its lane, oldest first."""
+        awaiting = self._awaiting_echo
+        if message_id not in awaiting:
+            return
         while awaiting:
             oldest = next(iter(awaiting))
             publication = awaiting.pop(oldest)
+            lane_id = self._lane(publication.key)
+            lane = self._lanes.get(lane_id)
+            if lane is not None:
+                lane.pop(oldest, None)
+                if not lane:
+                    del self._lanes[lane_id]
             if self.local.count(publication.key):
                 self.sequencer.offer(publication)
             if oldest == message_id:
@@ -196,14 +234,20 @@ class Broker:
 
     def _release_all(self) -> None:
         if self._awaiting_echo:
-            self._release_through(next(reversed(self._awaiting_echo)))
+            self._release_older(next(reversed(self._awaiting_echo)))
 
     def _on_unrouted(self, payloads: list[bytes]) -> None:
         """The bridge's word that these PUBLISHes reached no subscriber (failed, or nobody was listening)."""
+        done: set[int] = set()
         for payload in reversed(payloads):
             if payload.startswith(self._own):
-                self._release_through(self._own_message_id(payload))
-                return
+                found = self._awaiting_echo.get(self._own_message_id(payload))
+                if found is None:
+                    continue
+                lane = self._lane(found.key)
+                if lane not in done:
+                    done.add(lane)
+                    self._release_through(found.message_id)
 
     def _own_message_id(self, payload: bytes) -> str:
         return payload[: payload.find(b"\n")].split(b" ", 1)[0].decode("ascii")
@@ -214,7 +258,7 @@ class Broker:
         mark, self._sweep_mark = self._sweep_mark, None
         if mark is not None and mark in self._awaiting_echo:
             logger.warning("Redis did not echo own messages within %.0f s; delivered them locally", ECHO_TIMEOUT)
-            self._release_through(mark)
+            self._release_older(mark)
         if self._awaiting_echo:
             self._sweep_mark = next(reversed(self._awaiting_echo))
             self._sweep = asyncio.get_running_loop().call_later(ECHO_TIMEOUT, self._sweep_overdue)

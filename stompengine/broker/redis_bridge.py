@@ -8,7 +8,8 @@ keep their publish order and a burst costs one round trip) that the process's ot
 is unaffected: publishes are dropped with a warning and the subscriber reconnects with backoff,
 resubscribing every key that still has local subscribers. The owner hears of both (``on_unrouted`` with
 the payloads no subscriber got, ``on_disconnect`` when the subscriber connection drops), since it may be
-waiting for those echoes.
+waiting for those echoes. On a Redis Cluster the subclass in ``redis_cluster.py`` keeps this contract with
+SPUBLISH and a subscriber connection per shard.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from stompengine import metrics
 
@@ -31,10 +32,15 @@ UnroutedHandler = Callable[[list[bytes]], None]
 OUTBOX_LIMIT = 100_000  # messages waiting for Redis before the oldest are dropped
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
+# What a Redis call raises when Redis (or, on a cluster, the owner of a slot) is unreachable or moving.
+# redis-py's cluster errors (a slot not covered mid-failover) are not RedisErrors.
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 class RedisBridge:
     """Subscribe/unsubscribe routing keys on Redis and publish to them; ``on_message(key, payload)`` gets the rest."""
+
+    publish_command = "PUBLISH"
 
     def __init__(
         self,
@@ -56,7 +62,7 @@ class RedisBridge:
         self._refs: dict[str, int] = {}
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()  # orders SUBSCRIBE/UNSUBSCRIBE commands and reconnects
-        self._client: aioredis.Redis | None = None
+        self._client: Any = None  # aioredis.Redis, or RedisCluster in the cluster bridge
         self._pubsub: aioredis.client.PubSub | None = None
         self._outbox: list[tuple[bytes, bytes]] = []
         self._outbox_ready = asyncio.Event()
@@ -101,10 +107,10 @@ class RedisBridge:
         self._confirmations[channel] = confirmation
         try:
             async with self._lock:
-                if self._pubsub is not None and self._refs.get(key):
-                    await self._pubsub.subscribe(channel)
+                if self._refs.get(key):
+                    await self._subscribe_now(channel)
             await self._wait(confirmation)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             # The reader's reconnect resubscribes every key with subscribers, this one included.
             logger.warning("Redis SUBSCRIBE %s failed (%s); cross-process delivery resumes on reconnect", key, exc)
         finally:
@@ -118,18 +124,22 @@ class RedisBridge:
             self._refs[key] = count - 1
             return
         self._refs.pop(key, None)
-        if self._pubsub is not None and not self._closed:
+        if self._subscribing() and not self._closed:
             self._spawn(self._unsubscribe(key))
 
     def routes(self, key: str) -> bool:
         """True when a PUBLISH to ``key`` will come back to this process: connected and subscribed (confirmed)."""
-        if not self._ready.is_set() or not self._refs.get(key):
+        if not self._refs.get(key) or not self._live(self._channel(key)):
             return False
         pending = self._confirmations.get(self._channel(key))
         return pending is None or pending.done()
 
+    def lane(self, key: str) -> int:
+        """Messages of keys in one lane come back from Redis in publish order (one server: a single lane)."""
+        return 0
+
     @property
-    def commands(self) -> aioredis.Redis | None:
+    def commands(self) -> Any:
         """The command connection (PUBLISH, and the commands of the process's other parts: presence, budgets,
         PING); None once closed."""
         self._connect_client()
@@ -187,6 +197,21 @@ class RedisBridge:
                 await self._client.aclose()
 
     # -- internals -----------------------------------------------------------------------------------------
+    # The subscriber side, where the cluster bridge differs (one connection per shard, SSUBSCRIBE):
+    async def _subscribe_now(self, channel: bytes) -> None:
+        """SUBSCRIBE ``channel`` if the subscriber is connected (under the lock); otherwise the reader's
+        (re)connect subscribes every key with subscribers, this one included."""
+        if self._pubsub is not None:
+            await self._pubsub.subscribe(channel)
+
+    def _subscribing(self) -> bool:
+        """Whether an UNSUBSCRIBE may be needed (a subscriber connection exists)."""
+        return self._pubsub is not None
+
+    def _live(self, channel: bytes) -> bool:
+        """Whether the connection carrying ``channel``'s subscription is up."""
+        return self._ready.is_set()
+
     def _channel(self, key: str) -> bytes:
         return self._prefix_bytes + key.encode("utf-8")
 
@@ -228,7 +253,7 @@ class RedisBridge:
                 return  # subscribed again meanwhile
             try:
                 await self._pubsub.unsubscribe(self._channel(key))
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 logger.warning("Redis UNSUBSCRIBE %s failed: %s", key, exc)
 
     async def _connect_subscriber(self) -> None:
@@ -265,7 +290,7 @@ class RedisBridge:
                         self._dispatch(message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 self._lost()
                 failures += 1
                 if failures == 1:
@@ -312,6 +337,22 @@ class RedisBridge:
             if confirmation is not None and not confirmation.done():
                 confirmation.set_result(None)
 
+    async def _reset_publisher(self) -> None:
+        """Drop the pooled PUBLISH connections: otherwise the first batch after Redis returns goes out on
+        the dead socket and fails."""
+        assert self._client is not None
+        await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
+
+    async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
+        """PUBLISH (SPUBLISH on a cluster) a batch, pipelined; the number of subscribers each message reached.
+        A cluster pipeline sends one batch per owning master, in order within each."""
+        assert self._client is not None
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, payload in batch:
+                pipe.execute_command(self.publish_command, channel, payload)
+            receivers: list[int] = await pipe.execute()
+        return receivers
+
     async def _write_forever(self) -> None:
         backoff = _BACKOFF_START
         while not self._closed:
@@ -322,16 +363,11 @@ class RedisBridge:
                 continue
             self._writing = True
             try:
-                assert self._client is not None
                 if self._publisher_stale:
-                    # Otherwise the first batch after Redis returns goes out on the dead socket and fails.
                     self._publisher_stale = False
-                    await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
+                    await self._reset_publisher()
                 started = metrics.now()
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
-                    receivers = await pipe.execute()
+                receivers = await self._send_batch(batch)
                 metrics.redis_published(started, len(batch))
                 backoff = _BACKOFF_START
                 unheard = [payload for (_, payload), count in zip(batch, receivers, strict=True) if not count]
@@ -339,7 +375,7 @@ class RedisBridge:
                     self._unrouted(unheard)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 self._dropped += len(batch)
                 metrics.REDIS_PUBLISH_FAILURES.inc(len(batch))
                 logger.warning("Redis PUBLISH of %d messages failed (%s); local delivery was not affected",

@@ -1,5 +1,6 @@
 """Settings come from the environment; values that cannot work stop the process at start-up."""
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,20 @@ def test_redis_url_keeps_the_bus_layer_which_then_crosses_processes():
     assert settings_json(REDIS_URL="redis://127.0.0.1:6399/0")["layer"] == "stompengine.layers.BrokerChannelLayer"
 
 
+def test_redis_cluster_selects_the_sharded_bus_and_the_cluster_cache():
+    probe = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "from stompengine.conf import stomp_settings as c; "
+        "print(json.dumps([s.CACHES['default']['BACKEND'], c().redis_cluster]))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatproject.settings", "REDIS_URL": "redis://127.0.0.1:7000/0"}
+    for flag, expected in (("1", ["chatproject.cluster_cache.RedisClusterCache", True]),
+                           ("0", ["django.core.cache.backends.redis.RedisCache", False])):  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, "REDIS_CLUSTER": flag},
+                              capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
 def test_postgres_database_url_is_understood():
     assert settings_json(DATABASE_URL="postgres://u:p@127.0.0.1:5432/chat")["db"] == "django.db.backends.postgresql"
 
@@ -77,6 +92,7 @@ def test_tls_proxy_setting_trusts_forwarded_proto():
         ({"FRONTEND_ORIGINS": "www.example.com"}, "FRONTEND_ORIGINS"),
         ({"STOMP_MAX_FRAME_SIZE": "lots"}, "is not a whole number"),
         ({"DATABASE_URL": "nonsense://x"}, "DATABASE_URL"),
+        ({"REDIS_CLUSTER": "1"}, "REDIS_CLUSTER=1 needs REDIS_URL"),
     ],
 )
 def test_settings_that_cannot_work_refuse_to_load(env, message):
