@@ -32,7 +32,13 @@ from stompengine.connection.keepalive import Keepalive
 from stompengine.connection.outbound import Outbound, Transport, WriteScheduler
 from stompengine.connection.sends import Reply, SendsMixin
 from stompengine.connection.state import CLOSE_AFTER_ERROR, CLOSE_NORMAL
-from stompengine.realtime.limits import ConnectAdmission, SendGate, start_budget_sync, too_many_connections, user_connections
+from stompengine.realtime.limits import (
+    ConnectAdmission,
+    SendGate,
+    start_budget_sync,
+    too_many_connections,
+    user_connections,
+)
 from stompengine.realtime.registry import Completion, Denied, DestinationRegistry, Rejected, destinations
 from stompengine.realtime.tracking import tracker
 from stompengine.stomp.errors import ProtocolViolation
