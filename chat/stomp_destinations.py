@@ -47,6 +47,7 @@ from chat.destinations import (
 from chat.exceptions import ChatError, NotFound
 from chat.models import Message, Room
 from chat.presence import presence
+from chat.resume_coalescing import coalesced_resume
 from chat.writer import MessageWrite, get_writer
 from chat.writer.rooms import public_rooms
 from stompengine import (
@@ -277,6 +278,10 @@ def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool
     return [message_json(m) for m in reversed(newest_first[:limit])], truncated, reached
 
 
+# A reconnect storm resumes a room from thousands of connections at once: one query per room serves them all.
+_resumes = coalesced_resume(_messages_after)
+
+
 @subscription_replay(ROOM_TOPIC)
 async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
     """``since-id``: stored messages after it, then live ones, none twice."""
@@ -287,7 +292,7 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
         since = int(raw)
     except ValueError:
         raise Denied("invalid header", "since-id must be a message id (a whole number)", code="invalid") from None
-    messages, truncated, reached = await _messages_after(slug, max(since, 0), settings.CHAT_RESUME_MAX)
+    messages, truncated, reached = await _resumes.fetch((slug, settings.CHAT_RESUME_MAX), max(since, 0))
     replay: list[tuple[Any, dict[str, str]]] = [(m, {}) for m in messages]
     if truncated and replay:
         replay[0] = (messages[0], {"resume-gap": str(messages[0]["id"])})
