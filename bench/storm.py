@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -196,6 +197,47 @@ def idle_memory(servers: list[str], steps: list[int], work: Path, hold: float) -
     return results
 
 
+def probe(servers: list[str], work: Path, out: Path, connections: int = 1000) -> dict:
+    """tracemalloc's breakdown of ``connections`` idle connections on each server (bench/memory_probe.py)."""
+    database = runner.sqlite_url(work / "probe.sqlite3")
+    tokens, _ = prepare(database, connections + 101, work)
+    found = {}
+    for name in servers:
+        snapshots = work / f"probe-{name}"
+        shutil.rmtree(snapshots, ignore_errors=True)
+        port = free_port()
+        env = runner.project_env(database, STOMP_CONNECT_RATE="0")
+        argv = [sys.executable, "-m", "bench.memory_probe", name, "--port", str(port), "--out", str(snapshots)]
+        with open(work / f"probe-{name}.log", "ab") as log:
+            process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port, process, what=f"{name} under tracemalloc", timeout=120)
+            # 100 first (one-time allocations: caches, the first connection's imports), then the measured ones.
+            result = generator(["idle", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens), "--steps",
+                       f"100,{connections + 100}", "--hold", "12", "--server-pid", str(process.pid),
+                       "--snapshot-dir", str(snapshots), "--open-rate", "200"], timeout=600)  # fmt: skip
+        finally:
+            stop(process)
+        points = result["points"]
+        measured = points[-1]["connections"] - points[-2]["connections"]
+        done = subprocess.run([sys.executable, "-m", "bench.memory_probe", "compare", str(snapshots / "snapshot-1.pickle"),
+                               str(snapshots / "snapshot-2.pickle"), "--connections", str(measured)],
+                              cwd=REPO, capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+        found[name] = {
+            "connections": measured,
+            "rss_kb_per_connection": round(
+                (points[-1]["server_rss_kb"] - points[-2]["server_rss_kb"]) / max(measured, 1), 2
+            ),
+            "breakdown": done.stdout,
+        }
+        (out / f"memory-probe-{name}.txt").write_text(
+            f"{measured} connections; RSS grew {found[name]['rss_kb_per_connection']} kB per connection "
+            f"(tracemalloc itself adds to RSS)\n{done.stdout}"
+        )
+        logger.info("probe of %s:\n%s", name, done.stdout)
+    return found
+
+
 def table(report: dict) -> str:
     lines = ["# Issue 23: idle memory per connection and the reconnect storm", ""]
     lines.append(f"Run {report['started']}, load average before {report['load_before']}, after "
@@ -261,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     if "idle_memory" in only:
         steps = [200, 1000] if args.quick else [2000, 10000, 18000]
         report["idle_memory"] = idle_memory(servers, steps, work, hold=2.0 if args.quick else 12.0)
+    if "probe" in only:
+        report["probe"] = probe(servers, work, out)
     if "storm" in only:
         report["storm"] = storm(servers, 500 if args.quick else 10_000, work)
     report["load_after"] = runner.load_average()

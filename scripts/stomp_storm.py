@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -398,7 +399,14 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
         points.append({"connections": live, "requested": target, "server_rss_kb": rss,
                        "client_rss_kb": rss_kb(os.getpid()),
                        "kb_per_connection": round((rss - base) / live, 2) if live else None})  # fmt: skip
-        print(json.dumps(points[-1]), file=sys.stderr, flush=True)
+        sys.stderr.write(json.dumps(points[-1]) + "\n")
+        if args.snapshot_dir:  # bench/memory_probe.py: the server snapshots its heap on SIGUSR1
+            os.kill(args.server_pid, signal.SIGUSR1)
+            done = Path(args.snapshot_dir) / f"snapshot-{len(points) - 1}.done"
+            for _ in range(600):
+                if done.exists():
+                    break
+                await asyncio.sleep(0.5)
     # A publish reaching every connection: one more client sends it.
     before = run.live_received
     publisher = run.clients[0]
@@ -441,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=12.0, help="idle: seconds held at each step")
     parser.add_argument("--idle-destination", default="/topic/idle")
     parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--snapshot-dir", default="", help="idle: SIGUSR1 the server after each step, wait for it")
     args = parser.parse_args(argv)
     tokens = Path(args.tokens).read_text().split() if args.tokens else []
     try:
