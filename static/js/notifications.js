@@ -12,6 +12,12 @@
 
   const KINDS = ["mention", "direct_message", "room_invite", "announcement"];
   const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
+  // Every page of a restarted worker retries at once: each waits its step plus up to half again at random,
+  // so the ticket requests after a restart are spread instead of arriving in step.
+  const retryDelay = () => {
+    const step = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+    return step + Math.random() * step * 0.5;
+  };
   const ui = {
     button: bell.querySelector("[data-bell-button]"),
     count: bell.querySelector("[data-bell-count]"),
@@ -152,12 +158,12 @@
       // ticket and last_event_id instead, so nothing is missed and nothing is repeated.
       source.close();
       bell.setAttribute("data-stream", "closed");
-      const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+      const delay = retryDelay();
       setTimeout(() => connect().catch(retryLater), delay);
     });
   }
   function retryLater() {
-    const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+    const delay = retryDelay();
     setTimeout(() => connect().catch(retryLater), delay);
   }
 
