@@ -215,7 +215,7 @@ def probe(servers: list[str], work: Path, out: Path, connections: int = 1000) ->
             # 100 first (one-time allocations: caches, the first connection's imports), then the measured ones.
             result = generator(["idle", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens), "--steps",
                        f"100,{connections + 100}", "--hold", "12", "--server-pid", str(process.pid),
-                       "--snapshot-dir", str(snapshots), "--open-rate", "200"], timeout=600)  # fmt: skip
+                       "--snapshot-dir", str(snapshots), "--open-rate", "200", "--deadline", "300"], timeout=900)  # fmt: skip
         finally:
             stop(process)
         points = result["points"]
