@@ -174,7 +174,7 @@ def idle_memory(servers: list[str], steps: list[int], work: Path, hold: float) -
     results: dict = {}
     database = runner.sqlite_url(work / "idle.sqlite3")
     tokens, _ = prepare(database, steps[-1] + 1, work)
-    timeout = steps[-1] / 300 + len(steps) * (hold + 60) + 60
+    timeout = len(steps) * (hold + 130) + 120
     for name in ["bare", *servers]:
         if name == "bare":
             port = free_port()
@@ -188,7 +188,8 @@ def idle_memory(servers: list[str], steps: list[int], work: Path, hold: float) -
             process, port = runner.start_python_server(name, env, work / f"idle-{name}.log")
         try:
             argv = ["idle", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens), "--steps",
-                    ",".join(map(str, steps)), "--server-pid", str(process.pid), "--hold", str(hold)]  # fmt: skip
+                    ",".join(map(str, steps)), "--server-pid", str(process.pid), "--hold", str(hold),
+                    "--deadline", "120"]  # fmt: skip
             result = generator([*argv, *(["--bare"] if name == "bare" else [])], timeout=timeout)
         finally:
             stop(process)
