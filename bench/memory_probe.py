@@ -44,8 +44,15 @@ def serve(server: str, port: int, out: Path) -> None:
     if server == "uvicorn":
         import uvicorn
 
-        uvicorn.run("chatproject.asgi:application", host="127.0.0.1", port=port, ws="chatproject.uvicorn_ws:SansIOProtocol",
-                    loop="uvloop", http="httptools", log_level="warning")  # fmt: skip
+        uvicorn.run(
+            "chatproject.asgi:application",
+            host="127.0.0.1",
+            port=port,
+            ws="chatproject.uvicorn_ws:SansIOProtocol",
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+        )
     else:
         from chatproject import daphne_server
 

@@ -214,16 +214,17 @@ def probe(servers: list[str], work: Path, out: Path, connections: int = 1000) ->
         try:
             wait_port(port, process, what=f"{name} under tracemalloc", timeout=120)
             # 100 first (one-time allocations: caches, the first connection's imports), then the measured ones.
-            result = generator(["idle", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens), "--steps",
-                       f"100,{connections + 100}", "--hold", "12", "--server-pid", str(process.pid),
-                       "--snapshot-dir", str(snapshots), "--open-rate", "200", "--deadline", "300"], timeout=900)  # fmt: skip
+            argv = ["idle", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens), "--steps",
+                    f"100,{connections + 100}", "--hold", "12", "--server-pid", str(process.pid),
+                    "--snapshot-dir", str(snapshots), "--open-rate", "200", "--deadline", "300"]  # fmt: skip
+            result = generator(argv, timeout=900)
         finally:
             stop(process)
         points = result["points"]
         measured = points[-1]["connections"] - points[-2]["connections"]
-        done = subprocess.run([sys.executable, "-m", "bench.memory_probe", "compare", str(snapshots / "snapshot-1.pickle"),
-                               str(snapshots / "snapshot-2.pickle"), "--connections", str(measured)],
-                              cwd=REPO, capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+        compare = [sys.executable, "-m", "bench.memory_probe", "compare", str(snapshots / "snapshot-1.pickle"),
+                   str(snapshots / "snapshot-2.pickle"), "--connections", str(measured)]  # fmt: skip
+        done = subprocess.run(compare, cwd=REPO, capture_output=True, text=True, timeout=600, check=True)
         found[name] = {
             "connections": measured,
             "rss_kb_per_connection": round(
@@ -246,10 +247,13 @@ def table(report: dict) -> str:
     idle = report.get("idle_memory")
     if idle:
         lines += ["", "## Idle memory (JWT, one subscription, heart-beats 10 s both ways)", "",
-                  "| server | connections open | server RSS MB | kB/conn (absolute) | kB/conn (slope from previous step) | "
-                  "generator RSS MB | publish reached | × bare (absolute) |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| server | connections open | server RSS MB | kB/conn (absolute) | kB/conn (slope from previous "
+                  "step) | generator RSS MB | publish reached | x bare (absolute) | x bare (slope) |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         bare = {p.get("requested"): p.get("kb_per_connection") for p in idle.get("bare", {}).get("points", [])}
+        bare_slope = {
+            p.get("requested"): p.get("slope_kb_per_connection") for p in idle.get("bare", {}).get("points", [])
+        }
         for name, result in idle.items():
             points = result.get("points", [])
             for point in points[1:]:
@@ -257,23 +261,28 @@ def table(report: dict) -> str:
                 if bare.get(point.get("requested")) and point.get("kb_per_connection"):
                     ratio = f"{point['kb_per_connection'] / bare[point['requested']]:.2f}"
                 reached = result.get("publish_reached") if point is points[-1] else ""
+                slope_ratio = ""
+                if bare_slope.get(point.get("requested")) and point.get("slope_kb_per_connection"):
+                    slope_ratio = f"{point['slope_kb_per_connection'] / bare_slope[point['requested']]:.2f}"
                 lines.append(
-                    f"| {name} | {point['connections']:,} of {point['requested']:,} | {point['server_rss_kb'] / 1024:.0f} "
-                    f"| {point.get('kb_per_connection')} | {point.get('slope_kb_per_connection', '')} "
-                    f"| {point['client_rss_kb'] / 1024:.0f} | {reached} | {ratio} |"
+                    f"| {name} | {point['connections']:,} of {point['requested']:,} "
+                    f"| {point['server_rss_kb'] / 1024:.0f} | {point.get('kb_per_connection')} "
+                    f"| {point.get('slope_kb_per_connection', '')} | {point['client_rss_kb'] / 1024:.0f} | {reached} "
+                    f"| {ratio} | {slope_ratio} |"
                 )
     storm_results = report.get("storm")
     if storm_results:
         lines += ["", "## Reconnect storm (since-id resume of 3 rooms each, PostgreSQL)", "",
-                  "| server | clients | all subscribed after s | p50 / p99 s | failed | busy refusals | max retry-after s "
-                  "| replayed msgs | replay errors | db transactions/s peak / mean (total) |",
+                  "| server | clients | all subscribed after s | p50 / p99 s | failed | busy refusals "
+                  "| max retry-after s | replayed msgs | replay errors | db transactions/s peak / mean (total) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, r in storm_results.items():
             db = r.get("database_transactions", {})
             lines.append(
                 f"| {name} | {r['clients']:,} | {r['seconds_to_all_subscribed']} | {r['p50_s']} / {r['p99_s']} "
                 f"| {r['failed']} | {r['busy_refusals']} | {r['retry_after_max']} | {r['replayed_messages']:,} "
-                f"| {r['errors'].get('replay', 0)} | {db.get('peak_per_s')} / {db.get('mean_per_s')} ({db.get('total')}) |"
+                f"| {r['errors'].get('replay', 0)} | {db.get('peak_per_s')} / {db.get('mean_per_s')} "
+                f"({db.get('total')}) |"
             )
     return "\n".join(lines) + "\n"
 
