@@ -240,30 +240,31 @@ def probe(servers: list[str], work: Path, out: Path, connections: int = 1000) ->
     return found
 
 
+def _section(title: str, columns: list[str]) -> list[str]:
+    return ["", f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if value and reference else ""
+
+
 def table(report: dict) -> str:
     lines = ["# Issue 23: idle memory per connection and the reconnect storm", ""]
     lines.append(f"Run {report['started']}, load average before {report['load_before']}, after "
                  f"{report['load_after']}; {report.get('note', '')}")  # fmt: skip
     idle = report.get("idle_memory")
     if idle:
-        lines += ["", "## Idle memory (JWT, one subscription, heart-beats 10 s both ways)", "",
-                  "| server | connections open | server RSS MB | kB/conn (absolute) | kB/conn (slope from previous "
-                  "step) | generator RSS MB | publish reached | x bare (absolute) | x bare (slope) |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        bare = {p.get("requested"): p.get("kb_per_connection") for p in idle.get("bare", {}).get("points", [])}
-        bare_slope = {
-            p.get("requested"): p.get("slope_kb_per_connection") for p in idle.get("bare", {}).get("points", [])
-        }
+        lines += _section("Idle memory (JWT, one subscription, heart-beats 10 s both ways)", [
+            "server", "connections open", "server RSS MB", "kB/conn (absolute)", "kB/conn (slope from previous step)",
+            "generator RSS MB", "publish reached", "x bare (absolute)", "x bare (slope)"])  # fmt: skip
+        bare = {p.get("requested"): p for p in idle.get("bare", {}).get("points", [])}
         for name, result in idle.items():
             points = result.get("points", [])
             for point in points[1:]:
-                ratio = ""
-                if bare.get(point.get("requested")) and point.get("kb_per_connection"):
-                    ratio = f"{point['kb_per_connection'] / bare[point['requested']]:.2f}"
+                reference = bare.get(point.get("requested"), {})
+                ratio = _ratio(point.get("kb_per_connection"), reference.get("kb_per_connection"))
+                slope_ratio = _ratio(point.get("slope_kb_per_connection"), reference.get("slope_kb_per_connection"))
                 reached = result.get("publish_reached") if point is points[-1] else ""
-                slope_ratio = ""
-                if bare_slope.get(point.get("requested")) and point.get("slope_kb_per_connection"):
-                    slope_ratio = f"{point['slope_kb_per_connection'] / bare_slope[point['requested']]:.2f}"
                 lines.append(
                     f"| {name} | {point['connections']:,} of {point['requested']:,} "
                     f"| {point['server_rss_kb'] / 1024:.0f} | {point.get('kb_per_connection')} "
@@ -272,10 +273,9 @@ def table(report: dict) -> str:
                 )
     storm_results = report.get("storm")
     if storm_results:
-        lines += ["", "## Reconnect storm (since-id resume of 3 rooms each, PostgreSQL)", "",
-                  "| server | clients | all subscribed after s | p50 / p99 s | failed | busy refusals "
-                  "| max retry-after s | replayed msgs | replay errors | db transactions/s peak / mean (total) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += _section("Reconnect storm (since-id resume of 3 rooms each, PostgreSQL)", [
+            "server", "clients", "all subscribed after s", "p50 / p99 s", "failed", "busy refusals",
+            "max retry-after s", "replayed msgs", "replay errors", "db transactions/s peak / mean (total)"])  # fmt: skip
         for name, r in storm_results.items():
             db = r.get("database_transactions", {})
             lines.append(
