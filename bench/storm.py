@@ -275,7 +275,8 @@ def table(report: dict) -> str:
     if storm_results:
         lines += _section("Reconnect storm (since-id resume of 3 rooms each, PostgreSQL)", [
             "server", "clients", "all subscribed after s", "p50 / p99 s", "failed", "busy refusals",
-            "max retry-after s", "replayed msgs", "replay errors", "db transactions/s peak / mean (total)"])  # fmt: skip
+            "max retry-after s", "replayed msgs", "replay errors",
+            "db transactions/s peak / mean (total)"])  # fmt: skip
         for name, r in storm_results.items():
             db = r.get("database_transactions", {})
             lines.append(
