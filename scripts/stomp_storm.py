@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -30,6 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from stompengine.stomp.codec import ALL_COMMANDS, FrameParser  # noqa: E402  (sans-IO: no Django)
+
+# The bare server echoes what it is sent: our CONNECT, and PUBLISH (its broadcast) besides STOMP's commands.
+COMMANDS = ALL_COMMANDS | {"PUBLISH"}
 HEARTBEAT_MS = 10_000
 SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 10))  # eight source addresses
 
@@ -47,27 +55,11 @@ def frame(command: str, headers: dict[str, str], body: str = "") -> bytes:
     return ("\n".join(lines) + "\0").encode()
 
 
-def parse_frames(buffer: str) -> tuple[list[tuple[str, dict[str, str], str]], str]:
-    """Complete STOMP frames in ``buffer`` (heart-beat EOLs skipped) and the incomplete rest."""
-    *chunks, rest = buffer.split("\0")
-    frames = []
-    for chunk in chunks:
-        chunk = chunk.lstrip("\r\n")
-        head, _, body = chunk.partition("\n\n")
-        lines = head.split("\n")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers.setdefault(key, value)
-        frames.append((lines[0], headers, body))
-    return frames, rest
-
-
 class Client(asyncio.Protocol):
     """One connection: WebSocket handshake, STOMP CONNECT, SUBSCRIBEs with since-id, then idle."""
 
-    __slots__ = ("attempt", "buffer", "closed", "connected", "count", "done", "errors", "index", "messages",
-                 "owner", "pending", "raw", "receipts", "transport", "upgraded")  # fmt: skip
+    __slots__ = ("attempt", "closed", "connected", "index", "owner", "parser", "raw", "receipts", "transport",
+                 "upgraded")  # fmt: skip
 
     def __init__(self, owner: Run, index: int) -> None:
         self.owner = owner
@@ -81,7 +73,7 @@ class Client(asyncio.Protocol):
         self.connected = False
         self.closed = False
         self.raw = b""
-        self.buffer = ""
+        self.parser = FrameParser(max_frame_size=1 << 24, commands=COMMANDS)
         self.receipts = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
@@ -131,10 +123,9 @@ class Client(asyncio.Protocol):
                 break
             payload, raw = raw[offset : offset + length], raw[offset + length :]
             if opcode in (0, 1, 2):
-                self.buffer += payload.decode("utf-8", "replace")
-                frames, self.buffer = parse_frames(self.buffer)
-                for command, headers, body in frames:
-                    self.owner.stomp(self, command, headers, body)
+                for parsed in self.parser.feed(payload):
+                    headers = dict(reversed(parsed.headers))  # a repeated header: the first one wins
+                    self.owner.stomp(self, parsed.command, headers, parsed.body.decode("utf-8", "replace"))
             elif opcode == 9:
                 self.send_ws(payload, opcode=10)
             elif opcode == 8:
@@ -261,7 +252,7 @@ class Run:
                 self.retry_after.append(after)
                 client.abort()
                 # As the page does: the server's retry-after, plus jitter so the refused do not return together.
-                self.retry(client, after * (1 + random.random() * 0.5))
+                self.retry(client, after * (1 + random.random() * 0.5))  # noqa: S311  (jitter, not a secret)
             else:
                 self.failed(client, f"ERROR {code}: {body[:80]}")
                 client.abort()
@@ -346,10 +337,8 @@ async def storm(args: argparse.Namespace, tokens: list[str]) -> dict:
     run.expected = args.clients
     beats = asyncio.ensure_future(run.heartbeats())
     await run.open_all(range(args.clients), spread=args.spread)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(run.all_done.wait(), timeout=args.deadline)
-    except TimeoutError:
-        pass
     elapsed = time.monotonic() - run.started
     # Replays still being received by clients that already got their receipts are counted on a short drain.
     await asyncio.sleep(1.0)
@@ -389,10 +378,8 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
         run.all_done.clear()
         await run.open_all(range(opened, target), spread=(target - opened) / args.open_rate)
         opened = target
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.all_done.wait(), timeout=args.deadline)
-        except TimeoutError:
-            pass
         await asyncio.sleep(args.hold)  # heart-beats flow both ways (10 s) while the memory settles
         live = sum(1 for c in run.clients if c.index in run.done_at and not c.closed)
         rss = rss_kb(args.server_pid)
@@ -416,7 +403,7 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
         publisher.send_ws(frame("SEND", {"destination": args.idle_destination, "receipt": "p"}, '{"hello": 1}'))
     deadline = time.monotonic() + 30
     live = points[-1]["connections"]
-    while run.live_received - before < live and time.monotonic() < deadline:
+    while run.live_received - before < live and time.monotonic() < deadline:  # noqa: ASYNC110  (a bounded poll)
         await asyncio.sleep(0.2)
     beats.cancel()
     run.ending = True
@@ -459,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     result = asyncio.run(storm(args, tokens) if args.mode == "storm" else idle(args, tokens))
-    print(json.dumps(result))
+    sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 
