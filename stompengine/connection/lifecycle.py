@@ -223,6 +223,10 @@ class StompConnection(SendsMixin):
         metrics.HEARTBEAT_TIMEOUTS.inc()
         self.fail("heart-beat timeout", "no data or heart-beat from the client within the negotiated interval")
 
+    def handling_frame(self) -> bool:
+        """Whether a frame handler is running: bytes the client sent meanwhile may still wait unread."""
+        return self._processing
+
     def send_heartbeat(self) -> None:
         """An EOL to the client, unless something is queued anyway."""
         if not self._out.closing:
