@@ -389,7 +389,8 @@
     },
     onWebSocketClose: () => {
       reconnects += 1;
-      setStatus("Disconnected; reconnecting…", null);
+      const busy = retryAfterMs ? `Server busy; reconnecting in ${Math.round(retryAfterMs / 1000)} s…` : null;
+      setStatus(busy || "Disconnected; reconnecting…", null);
       state.online.clear();
       renderPresence();
     },
