@@ -20,8 +20,9 @@ TokenCheck = Callable[[str], Awaitable[AuthenticatedToken]]
 
 
 async def check_access_token(raw: str) -> AuthenticatedToken:
-    """Validate an access token and load its user (one query, in the database thread)."""
-    checked: AuthenticatedToken = await database_sync_to_async(authenticate_access_token)(raw)
+    """Validate an access token and load its user: one read, on a worker thread rather than the one database
+    thread, so a reconnect storm's CONNECTs do not queue behind every other connection's database work."""
+    checked: AuthenticatedToken = await database_sync_to_async(authenticate_access_token, thread_sensitive=False)(raw)
     return checked
 
 

@@ -686,6 +686,15 @@ def main(argv: list[str] | None = None) -> int:
         if "uvicorn" not in servers and "daphne" in servers:
             cluster_args += ["--server", "daphne"]
         cluster_main(cluster_args)
+    storm_parts = [p for p in ("idle_memory", "storm", "probe") if p in args.scenarios.split(",")]
+    if not args.scenarios or storm_parts:  # issue 23: bench/storm.py (idle memory beside a bare server, storm)
+        from bench.storm import main as storm_main
+
+        project = ",".join(s for s in servers if s in ("daphne", "uvicorn"))
+        if project:
+            only = ",".join(storm_parts or ["idle_memory", "storm"])
+            storm_main(["--out", str(out), "--work", str(WORK), "--servers", project, "--only", only,
+                        *(["--quick"] * args.quick)])  # fmt: skip
     if not args.scenarios or "metrics_cost" in args.scenarios.split(","):  # issue 22: bench/metrics_cost.py
         from bench.metrics_cost import main as metrics_cost_main
 

@@ -57,6 +57,7 @@ from chat.exceptions import ChatError, NotFound
 from chat.models import Message, Room, RoomEvent
 from chat.presence import presence
 from chat.publishing import event_headers
+from chat.resume_coalescing import coalesced_resume
 from chat.writer import MessageWrite, get_writer
 from chat.writer.rooms import public_rooms
 from chat.writer.store import EVENT_NAMES
@@ -397,6 +398,10 @@ def _events_after(slug: str, since: int, limit: int) -> tuple[list[tuple[dict, d
     return replay, truncated, reached
 
 
+# A reconnect storm resumes a room from thousands of connections at once: one query per room serves them all.
+_resumes = coalesced_resume(_messages_after)
+
+
 @subscription_replay(ROOM_TOPIC)
 async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
     """``since-seq``: room events after it; ``since-id``: stored messages after it; then live ones, none twice."""
@@ -419,7 +424,7 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
         since = int(raw)
     except ValueError:
         raise Denied("invalid header", "since-id must be a message id (a whole number)", code="invalid") from None
-    messages, truncated, reached = await _messages_after(slug, max(since, 0), settings.CHAT_RESUME_MAX)
+    messages, truncated, reached = await _resumes.fetch((slug, settings.CHAT_RESUME_MAX), max(since, 0))
     replay: list[tuple[Any, dict[str, str]]] = []
     for message in messages:
         body = {k: v for k, v in message.items() if k != "_event_seq"}

@@ -77,6 +77,10 @@ class StompSettings:
     user_send_rate: float = _setting(20.0, minimum=0.0)
     user_send_burst: int = _setting(100, minimum=1)
     user_budget_sync: float = _setting(1.0, minimum=0.05)
+    # CONNECTs this process admits per second (and burst) before refusing with ERROR code:busy and a
+    # retry-after: a reconnect storm is served at this pace instead of piling up on the credential check.
+    connect_rate: float = _setting(500.0, minimum=0.0)
+    connect_burst: int = _setting(1000, minimum=1)
     # Seconds a SEND in progress may take to finish on SIGTERM before every connection gets ERROR code:shutdown.
     shutdown_grace: float = _setting(5.0, minimum=0.1)
     # Cross-process: the Redis the broker and the per-user budgets use ("": one process), and its key prefix.
@@ -141,6 +145,8 @@ class StompSettings:
             user_send_rate=self.user_send_rate,
             user_send_burst=self.user_send_burst,
             user_budget_sync=self.user_budget_sync,
+            connect_rate=self.connect_rate,
+            connect_burst=self.connect_burst,
         )
 
     @property

@@ -69,6 +69,11 @@ class WebSocketTransport:
         await self._send({"type": "websocket.close", "code": code})
 
 
+#: Handshake headers a connection keeps after the WebSocket accept (the client's address behind proxies and
+#: its origin); the others are dropped from the scope, which an idle connection holds for its whole life.
+KEPT_HEADERS = frozenset({b"origin", b"x-forwarded-for", b"x-forwarded-proto", b"x-real-ip", b"forwarded"})
+
+
 class StompWebSocketConsumer(DirectDispatchMixin, AsyncConsumer):  # type: ignore[misc]  # channels is untyped
     """STOMP 1.0-1.2 over a raw WebSocket (``/ws`` and ``/ws/websocket``), subprotocols ``v1x.stomp``."""
 
@@ -95,6 +100,11 @@ class StompWebSocketConsumer(DirectDispatchMixin, AsyncConsumer):  # type: ignor
         """Accept, choosing the best offered STOMP subprotocol, and start the STOMP connection."""
         subprotocol = choose_subprotocol(self.scope.get("subprotocols") or ())
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
+        # The handshake is done: the scope lives as long as the idle connection, its headers are read later
+        # only for the client's address and origin. The rest (cookies, keys, user agent) is ~1-2 kB each.
+        headers = self.scope.get("headers")
+        if headers:
+            self.scope["headers"] = [(name, value) for name, value in headers if name in KEPT_HEADERS]
         transport = WebSocketTransport(self.base_send, scope_pending_bytes(self.scope))
         self.connection = StompConnection(transport, scope=self.scope, subprotocol=subprotocol)
         await self.connection.open()

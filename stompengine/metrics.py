@@ -62,7 +62,7 @@ COMMANDS_IN = ("CONNECT", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "COMMIT", "DISCONN
 COMMANDS_OUT = ("CONNECTED", "MESSAGE", "RECEIPT", "ERROR")
 CONNECT_OUTCOMES = (
     "accepted", "unauthorized", "token-invalid", "token-expired", "token-revoked", "rate-limited",
-    "too-many-connections", "other",
+    "too-many-connections", "busy", "other",
 )  # fmt: skip
 # The session core's events, by class name, as the client's command that produced them.
 _EVENT_COMMANDS = {

@@ -794,18 +794,36 @@
     return sessionKey ? `${sockjsUrl}?key=${encodeURIComponent(sessionKey)}` : sockjsUrl;
   }
 
+  // Reconnecting: after a proxy reload or a worker restart every page reconnects at once. Each waits a
+  // jittered, growing delay (so they do not come back in step), and never less than the retry-after the
+  // server gave with ERROR code:busy (its CONNECT admission spreads the refused pages over time).
+  const RECONNECT_MS = [1000, 2000, 4000, 8000, 15_000, 30_000];
+  let reconnects = 0;
+  let retryAfterMs = 0;
+  function reconnectWait() {
+    if (!reconnects && !retryAfterMs) return 0; // the first connect: at once
+    const base = RECONNECT_MS[Math.min(reconnects - 1, RECONNECT_MS.length - 1)] || RECONNECT_MS[0];
+    const floor = Math.max(retryAfterMs, base / 2);
+    retryAfterMs = 0;
+    return floor + Math.random() * Math.max(base / 2, floor / 2);
+  }
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
   const client = new window.StompJs.Client({
     webSocketFactory: () => new window.SockJS(sockjsSessionUrl(), null, { transports: forcedTransports(), sessionId: 32 }),
-    reconnectDelay: 2000,
+    reconnectDelay: 200, // stompjs's own fixed delay: the real wait is reconnectWait() in beforeConnect
     heartbeatIncoming: 10000,
     heartbeatOutgoing: 10000,
     debug: () => {},
     beforeConnect: async () => {
+      const wait = reconnectWait();
+      if (wait) await sleep(wait);
       const [token, key] = await Promise.all([Chat.accessToken(), newSessionKey()]);
       sessionKey = key;
       client.connectHeaders = token ? { Authorization: `Bearer ${token}` } : {};
     },
     onConnect: () => {
+      reconnects = 0;
       const transport = client.webSocket && client.webSocket.transport;
       setStatus(`Connected${transport ? ` (${transport})` : ""}`, transport || "websocket");
       // Resume by event sequence once one is known (edits, deletes and reactions missed while away are
@@ -822,10 +840,14 @@
       resendPending();
     },
     onStompError: (frame) => {
+      const retryAfter = Number(frame.headers["retry-after"]);
+      if (retryAfter > 0) retryAfterMs = retryAfter * 1000;
       setStatus(`Server error: ${frame.headers.message || "unknown"}; reconnecting…`, null);
     },
     onWebSocketClose: () => {
-      setStatus("Disconnected; reconnecting…", null);
+      reconnects += 1;
+      const busy = retryAfterMs ? `Server busy; reconnecting in ${Math.round(retryAfterMs / 1000)} s…` : null;
+      setStatus(busy || "Disconnected; reconnecting…", null);
       state.online.clear();
       renderPresence();
     },

@@ -18,6 +18,12 @@
   const ROOM_KINDS = ["mention", "direct_message"];
   const VIEWED_ROOM = document.querySelector("[data-room]")?.dataset.room || null;
   const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
+  // Every page of a restarted worker retries at once: each waits its step plus up to half again at random,
+  // so the ticket requests after a restart are spread instead of arriving in step.
+  const retryDelay = () => {
+    const step = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+    return step + Math.random() * step * 0.5;
+  };
   const ui = {
     button: bell.querySelector("[data-bell-button]"),
     count: bell.querySelector("[data-bell-count]"),
@@ -192,12 +198,12 @@
       // ticket and last_event_id instead, so nothing is missed and nothing is repeated.
       source.close();
       bell.setAttribute("data-stream", "closed");
-      const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+      const delay = retryDelay();
       setTimeout(() => connect().catch(retryLater), delay);
     });
   }
   function retryLater() {
-    const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
+    const delay = retryDelay();
     setTimeout(() => connect().catch(retryLater), delay);
   }
 

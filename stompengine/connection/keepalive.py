@@ -27,6 +27,9 @@ class KeepaliveOwner(Protocol):
     def heartbeat_timed_out(self) -> None:
         """The client went silent past the negotiated interval and its grace."""
 
+    def handling_frame(self) -> bool:
+        """Whether an earlier frame's handler is still running (the transport's later bytes are not read yet)."""
+
     def send_heartbeat(self) -> None:
         """Time for an EOL to the client (nothing else was sent lately)."""
 
@@ -108,8 +111,12 @@ class Keepalive:
         now = self._clock.time()
         beat = self._heartbeats.poll(now)
         if beat is Beat.TIMEOUT:
-            self._owner.heartbeat_timed_out()
-            return
+            if not self._owner.handling_frame():
+                self._owner.heartbeat_timed_out()
+                return
+            # Not silence: the connection itself has not read what arrived since (a SUBSCRIBE waiting on a
+            # busy database during a reconnect storm). The client is judged again once it is read.
+            self._heartbeats.received(now)
         if beat is Beat.SEND:
             self._heartbeats.sent(now)
             self._owner.send_heartbeat()

@@ -32,7 +32,13 @@ from stompengine.connection.keepalive import Keepalive
 from stompengine.connection.outbound import Outbound, Transport, WriteScheduler
 from stompengine.connection.sends import Reply, SendsMixin
 from stompengine.connection.state import CLOSE_AFTER_ERROR, CLOSE_NORMAL
-from stompengine.realtime.limits import SendGate, start_budget_sync, too_many_connections, user_connections
+from stompengine.realtime.limits import (
+    ConnectAdmission,
+    SendGate,
+    start_budget_sync,
+    too_many_connections,
+    user_connections,
+)
 from stompengine.realtime.registry import Completion, Denied, DestinationRegistry, Rejected, destinations
 from stompengine.realtime.tracking import tracker
 from stompengine.stomp.errors import ProtocolViolation
@@ -149,9 +155,17 @@ class StompConnection(SendsMixin):
         self._replies.clear()  # the writes still finish; nobody is left to tell
 
     # -- for handlers and operations -----------------------------------------------------------------------
-    def fail(self, message: str, detail: str = "", *, code: str | None = None, receipt_id: str | None = None) -> None:
-        """Send an ERROR frame (``message`` header, ``detail`` body, optional ``code``) and close."""
-        headers = (("code", code),) if code else ()
+    def fail(
+        self,
+        message: str,
+        detail: str = "",
+        *,
+        code: str | None = None,
+        receipt_id: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Send an ERROR frame (``message`` header, ``detail`` body, optional ``code`` and other headers) and close."""
+        headers = ((("code", code),) if code else ()) + headers
         self._replies.clear()  # nothing may follow the ERROR frame; a resend with its client_id is stored once
         self._detach(self._core.fail(message, detail, headers=headers, receipt_id=receipt_id))
         self._begin_close(CLOSE_AFTER_ERROR)
@@ -209,6 +223,10 @@ class StompConnection(SendsMixin):
         metrics.HEARTBEAT_TIMEOUTS.inc()
         self.fail("heart-beat timeout", "no data or heart-beat from the client within the negotiated interval")
 
+    def handling_frame(self) -> bool:
+        """Whether a frame handler is running: bytes the client sent meanwhile may still wait unread."""
+        return self._processing
+
     def send_heartbeat(self) -> None:
         """An EOL to the client, unless something is queued anyway."""
         if not self._out.closing:
@@ -247,7 +265,8 @@ class StompConnection(SendsMixin):
             except Denied as exc:
                 metrics.connect_refused(event, exc.code)
                 await self._replies_settled()
-                self.fail(exc.message, exc.detail, code=exc.code, receipt_id=getattr(event, "receipt", None))
+                self.fail(exc.message, exc.detail, code=exc.code, receipt_id=getattr(event, "receipt", None),
+                          headers=exc.headers)  # fmt: skip
             except ProtocolViolation as exc:
                 await self._replies_settled()
                 self.fail(exc.message, exc.detail, receipt_id=getattr(event, "receipt", None))
@@ -294,6 +313,11 @@ class StompConnection(SendsMixin):
             self._begin_close(CLOSE_AFTER_ERROR)
 
     async def _connect(self, event: ConnectRequested) -> None:
+        # Before the credential check, the expensive part: past the process's CONNECT rate the client is
+        # told when to come back (ERROR code:busy, retry-after) instead of queueing behind a reconnect storm.
+        self.runtime.attach("stomp.connect-admission", _connect_admission).admit(
+            self.config.send_limits, self._clock.time()
+        )
         principal = await auth.authenticate_connect(self._authenticator, event, self.scope)
         if self._out.closing:
             return  # the transport went away while we were checking the credentials
@@ -345,6 +369,11 @@ class StompConnection(SendsMixin):
         self._flush_core()
         self._keepalive.stop()
         self._out.close(code)
+
+
+def _connect_admission(_runtime: runtimes.Runtime) -> ConnectAdmission:
+    """The CONNECT admission of a runtime (one per event loop, so its rate is the process's)."""
+    return ConnectAdmission()
 
 
 def _write_scheduler(_runtime: runtimes.Runtime) -> WriteScheduler:

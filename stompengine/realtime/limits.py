@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class SendLimits:
     user_send_rate: float = DEFAULTS.user_send_rate
     user_send_burst: int = DEFAULTS.user_send_burst
     user_budget_sync: float = DEFAULTS.user_budget_sync
+    connect_rate: float = DEFAULTS.connect_rate
+    connect_burst: int = DEFAULTS.connect_burst
 
     @classmethod
     def from_settings(cls) -> SendLimits:
@@ -94,6 +97,40 @@ class TokenBucket:
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         self.updated = now
+
+
+class ConnectAdmission:
+    """The process's CONNECT admission: a token bucket, and a ``retry-after`` that spreads the refused.
+
+    A reconnect storm is every client at once. Each refused CONNECT is told to come back after the time
+    the bucket needs to serve the refused ones before it (a virtual queue that drains at the rate), so
+    the refused clients return spread over that time instead of all together after one fixed delay.
+    """
+
+    __slots__ = ("_backlog_until", "_bucket", "_terms")
+
+    def __init__(self) -> None:
+        self._bucket: TokenBucket | None = None
+        self._terms: tuple[float, int] = (0.0, 0)
+        self._backlog_until = 0.0  # when the refused clients told to come back so far will have been served
+
+    def admit(self, limits: SendLimits, now: float) -> None:
+        """Take a CONNECT token, or raise ``Denied`` (``code:busy`` with a ``retry-after`` in seconds)."""
+        if limits.connect_rate <= 0:
+            return
+        terms = (limits.connect_rate, limits.connect_burst)
+        if self._bucket is None or terms != self._terms:  # first use, or a test changed the settings
+            self._bucket, self._terms = TokenBucket(terms[0], terms[1], now), terms
+        if self._bucket.take(now):
+            return
+        self._backlog_until = max(self._backlog_until, now) + 1.0 / limits.connect_rate
+        retry_after = max(1, math.ceil(self._backlog_until - now))
+        raise Denied(
+            "server busy",
+            f"too many connections are being opened: retry after {retry_after} seconds",
+            code="busy",
+            headers=(("retry-after", str(retry_after)),),
+        )
 
 
 class SendGate:

@@ -67,11 +67,19 @@ _SEGMENT = r"[A-Za-z0-9_-]+"
 class Denied(Exception):
     """Refuse a SEND or SUBSCRIBE: the client gets ERROR ``message`` (+ ``code`` header) and is disconnected."""
 
-    def __init__(self, message: str = "Forbidden", detail: str = "", *, code: str | None = "forbidden") -> None:
+    def __init__(
+        self,
+        message: str = "Forbidden",
+        detail: str = "",
+        *,
+        code: str | None = "forbidden",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(detail or message)
         self.message = message
         self.detail = detail or message
         self.code = code
+        self.headers = headers  # extra ERROR headers (``retry-after`` of a busy CONNECT)
 
 
 def first_header(headers: tuple[tuple[str, str], ...], name: str, default: str | None = None) -> str | None:

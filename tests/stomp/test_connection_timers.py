@@ -6,6 +6,7 @@ lets the connection's write task run (it polls what the fake transport recorded)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -175,3 +176,31 @@ def test_a_heartbeat_polled_at_its_own_deadline_is_due_despite_rounding():
     clock.sent(deadline)
     clock.sent(clock.next_deadline() or 0.0)
     assert clock.poll(clock.next_deadline() or 0.0) is Beat.TIMEOUT
+
+
+async def test_a_client_is_not_timed_out_while_its_connection_is_still_handling_an_earlier_frame():
+    # A reconnect storm: a SUBSCRIBE's guard waits on a busy database longer than the heart-beat grace. The
+    # client's heart-beats sit unread behind that frame; the connection must not call the client silent.
+    clock = ManualClock()
+    release = asyncio.Event()
+    registry = DestinationRegistry()
+
+    @registry.guard("/topic/slow")
+    async def slow(ctx) -> None:
+        await release.wait()
+
+    cfg = config(limits=SessionLimits(heartbeat_send_ms=1000, heartbeat_receive_ms=2000), heartbeat_grace=1.5)
+    connection, transport = await open_on(clock, cfg, TokenTable(), registry)
+    await connection.data_received(wire("CONNECT", accept_version="1.2", heart_beat="2000,1000", passcode="alice"))
+    await transport.wait_for(lambda: transport.frames, "CONNECTED")
+    handling = asyncio.ensure_future(connection.data_received(wire("SUBSCRIBE", id="s", destination="/topic/slow",
+                                                                   receipt="r")))  # fmt: skip
+    await asyncio.sleep(0)
+    clock.advance(10.0)  # far past 2 s x 1.5 of silence, but the SUBSCRIBE is still being handled
+    assert transport.closed is None
+    release.set()
+    await handling
+    await transport.wait_for(lambda: "RECEIPT" in transport.commands(), "the RECEIPT")
+    clock.advance(3.5)  # now really silent
+    await transport.wait_for(lambda: transport.closed is not None, "close")
+    assert transport.frames[-1].get("message") == "heart-beat timeout"

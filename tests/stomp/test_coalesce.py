@@ -1,0 +1,87 @@
+"""stompengine.coalesce: one query per key for the waiters of a burst, each narrowed to its own since."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stompengine.coalesce import SinceCoalescer
+
+STORED = list(range(1, 101))
+
+
+def after(since: int) -> list[int]:
+    return [n for n in STORED if n > since]
+
+
+async def test_a_burst_of_waiters_shares_one_query_from_the_lowest_since_and_each_gets_its_own_slice():
+    asked: list[tuple[str, int]] = []
+
+    async def query(key: str, since: int) -> list[int]:
+        asked.append((key, since))
+        await asyncio.sleep(0.01)
+        return after(since)
+
+    coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since])
+    sinces = [(n * 37) % 100 for n in range(500)]
+    results = await asyncio.gather(*(coalescer.fetch("room", since) for since in sinces))
+    assert results == [after(since) for since in sinces]
+    assert asked == [("room", 0)] and coalescer.queries == 1
+
+
+async def test_waiters_arriving_during_a_query_get_the_next_query_never_the_running_one():
+    started = asyncio.Event()
+    release = asyncio.Event()
+    asked: list[int] = []
+
+    async def query(key: str, since: int) -> list[int]:
+        asked.append(since)
+        started.set()
+        await release.wait()
+        return after(since)
+
+    coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since])
+    first = asyncio.ensure_future(coalescer.fetch("room", 50))
+    await started.wait()
+    # Started after the query began: a message committed in between would be missing from its result.
+    late = [asyncio.ensure_future(coalescer.fetch("room", since)) for since in (70, 60, 90)]
+    await asyncio.sleep(0.01)
+    assert asked == [50]
+    release.set()
+    assert await first == after(50)
+    assert [await task for task in late] == [after(70), after(60), after(90)]
+    assert asked == [50, 60] and coalescer.queries == 2
+
+
+async def test_keys_are_independent_and_a_failure_reaches_every_waiter_of_its_query_only():
+    async def query(key: str, since: int) -> list[int]:
+        await asyncio.sleep(0)
+        if key == "broken":
+            raise RuntimeError("database gone")
+        return after(since)
+
+    coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since])
+    results = await asyncio.gather(
+        coalescer.fetch("a", 10), coalescer.fetch("broken", 1), coalescer.fetch("broken", 2),
+        coalescer.fetch("b", 20), return_exceptions=True,
+    )  # fmt: skip
+    assert results[0] == after(10) and results[3] == after(20)
+    assert [str(r) for r in results[1:3]] == ["database gone", "database gone"]
+    assert coalescer.queries == 3
+    assert await coalescer.fetch("a", 99) == [100]  # nothing left running or waiting
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_query_the_others_await():
+    async def query(key: str, since: int) -> list[int]:
+        await asyncio.sleep(0.02)
+        return after(since)
+
+    coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since])
+    leaving = asyncio.ensure_future(coalescer.fetch("room", 0))
+    staying = asyncio.ensure_future(coalescer.fetch("room", 95))
+    await asyncio.sleep(0.005)
+    leaving.cancel()
+    assert await staying == after(95)
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
