@@ -196,6 +196,12 @@ def test_grouping_day_separators_relative_times_and_the_new_messages_divider(lob
     assert time.inner_text() == "3 min ago"
     assert time.get_attribute("title")  # the exact time on hover
     assert bob.locator(f".message[data-id='{ids['b1']}'] time").inner_text() == "20 min ago"
+    # Relative times are refreshed (every 30 s): a time made 50 minutes older reads "50 min ago" on its own.
+    time.evaluate("(node) => { node.dateTime = new Date(Date.now() - 50 * 60_000 - 5_000).toISOString(); }")
+    bob.wait_for_function(
+        f"() => document.querySelector(\".message[data-id='{ids['a1']}'] time\").textContent === '50 min ago'",
+        timeout=45_000,
+    )
     # Bob sees everything (a tall window): his read marker moves to the newest message.
     wait_for_read_marker(split_site, bob, ids["a3"])
     save_screenshot(bob, "message-divider")
