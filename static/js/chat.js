@@ -75,7 +75,7 @@
     if (Number.isNaN(date.getTime())) return "";
     const seconds = Math.max(0, Math.round((now - date.getTime()) / 1000));
     if (seconds < 45) return "just now";
-    if (seconds < 3600) return `${Math.max(1, Math.round(seconds / 60))} min ago`;
+    if (seconds < 3600) return `${Math.max(1, Math.floor(seconds / 60))} min ago`;
     if (seconds < 6 * 3600 && new Date(now).toDateString() === date.toDateString()) return `${Math.floor(seconds / 3600)} h ago`;
     return Chat.formatTime(iso);
   }
