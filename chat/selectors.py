@@ -134,16 +134,16 @@ def room_newest_seq(*, room_id: int | QuerySet) -> int:
     return rows.first() or 0
 
 
-def newest_seq_subquery() -> Subquery:
-    """For a query of messages: their room's newest event number, read in the same statement (snapshot)."""
-    newest = RoomEvent.objects.filter(room_id=OuterRef("room_id")).order_by("-seq").values("seq")[:1]
-    return Subquery(newest, output_field=IntegerField())
-
-
 def creation_seq_subquery() -> Subquery:
     """For a query of messages: the event number of each one's creation (None: older than the stream)."""
     created = RoomEvent.objects.filter(message_id=OuterRef("pk"), kind=RoomEvent.Kind.CREATED).values("seq")[:1]
     return Subquery(created, output_field=IntegerField())
+
+
+def message_creation_seq(*, message_id: int) -> int:
+    """The room event number of a message's creation (0: older than the event stream)."""
+    rows = RoomEvent.objects.filter(message_id=message_id, kind=RoomEvent.Kind.CREATED).values_list("seq", flat=True)
+    return rows.first() or 0
 
 
 def slug_is_reserved(slug: str) -> bool:

@@ -347,24 +347,28 @@ async def sequence_known(ctx: SubscribeContext, slug: str) -> None:
 @read_only
 def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
     """The newest ``limit`` messages after ``since`` (oldest first, current state), whether more were left
-    out, and the room event number the replay reaches (live events up to it are dropped).
-
-    That number is read in the same statement as the messages (one snapshot: every event up to it is in
-    what they show). With no message after ``since`` it is the number read before that query: nothing
-    after ``since`` existed then, so no creation is hidden, and a made-up ``since-id`` hides nothing.
-    Each message dict carries its creation's number under ``_event_seq`` (0: older than the event stream).
-    """
+    out, and the id the replay reaches: its last message, or with none the newest stored id not above
+    ``since`` (never beyond what exists, or a made-up ``since-id`` would hide every message to come).
+    Each message dict carries its creation's room event number under ``_event_seq`` (0: older than the
+    event stream): ``resume_room`` goes live after the reached message's number."""
     room = Room.objects.get(slug=slug)
-    before = selectors.room_newest_seq(room_id=room.pk)
     newest_first = list(
         selectors.messages_for_json(room.messages.filter(id__gt=since))
-        .annotate(room_seq=selectors.newest_seq_subquery(), created_seq=selectors.creation_seq_subquery())
+        .annotate(created_seq=selectors.creation_seq_subquery())
         .order_by("-id")[: limit + 1]
     )
     truncated = len(newest_first) > limit
-    reached = (newest_first[0].room_seq or 0) if newest_first else before
+    if newest_first:
+        reached = newest_first[0].pk
+    else:
+        reached = room.messages.order_by("-id").values_list("id", flat=True).first() or 0
     messages = [{**message_json(m), "_event_seq": m.created_seq or 0} for m in reversed(newest_first[:limit])]
     return messages, truncated, reached
+
+
+@read_only
+def _creation_seq(message_id: int) -> int:
+    return selectors.message_creation_seq(message_id=message_id)
 
 
 @read_only
@@ -422,8 +426,15 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
         replay.append((body, dict(event_headers("message", message.get("_event_seq", 0)))))
     if truncated and replay:
         replay[0] = (replay[0][0], {**replay[0][1], "resume-gap": str(messages[0]["id"])})
-    # Room topics are published with the room's event number as sequence (chat/publishing.py).
-    return Replay(messages=replay, after_seq=reached)
+    # Room topics are published with the room's event number as sequence (chat/publishing.py): live events
+    # up to the creation of the reached message are in the replay (events commit in number order), later
+    # ones come live. An edit of a replayed message committed meanwhile may come live too: it carries the
+    # message's whole state, so applying it again changes nothing.
+    if messages and messages[-1]["id"] == reached:
+        after = messages[-1].get("_event_seq", 0)
+    else:
+        after = await _creation_seq(reached) if reached else 0
+    return Replay(messages=replay, after_seq=after)
 
 
 @subscription_replay(PRESENCE_TOPIC)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from chat.exceptions import NotFound
 from chat.models import Membership, Message
+from chat.selectors import messages_for_json
 from search.backends import Bounds, backend, segments
 from search.query import Query
 
@@ -71,7 +72,8 @@ def messages_search(
     ids = engine.search(query=query, room_ids=room_ids, bounds=Bounds(lowest, below), limit=limit + 1)
     more = len(ids) > limit
     ids = ids[:limit]
-    found = Message.objects.filter(pk__in=ids).select_related("room", "author").in_bulk()
+    # Everything message_json reads (attachments, reactions, the replied-to message) in a few queries.
+    found = messages_for_json(Message.objects.filter(pk__in=ids)).in_bulk()
     # Read once more under the membership rule: the index row and the message agree on the room, and a
     # room left between the two reads is not shown.
     allowed = set(room_ids)

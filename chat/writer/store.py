@@ -23,7 +23,7 @@ from django.utils import timezone
 from attachments.services import AttachConflict, attachments_attach, attachments_by_message
 from chat.api.serializers import message_json, reactions_json
 from chat.exceptions import ChatError, InvalidInput, NotAllowed, NotFound
-from chat.models import Membership, Message, Room, RoomEvent
+from chat.models import Membership, Message, Reaction, Room, RoomEvent
 from chat.writer.changes import BatchChanges
 from chat.writer.events import (
     MessageChanged,
@@ -164,6 +164,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
     repeats = [message.pk for _, _, message, created in plan if message is not None and not created]
     edited = [pk for kind, pk in changes.applied.values() if kind == "edited"]
     attached = attachments_by_message([*carrying, *repeats, *edited])
+    repeat_reactions = _reactions_by_message(repeats)
     prev_of: dict[int, int] = {}
     for message in new:  # ids ascend in insertion order, and every room is locked: chain each room's ids
         prev_of[message.pk] = last_ids.get(message.room_id) or 0
@@ -212,7 +213,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
             if caused:
                 events[index].append(NotificationsCreated(stream_events(caused)))
             continue
-        payload = message_json(message, attached.get(message.pk, []), () if created else None)
+        payload = message_json(message, attached.get(message.pk, []), () if created else repeat_reactions[message.pk])
         slug = message.room.slug
         if created:
             others = tuple(uid for uid in direct_members.get(message.room_id, ()) if uid != message.author_id)
@@ -249,6 +250,16 @@ def _insert_events(rows: Sequence[tuple[int, int, str, int]], now: datetime) -> 
             cursor.execute(head + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)), params)
 
 
+def _reactions_by_message(message_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    """(username, emoji) pairs of each message, in order, in one query (a repeat re-announces them)."""
+    found: dict[int, list[tuple[str, str]]] = {pk: [] for pk in message_ids}
+    if message_ids:
+        rows = Reaction.objects.filter(message_id__in=message_ids).order_by("id")
+        for message_id, username, emoji in rows.values_list("message_id", "user__username", "emoji"):
+            found[message_id].append((username, emoji))
+    return found
+
+
 def _creation_seqs(message_ids: Sequence[int]) -> dict[int, int]:
     """The event number of each message's creation (a repeat is re-announced under it)."""
     if not message_ids:
@@ -268,7 +279,7 @@ def _stored_client_ids(
     authors = {w.author.pk: w.author for w in keyed}
     wanted = {(w.room.pk, w.author.pk, w.client_id) for w in keyed}
     found: dict[tuple[int, int, str], Message] = {}
-    rows = Message.objects.filter(pk__in=ids).only("id", "room_id", "author_id", "body", "created", "client_id")
+    rows = Message.objects.filter(pk__in=ids).select_related("reply_to__author")
     for message in rows:
         key = (message.room_id, message.author_id, message.client_id)
         if key in wanted:
