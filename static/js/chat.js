@@ -75,7 +75,7 @@
     if (Number.isNaN(date.getTime())) return "";
     const seconds = Math.max(0, Math.round((now - date.getTime()) / 1000));
     if (seconds < 45) return "just now";
-    if (seconds < 3600) return `${Math.max(1, Math.round(seconds / 60))} min ago`;
+    if (seconds < 3600) return `${Math.max(1, Math.floor(seconds / 60))} min ago`;
     if (seconds < 6 * 3600 && new Date(now).toDateString() === date.toDateString()) return `${Math.floor(seconds / 3600)} h ago`;
     return Chat.formatTime(iso);
   }
@@ -243,7 +243,7 @@
         el.messages.insertBefore(item, later || firstPending || null); // decorate() redoes the separators
       }
       state.newestId = Math.max(state.newestId, m.id);
-      if (m.author !== ME) noteUnseen();
+      if (m.author !== ME) noteUnseen(m);
     }
     decorate();
     if (stick) scrollToBottom();
@@ -496,8 +496,10 @@
   // --- Unread and read markers --------------------------------------------------------------------------
 
   const baseTitle = document.title;
-  function noteUnseen() {
+  function noteUnseen(m) {
     if (document.visibilityState === "visible") return;
+    // The first message of someone else while the tab is hidden is where the user left off this time.
+    if (state.unseenWhileHidden === 0) state.dividerBefore = m.id;
     state.unseenWhileHidden += 1;
     document.title = `(${state.unseenWhileHidden}) ${baseTitle}`;
   }

@@ -196,6 +196,12 @@ def test_grouping_day_separators_relative_times_and_the_new_messages_divider(lob
     assert time.inner_text() == "3 min ago"
     assert time.get_attribute("title")  # the exact time on hover
     assert bob.locator(f".message[data-id='{ids['b1']}'] time").inner_text() == "20 min ago"
+    # Relative times are refreshed (every 30 s): a time made 50 minutes older reads "50 min ago" on its own.
+    time.evaluate("(node) => { node.dateTime = new Date(Date.now() - 50 * 60_000 - 5_000).toISOString(); }")
+    bob.wait_for_function(
+        f"() => document.querySelector(\".message[data-id='{ids['a1']}'] time\").textContent === '50 min ago'",
+        timeout=45_000,
+    )
     # Bob sees everything (a tall window): his read marker moves to the newest message.
     wait_for_read_marker(split_site, bob, ids["a3"])
     save_screenshot(bob, "message-divider")
@@ -464,3 +470,23 @@ def test_a_page_that_was_offline_resumes_by_event_seq_and_shows_edits_deletes_an
     assert "since-id:" in subscribes[0], "before any event-seq is known, resume by message id"
     assert "since-seq:" in subscribes[-1], "after the reconnect, resume by event sequence"
     logs[1].forgive("ERR_INTERNET_DISCONNECTED")
+
+
+def test_the_divider_moves_to_the_first_message_that_arrived_while_the_tab_was_hidden(split_site, browser_page):
+    alice, bob = two_in_the_lobby(split_site, browser_page)
+    send(alice, "seen while looking")
+    message(bob, "seen while looking").wait_for()
+    # Hide bob's tab the way the browser does (the page reads document.visibilityState).
+    bob.evaluate(
+        """() => {
+            Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+            document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    send(alice, "while you were away")
+    send(alice, "and more")
+    message(bob, "and more").wait_for()
+    assert bob.title().startswith("(2) ")
+    following = bob.locator("[data-new-divider] + .message .body")
+    assert following.inner_text() == "while you were away"
+    assert bob.locator("[data-new-divider]").count() == 1

@@ -39,26 +39,27 @@ def client(server, user, *subscriptions: tuple[str, dict[str, str]]) -> LiveStom
     return stomp
 
 
-def act(stomp: LiveStomp, destination: str, payload: dict) -> dict:
-    """SEND and wait for its RECEIPT (stored and broadcast), asserting it was not refused."""
+def answer(stomp: LiveStomp, destination: str, payload: dict) -> tuple[str, object]:
+    """SEND with a receipt and wait for its answer: the RECEIPT, or its refusal on /user/queue/errors."""
     receipt = f"r{next(_receipts)}"
     stomp.send_json(destination, payload, receipt=receipt)
     frame = stomp.until(
         lambda f: f.get("receipt-id") == receipt or (f.get("destination") == ERRORS and receipt in f.body.decode()),
         f"the answer to {destination}",
     )
+    return receipt, frame
+
+
+def act(stomp: LiveStomp, destination: str, payload: dict) -> dict:
+    """SEND and wait for its RECEIPT (stored and broadcast), asserting it was not refused."""
+    _, frame = answer(stomp, destination, payload)
     assert frame.command == "RECEIPT", frame.body
     return payload
 
 
 def refused(stomp: LiveStomp, destination: str, payload: dict) -> str:
     """SEND and wait for its refusal on /user/queue/errors; returns the code (and checks no RECEIPT came)."""
-    receipt = f"r{next(_receipts)}"
-    stomp.send_json(destination, payload, receipt=receipt)
-    frame = stomp.until(
-        lambda f: f.get("receipt-id") == receipt or (f.get("destination") == ERRORS and receipt in f.body.decode()),
-        f"the refusal of {destination}",
-    )
+    receipt, frame = answer(stomp, destination, payload)
     assert frame.command == "MESSAGE", f"{destination} {payload} was accepted"
     body = json.loads(frame.body)
     assert body["receipt"] == receipt
