@@ -229,6 +229,23 @@ def test_delete_removes_files(storage_kind, auth_client, alice, room, django_cap
     assert not Attachment.objects.exists()
 
 
+def test_deleting_the_message_in_the_chat_removes_its_files(storage_kind, auth_client, alice, room):
+    """Issue 20: a chat delete (REST here; STOMP and the admin take the same writer path) leaves no files."""
+    client = auth_client(alice)
+    info = upload(client, room.slug, png_bytes(), "p.png").json()
+    message = client.post(
+        f"/api/rooms/{room.slug}/messages/", {"body": "p", "attachments": [info["id"]]}, format="json"
+    )
+    attachment = Attachment.objects.get()
+    names = [attachment.file.name, attachment.thumbnail.name]
+    storage = attachments_storage()
+    assert all(storage.exists(n) for n in names)
+    response = client.delete(f"/api/rooms/{room.slug}/messages/{message.json()['id']}/")
+    assert response.status_code == 200 and response.json()["attachments"] == []
+    assert not any(storage.exists(n) for n in names)
+    assert not Attachment.objects.exists() and Message.objects.get().deleted
+
+
 def test_room_deletion_removes_files(storage_kind, auth_client, alice, room):
     info = upload(auth_client(alice), room.slug, b"bye\n", "b.txt").json()
     name = Attachment.objects.get(pk=info["id"]).file.name

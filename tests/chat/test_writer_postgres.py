@@ -9,7 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from tests.chat.test_writer_live import ROOMS, burst, client, errors_of, ids_on
-from tests.conftest import wait_for
+from tests.conftest import access_token_for, wait_for
+from tests.reliability.live_stomp import LiveStomp
 
 pytestmark = pytest.mark.live
 
@@ -152,4 +153,45 @@ def test_a_refused_row_fails_alone_and_a_dead_connection_fails_its_batch_then_la
     assert ids_on(alice, "alpha") == db.room_ids("alpha")
     for stomp in trio:
         assert stomp.close_code is None
+        stomp.close()
+
+
+def seqs_on(stomp, slug: str) -> list[tuple[str, int]]:
+    return [(f.get("event"), int(f.get("event-seq"))) for f in stomp.messages(f"/topic/rooms.{slug}")]
+
+
+def test_edits_and_reactions_from_two_processes_number_each_rooms_events_without_gap_on_postgres(servers, pg):
+    """Issue 20: changes pipelined from both processes at once take each room's next number in the batch's
+    transaction; every watcher sees 1..N in order, and a since-seq resume gets exactly the stored tail."""
+    db, users = pg
+    one, two = servers()
+    watchers = [client(server, users[0], rooms=ROOMS) for server in (one, two)]
+    senders = [client((one, two)[i % 2], user) for i, user in enumerate(users)]
+    burst(senders, 3)
+    messages = db.rows("SELECT m.id, r.slug FROM chat_message m JOIN chat_room r ON r.id = m.room_id ORDER BY m.id")
+    for i, sender in enumerate(senders):  # every user reacts to every message (and edits their own), pipelined
+        own = {mid for (mid,) in db.rows("SELECT id FROM chat_message WHERE author_id = %s", users[i].pk)}
+        for n, (message_id, slug) in enumerate(messages):
+            sender.send_json(f"/app/rooms.{slug}.react", {"id": message_id, "emoji": "👍"}, receipt=f"x{n}")
+            if message_id in own:
+                sender.send_json(f"/app/rooms.{slug}.edit", {"id": message_id, "body": "edited"}, receipt=f"e{n}")
+    for sender in senders:
+        sender.receipt(f"x{len(messages) - 1}", timeout=60)
+        assert not errors_of(sender)
+    for slug in ROOMS:
+        stored = db.rows("SELECT e.seq FROM chat_roomevent e JOIN chat_room r ON r.id = e.room_id "
+                         "WHERE r.slug = %s ORDER BY e.seq", slug)  # fmt: skip
+        total = len(stored)
+        assert [s for (s,) in stored] == list(range(1, total + 1))
+        assert total == 6 + 6 * 6 + 6  # 6 messages, 6 reactions to each, each author's edit of their own
+        for watcher in watchers:
+            watcher.until(lambda _f, w=watcher, s=slug, t=total: len(seqs_on(w, s)) >= t, slug, 30)
+            assert [s for _, s in seqs_on(watcher, slug)] == list(range(1, total + 1))
+        resumed = LiveStomp.connect(f"{two.ws_url}/ws", access_token_for(users[5]))
+        resumed.send("SUBSCRIBE", id="r", destination=f"/topic/rooms.{slug}", receipt="r", **{"since-seq": "20"})
+        resumed.receipt("r")
+        resumed.until(lambda _f, r=resumed, s=slug, t=total: len(seqs_on(r, s)) >= t - 20, f"resume {slug}", 20)
+        assert [s for _, s in seqs_on(resumed, slug)] == list(range(21, total + 1))
+        resumed.close()
+    for stomp in (*watchers, *senders):
         stomp.close()
