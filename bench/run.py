@@ -687,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
             cluster_args += ["--server", "daphne"]
         cluster_main(cluster_args)
     storm_parts = [p for p in ("idle_memory", "storm", "probe") if p in args.scenarios.split(",")]
-    if not args.scenarios or storm_parts:  # issue 23: bench/storm.py (idle memory beside a bare server, storm)
+    # issue 23: bench/storm.py (idle memory beside a bare server, the storm on its own PostgreSQL; minutes, so
+    # in --quick only when named, as cluster)
+    if (not args.scenarios and not args.quick) or storm_parts:
         from bench.storm import main as storm_main
 
         project = ",".join(s for s in servers if s in ("daphne", "uvicorn"))
