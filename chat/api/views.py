@@ -83,9 +83,12 @@ class RoomListView(ChatAPIView):
 
 class RoomDetailView(ChatAPIView):
     def get(self, request: Request, slug: str) -> Response:
-        self.room(request, slug)
+        room = self.room(request, slug)
         rooms = selectors.rooms_for_user(user=request.user, include_archived=True)
-        return Response(RoomSerializer(rooms.get(slug=slug)).data)
+        # The room's newest event number, read before the page reads its history: the page subscribes with
+        # since-seq from it, so a change made between the history read and the SUBSCRIBE still reaches it.
+        event_seq = selectors.room_newest_seq(room_id=room.pk)
+        return Response({**RoomSerializer(rooms.get(slug=slug)).data, "event_seq": event_seq})
 
 
 class RoomJoinView(ChatAPIView):

@@ -573,14 +573,9 @@
     if (typeof state.room.event_seq === "number") state.lastSeq = Math.max(state.lastSeq, state.room.event_seq);
   }
 
-  /** The other member's read marker in a direct room, under the names the room detail may use. */
+  /** The other member's read marker in a direct room (0 elsewhere). */
   function otherReadOf(room) {
-    for (const name of ["other_last_read_message_id", "peer_last_read_message_id"]) {
-      if (typeof room[name] === "number") return room[name];
-    }
-    const other = room.other || room.peer || room.other_member;
-    if (other && typeof other.last_read_message_id === "number") return other.last_read_message_id;
-    return 0;
+    return typeof room.other_last_read_message_id === "number" ? room.other_last_read_message_id : 0;
   }
 
   /** Where the user left off: before the first message of someone else after their read marker. */

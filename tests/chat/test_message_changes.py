@@ -270,6 +270,15 @@ def test_the_event_stream_numbers_every_change_in_order(chat):
     ]  # fmt: skip
 
 
+def test_the_room_detail_gives_the_newest_event_number_to_resume_from(chat):
+    detail = lambda: chat["as"]["bob"].get("/api/rooms/general/").json()  # noqa: E731
+    assert detail()["event_seq"] == 0
+    first = post(chat["as"]["bob"], "general", "one")
+    chat["as"]["carol"].post(url("general", first["id"], "reactions/"), {"emoji": "🎉"}, format="json")
+    assert detail()["event_seq"] == 2
+    assert chat["as"]["bob"].get("/api/rooms/other/").json()["event_seq"] == 0  # per room
+
+
 def test_edits_and_reactions_spend_the_users_send_budget(chat, settings, monkeypatch):
     from chat.api import views
     from stompengine.realtime.limits import UserSendBudget
