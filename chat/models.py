@@ -112,7 +112,9 @@ class Message(models.Model):
     # Set by an edit (the time of the newest one); the texts it replaced are MessageEdit rows.
     edited = models.DateTimeField(null=True, blank=True)
     # A tombstone: the row stays (replies and history keep their place), its text and files are gone.
-    deleted = models.BooleanField(default=False)
+    # db_default: a worker of the previous release, still running after the migration during a rolling
+    # deploy, inserts messages without naming this column.
+    deleted = models.BooleanField(default=False, db_default=False)
     # Replies point into the same room (checked by the writer under the room lock); SET_NULL for a
     # message removed outright (a cascade of a user's deletion), never by a chat delete.
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")

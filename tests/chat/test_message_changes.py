@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from chat import services
 from chat.models import Message, MessageEdit, Reaction, RoomEvent
@@ -341,3 +342,14 @@ def test_the_admin_shows_edit_history_and_reactions_and_deletes_through_the_writ
     assert response.status_code == 302
     assert Message.objects.get(pk=other["id"]).deleted
     assert published[-1][2]["headers"][0] == ("event", "delete")
+
+
+def test_a_worker_of_the_previous_release_still_inserts_messages_after_the_migration(chat):
+    # A rolling deploy migrates first; old workers keep inserting rows without the columns issue 20 added.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO chat_message (room_id, author_id, body, created, client_id) VALUES (%s, %s, %s, %s, NULL)",
+            [chat["general"].pk, chat["bob"].pk, "from the old release", timezone.now()],
+        )
+    message = Message.objects.get(body="from the old release")
+    assert message.deleted is False and message.edited is None and message.reply_to_id is None
