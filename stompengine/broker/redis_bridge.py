@@ -375,14 +375,24 @@ class RedisBridge:
         await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
 
     async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
-        """PUBLISH (SPUBLISH on a cluster) a batch, pipelined; the number of subscribers each message reached.
-        A cluster pipeline sends one batch per owning master, in order within each."""
+        """PUBLISH a batch in one write on one pooled connection; the number of subscribers each message reached.
+
+        Not a redis-py Pipeline: its retry wrapper and per-reply callbacks cost about as much as the rest of
+        the PUBLISH. On any failure the connection is dropped (replies may be left unread on it) and the
+        writer counts the whole batch as failed, as before."""
         assert self._client is not None
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, payload in batch:
-                pipe.execute_command(self.publish_command, channel, payload)
-            receivers: list[int] = await pipe.execute()
-        return receivers
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([(self.publish_command, channel, payload) for channel, payload in batch])
+            )
+            return [await connection.read_response() for _ in batch]
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     async def _write_forever(self) -> None:
         backoff = _BACKOFF_START

@@ -122,6 +122,14 @@ class RedisClusterBridge(RedisBridge):
         # RedisCluster drops a dead node's connections and refreshes its slot map by itself.
         return None
 
+    async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
+        """SPUBLISH a batch through a cluster pipeline: one batch per owning master, in order within each."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, payload in batch:
+                pipe.execute_command(self.publish_command, channel, payload)
+            receivers: list[int] = await pipe.execute()
+        return receivers
+
     async def _topology(self) -> None:
         if not self._initialized:
             assert self._client is not None
