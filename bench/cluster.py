@@ -18,6 +18,7 @@ over the measured step). The target: a cross-process delivery costs at most 1.5x
 
     python -m bench.cluster               # about 10 minutes; writes bench/results/cluster.{json,md}
     python -m bench.cluster --quick       # a smoke test
+    python -m bench.cluster --loads rooms,rooms_paced --setups single,redis2   # a part of it
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
     parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--loads", default="", help="comma-separated load names (default: all)")
     parser.add_argument("--out", default=str(bench_run.RESULTS))
     parser.add_argument("--work", default=str(REPO / "var" / "bench-cluster"))
     args = parser.parse_args(argv)
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = loads(args.quick)
+    chosen = [s for s in loads(args.quick) if not args.loads or s.name in args.loads.split(",")]
     database = bench_run.sqlite_url(work / "bench.sqlite3")
     tokens = work / "tokens.txt"
     bench_run.prepare_database(database, max(s.connections for s in chosen) + 1, 0, 0, tokens)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -35,6 +36,12 @@ _BACKOFF_MAX = 5.0
 # What a Redis call raises when Redis (or, on a cluster, the owner of a slot) is unreachable or moving.
 # redis-py's cluster errors (a slot not covered mid-failover) are not RedisErrors.
 REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
+
+
+async def _as_is(response: Any) -> Any:
+    """The subscriber connections' push handler. redis-py's default one builds ``str()`` of every message
+    for a debug log line (whether or not it is logged): a copy of the payload per message."""
+    return response
 
 
 class RedisBridge:
@@ -263,7 +270,7 @@ class RedisBridge:
                     await self._pubsub.aclose()
                 self._pubsub = None
             assert self._client is not None
-            pubsub = self._client.pubsub()
+            pubsub = self._client.pubsub(push_handler_func=_as_is)
             await pubsub.connect()
             channels = [self._channel(key) for key in self._refs]
             if channels:
@@ -284,10 +291,7 @@ class RedisBridge:
                 self._ready.set()
                 metrics.REDIS_UP.set(1)
                 assert self._pubsub is not None
-                while True:
-                    message = await self._pubsub.get_message(timeout=None)
-                    if message is not None:
-                        self._dispatch(message)
+                await self._pump(self._pubsub, b"message", self._dispatch)
             except asyncio.CancelledError:
                 raise
             except REDIS_FAILURES as exc:
@@ -302,6 +306,33 @@ class RedisBridge:
                 logger.exception("unexpected error in the Redis pub/sub reader; restarting it")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    async def _pump(self, pubsub: Any, kind: bytes, dispatch: Callable[[dict[str, Any]], Any]) -> None:
+        """Deliver what a subscriber connection receives, until it fails.
+
+        Messages (pushes of ``kind``: ``message``, or ``smessage`` on a cluster) go straight from the
+        connection's reply parser to ``on_message``: ``PubSub.get_message`` would wrap each read in a retry
+        call and build a dict per message. Everything else (confirmations) still goes through
+        ``PubSub.handle_message``, which keeps redis-py's own channel bookkeeping right. A broken connection
+        raises here at once (no silent reconnect inside redis-py) so the caller resubscribes and the broker
+        hears of the gap (``on_disconnect``).
+        """
+        read = pubsub.connection.read_response
+        deliver = self._on_message
+        start = len(self._prefix_bytes)
+        while True:
+            # math.inf: block without a read timeout, as PubSub.get_message(timeout=None) does.
+            response = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
+            if isinstance(response, list) and len(response) == 3 and response[0] == kind:
+                key = response[1][start:].decode("utf-8")
+                try:
+                    deliver(key, response[2])
+                except Exception:
+                    logger.exception("failed to deliver a cross-process message for %s", key)
+                continue
+            message = await pubsub.handle_message(response)
+            if message is not None:
+                dispatch(message)
 
     def _lost(self) -> None:
         was_ready = self._ready.is_set()
@@ -344,14 +375,24 @@ class RedisBridge:
         await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
 
     async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
-        """PUBLISH (SPUBLISH on a cluster) a batch, pipelined; the number of subscribers each message reached.
-        A cluster pipeline sends one batch per owning master, in order within each."""
+        """PUBLISH a batch in one write on one pooled connection; the number of subscribers each message reached.
+
+        Not a redis-py Pipeline: its retry wrapper and per-reply callbacks cost about as much as the rest of
+        the PUBLISH. On any failure the connection is dropped (replies may be left unread on it) and the
+        writer counts the whole batch as failed, as before."""
         assert self._client is not None
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, payload in batch:
-                pipe.execute_command(self.publish_command, channel, payload)
-            receivers: list[int] = await pipe.execute()
-        return receivers
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([(self.publish_command, channel, payload) for channel, payload in batch])
+            )
+            return [await connection.read_response() for _ in batch]
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     async def _write_forever(self) -> None:
         backoff = _BACKOFF_START

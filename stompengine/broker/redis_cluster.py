@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from stompengine import metrics
-from stompengine.broker.redis_bridge import _BACKOFF_START, REDIS_FAILURES, RedisBridge
+from stompengine.broker.redis_bridge import _BACKOFF_START, REDIS_FAILURES, RedisBridge, _as_is
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,14 @@ class RedisClusterBridge(RedisBridge):
         # RedisCluster drops a dead node's connections and refreshes its slot map by itself.
         return None
 
+    async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
+        """SPUBLISH a batch through a cluster pipeline: one batch per owning master, in order within each."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, payload in batch:
+                pipe.execute_command(self.publish_command, channel, payload)
+            receivers: list[int] = await pipe.execute()
+        return receivers
+
     async def _topology(self) -> None:
         if not self._initialized:
             assert self._client is not None
@@ -167,7 +175,7 @@ class RedisClusterBridge(RedisBridge):
             # No retries inside redis-py: a dead owner must surface at once so the slot map is refreshed.
             client = aioredis.Redis(host=shard.host, port=shard.port, socket_connect_timeout=1,
                                     socket_keepalive=True, retry=Retry(NoBackoff(), 0))  # fmt: skip
-            pubsub = client.pubsub()
+            pubsub = client.pubsub(push_handler_func=_as_is)
             try:
                 await pubsub.connect()
                 by_slot: defaultdict[int, list[bytes]] = defaultdict(list)
@@ -208,12 +216,8 @@ class RedisClusterBridge(RedisBridge):
                 if self.connected:
                     self._ready.set()
                     metrics.REDIS_UP.set(1)
-                pubsub = shard.pubsub
-                assert pubsub is not None
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None:
-                        self._dispatch_shard(shard, message)
+                assert shard.pubsub is not None
+                await self._pump(shard.pubsub, b"smessage", lambda message: self._dispatch_shard(shard, message))
             except asyncio.CancelledError:
                 raise
             except REDIS_FAILURES as exc:
