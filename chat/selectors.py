@@ -30,6 +30,13 @@ def room_visible_get(*, slug: str, user: User) -> Room:
     return room
 
 
+def room_with_membership(*, slug: str, user: User) -> Room | None:
+    """The room of ``slug`` (None: no such room) with ``is_member``, whether ``user`` belongs to it, read in
+    one query (the room row and an EXISTS on the membership): a subscribe's check in a reconnect storm."""
+    is_member = Exists(Membership.objects.filter(room=OuterRef("pk"), user=user))
+    return Room.objects.filter(slug=slug).annotate(is_member=is_member).first()
+
+
 def rooms_for_user(*, user: User, include_archived: bool = False) -> QuerySet[Room]:
     """Public rooms and the user's private rooms, each with ``is_member``, ``role``, ``unread``,
     ``last_read_message_id`` (the user's marker) and, in a direct room, ``other_last_read_message_id``

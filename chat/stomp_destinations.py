@@ -305,15 +305,24 @@ async def typing(ctx: SendContext, slug: str) -> None:
 # --- Subscribing ----------------------------------------------------------------------------------------
 
 
+@read_only
+def _member_room(slug: str, user: Any) -> Room | None:
+    return services.room_enter_member(slug=slug, user=user)
+
+
 @database_sync_to_async
 def _enter_room(slug: str, user: Any) -> Room:
     return services.room_enter(slug=slug, user=user)
 
 
 async def members_only(ctx: SubscribeContext, slug: str) -> None:
-    """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private."""
+    """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private.
+
+    A member (every client of a reconnect storm) is checked by one read beside the database thread; only
+    joining a public room (a write) queues on that thread.
+    """
     try:
-        room = await _enter_room(slug, ctx.user)
+        room = await _member_room(slug, ctx.user) or await _enter_room(slug, ctx.user)
     except NotFound:
         raise Denied("Forbidden", f"no room {slug!r} that you can see", code="not-found") from None
     except ChatError as exc:  # a member of an archived room (closed, not deleted)
