@@ -435,9 +435,15 @@ def room_enter_member(*, slug: str, user: User) -> Room | None:
     from chat.selectors import room_with_membership
 
     room = room_with_membership(slug=slug, user=user)
-    if room is None or (room.is_private and not room.is_member):
+    return room_member_verdict(slug=slug, room=room, is_member=room is not None and room.is_member)
+
+
+def room_member_verdict(*, slug: str, room: Room | None, is_member: bool) -> Room | None:
+    """``room_enter_member``'s answer from what was read: the room of ``slug`` (None: none) and whether the
+    user is a member (also when it was read for many users at once)."""
+    if room is None or (room.is_private and not is_member):
         raise NotFound(f"no room {slug!r} that you can see")
-    if not room.is_member:
+    if not is_member:
         return None
     _refuse_archived(room)
     return room

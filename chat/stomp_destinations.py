@@ -77,6 +77,7 @@ from stompengine import (
     subscription_guard,
     subscription_replay,
 )
+from stompengine.coalesce import BatchCoalescer
 
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
 
@@ -306,8 +307,18 @@ async def typing(ctx: SendContext, slug: str) -> None:
 
 
 @read_only
-def _member_room(slug: str, user: Any) -> Room | None:
-    return services.room_enter_member(slug=slug, user=user)
+def _members_among(slug: str, user_ids: list[int]) -> tuple[Room | None, frozenset[int]]:
+    return selectors.room_members_among(slug=slug, user_ids=user_ids)
+
+
+def _member_verdict(slug: str, read: tuple[Room | None, frozenset[int]], user_id: int) -> Room | None:
+    room, members = read
+    return services.room_member_verdict(slug=slug, room=room, is_member=user_id in members)
+
+
+# A reconnect storm is thousands of SUBSCRIBEs to the same few rooms: the membership checks of one room that
+# arrive together are read in one query (beside the database thread), each answered as room_enter would.
+_member_checks = BatchCoalescer(_members_among, _member_verdict)
 
 
 @database_sync_to_async
@@ -318,11 +329,12 @@ def _enter_room(slug: str, user: Any) -> Room:
 async def members_only(ctx: SubscribeContext, slug: str) -> None:
     """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private.
 
-    A member (every client of a reconnect storm) is checked by one read beside the database thread; only
-    joining a public room (a write) queues on that thread.
+    A member (every client of a reconnect storm) is checked by a read beside the database thread, shared
+    with the other checks of the room arriving together; only joining a public room (a write) queues on
+    that thread.
     """
     try:
-        room = await _member_room(slug, ctx.user) or await _enter_room(slug, ctx.user)
+        room = await _member_checks.fetch(slug, ctx.user.pk) or await _enter_room(slug, ctx.user)
     except NotFound:
         raise Denied("Forbidden", f"no room {slug!r} that you can see", code="not-found") from None
     except ChatError as exc:  # a member of an archived room (closed, not deleted)

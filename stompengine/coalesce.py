@@ -1,4 +1,4 @@
-"""Coalesced "everything after n" reads: one query per key serves every waiter, each taking its own slice.
+"""Coalesced reads: one query per key serves every waiter, each taking its own part of the result.
 
 A reconnect storm resumes thousands of subscriptions of the same room at once, each asking for what came
 after its own ``since``. ``SinceCoalescer`` runs at most one query per key at a time: the waiters that
@@ -11,6 +11,11 @@ moment its subscription went live (stompengine.gating's barrier). A query that s
 may miss a message committed just before it; a query that starts after every one of its waiters is live
 cannot. Callers call ``fetch`` after their barrier, and the collected query starts after the last of
 them joined.
+
+``BatchCoalescer`` is the same for reads that are not "after n": each waiter brings an item (a user whose
+membership of a room is checked), the shared query reads for all the items of its batch at once, and each
+waiter derives its own answer (or refusal) from that. It has the same rule: a waiter never joins a query
+already running, so its answer is never older than its request.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
+T = TypeVar("T")
+S = TypeVar("S")
 
-__all__ = ["SinceCoalescer"]
+__all__ = ["BatchCoalescer", "SinceCoalescer"]
 
 
 class _Batch(Generic[R]):
@@ -80,6 +87,75 @@ class SinceCoalescer(Generic[K, R]):
                 batch.future.exception()  # retrieved here too: waiters that were cancelled never read it
             else:
                 batch.future.set_result(result)
+        except asyncio.CancelledError:
+            cancelled = True  # the loop is closing
+            raise
+        finally:
+            del self._running[key]
+            pending = self._waiting.get(key)
+            if pending is not None:  # waiters that came while this query ran: their own query, now
+                if cancelled:
+                    del self._waiting[key]
+                    pending.future.cancel()
+                else:
+                    self._start(key)
+
+
+class _Items(Generic[T, S]):
+    """The waiters of one batch query: their items and the future of the shared result they all await."""
+
+    __slots__ = ("future", "items")
+
+    def __init__(self, future: asyncio.Future[S]) -> None:
+        self.items: list[T] = []
+        self.future = future
+
+
+class BatchCoalescer(Generic[K, T, S, R]):
+    """``await coalescer.fetch(key, item)``: ``answer(key, query(key, items of the batch), item)``, one query
+    at a time per key; the waiters that arrive while it runs make up the next batch.
+
+    ``query(key, items)`` reads what every item's answer needs (the items may repeat); ``answer`` may raise,
+    and then only that waiter gets the exception.
+    """
+
+    def __init__(self, query: Callable[[K, list[T]], Awaitable[S]], answer: Callable[[K, S, T], R]) -> None:
+        self._query = query
+        self._answer = answer
+        self._running: dict[K, asyncio.Task[None]] = {}
+        self._waiting: dict[K, _Items[T, S]] = {}
+        self.queries = 0  # batch queries run
+        self.items = 0  # items served by them
+
+    async def fetch(self, key: K, item: T) -> R:
+        """What ``answer(key, query(key, [item]), item)`` would be, from a query shared with ``key``'s waiters."""
+        batch = self._waiting.get(key)
+        if batch is None:
+            batch = self._waiting[key] = _Items(asyncio.get_running_loop().create_future())
+            if key not in self._running:
+                self._start(key)
+        batch.items.append(item)
+        # shield: one waiter cancelled (its client left) must not cancel the query the others await.
+        shared = await asyncio.shield(batch.future)
+        return self._answer(key, shared, item)
+
+    def _start(self, key: K) -> None:
+        self._running[key] = asyncio.get_running_loop().create_task(self._run(key), name="stomp-batched-query")
+
+    async def _run(self, key: K) -> None:
+        cancelled = False
+        try:
+            await asyncio.sleep(0)  # the waiters of the same burst join before the query starts
+            batch = self._waiting.pop(key)
+            self.queries += 1
+            self.items += len(batch.items)
+            try:
+                shared = await self._query(key, batch.items)
+            except Exception as exc:
+                batch.future.set_exception(exc)
+                batch.future.exception()  # retrieved here too: waiters that were cancelled never read it
+            else:
+                batch.future.set_result(shared)
         except asyncio.CancelledError:
             cancelled = True  # the loop is closing
             raise

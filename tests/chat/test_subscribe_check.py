@@ -110,3 +110,33 @@ async def test_a_members_subscribe_does_not_wait_for_the_database_thread_but_a_j
         release.set()
         await blocker
     assert await Membership.objects.filter(room=rooms.public, user=rooms.rita).aexists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_burst_of_checks_of_one_room_shares_a_read_and_each_gets_its_own_verdict(make_user):
+    """300 subscribes to a private room at once (members, outsiders): far fewer reads than checks, and
+    each allowed or refused exactly as its own ``room_enter_member`` would."""
+    from chat.stomp_destinations import _member_checks, _member_verdict, _members_among
+
+    @database_sync_to_async
+    def prepare():
+        owner = make_user("owner")
+        room = services.room_create(creator=owner, name="Busy", slug="busy", is_private=True)
+        users = [make_user(f"u{n}") for n in range(300)]
+        Membership.objects.bulk_create([Membership(room=room, user=u) for u in users[::2]])
+        return users
+
+    users = await prepare()
+    queries = _member_checks.queries
+    got = await asyncio.gather(*(_member_checks.fetch("busy", u.pk) for u in users), return_exceptions=True)
+    assert _member_checks.queries - queries <= 3
+    read = await _members_among("busy", [u.pk for u in users])
+    own_check = database_sync_to_async(services.room_enter_member, thread_sensitive=False)
+    for n, (user, verdict) in enumerate(zip(users, got, strict=True)):
+        if n % 2 == 0:
+            own = await own_check(slug="busy", user=user)
+            assert verdict.pk == own.pk == _member_verdict("busy", read, user.pk).pk
+        else:
+            with pytest.raises(NotFound):
+                await own_check(slug="busy", user=user)
+            assert isinstance(verdict, NotFound) and str(verdict) == "no room 'busy' that you can see"
