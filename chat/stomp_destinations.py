@@ -393,6 +393,14 @@ def _creation_seq(message_id: int) -> int:
     return selectors.message_creation_seq(message_id=message_id)
 
 
+async def _creation_seq_of(message_id: int, _: list[None]) -> int:
+    return await _creation_seq(message_id)
+
+
+# Clients resuming from a room's newest message all ask the number of that same message: one read serves them.
+_creation_seqs = BatchCoalescer(_creation_seq_of, lambda message_id, seq, _: seq)
+
+
 @read_only
 def _events_after(slug: str, since: int, limit: int) -> tuple[list[tuple[dict, dict[str, str]]], bool, int]:
     """The newest ``limit`` room events after number ``since`` (oldest first) as (body, headers) with each
@@ -459,7 +467,7 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
     if messages and messages[-1]["id"] == reached:
         after = messages[-1].get("_event_seq", 0)
     else:
-        after = await _creation_seq(reached) if reached else 0
+        after = await _creation_seqs.fetch(reached, None) if reached else 0
     return Replay(messages=replay, after_seq=after)
 
 
