@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -32,43 +32,37 @@ S = TypeVar("S")
 __all__ = ["BatchCoalescer", "SinceCoalescer"]
 
 
-class _Batch(Generic[R]):
-    """The waiters of one query: the lowest ``since`` among them and the future they all await."""
+class _Waiters(Generic[R]):
+    """The waiters of one query: the future of its result, which they all await."""
 
-    __slots__ = ("future", "since")
+    __slots__ = ("future",)
 
-    def __init__(self, since: int, future: asyncio.Future[R]) -> None:
-        self.since = since
+    def __init__(self, future: asyncio.Future[R]) -> None:
         self.future = future
 
 
-class SinceCoalescer(Generic[K, R]):
-    """``await coalescer.fetch(key, since)``: ``narrow(key, query(key, lowest since), since)``, one query at a
-    time per key.
+W = TypeVar("W", bound=_Waiters[Any])
 
-    ``query(key, since)`` must return what lies after ``since`` in a form ``narrow(key, result, since)`` can
-    cut down to what lies after a higher ``since`` exactly as a query of its own would have returned it.
-    """
 
-    def __init__(self, query: Callable[[K, int], Awaitable[R]], narrow: Callable[[K, R, int], R]) -> None:
-        self._query = query
-        self._narrow = narrow
+class _OneQueryPerKey(Generic[K, W]):
+    """At most one query per key at a time; the waiters arriving meanwhile are collected for the next one."""
+
+    def __init__(self) -> None:
         self._running: dict[K, asyncio.Task[None]] = {}
-        self._waiting: dict[K, _Batch[R]] = {}
+        self._waiting: dict[K, W] = {}
         self.queries = 0  # queries run (tests and the benchmark compare it with the waiters served)
 
-    async def fetch(self, key: K, since: int) -> R:
-        """What ``query(key, since)`` would return, from a query shared with the other waiters of ``key``."""
-        batch = self._waiting.get(key)
-        if batch is None:
-            batch = self._waiting[key] = _Batch(since, asyncio.get_running_loop().create_future())
+    async def _query_for(self, key: K, waiters: W) -> Any:
+        raise NotImplementedError
+
+    def _waiters(self, key: K, new: Callable[[asyncio.Future[Any]], W]) -> W:
+        """The waiters of ``key``'s next query, created (and the query started if none runs) when needed."""
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            waiters = self._waiting[key] = new(asyncio.get_running_loop().create_future())
             if key not in self._running:
                 self._start(key)
-        else:
-            batch.since = min(batch.since, since)
-        # shield: one waiter cancelled (its client left) must not cancel the query the others await.
-        result = await asyncio.shield(batch.future)
-        return self._narrow(key, result, since)
+        return waiters
 
     def _start(self, key: K) -> None:
         self._running[key] = asyncio.get_running_loop().create_task(self._run(key), name="stomp-coalesced-query")
@@ -78,15 +72,15 @@ class SinceCoalescer(Generic[K, R]):
         try:
             # One turn of the loop lets the waiters arriving in the same burst join before the query starts.
             await asyncio.sleep(0)
-            batch = self._waiting.pop(key)
+            waiters = self._waiting.pop(key)
             self.queries += 1
             try:
-                result = await self._query(key, batch.since)
+                result = await self._query_for(key, waiters)
             except Exception as exc:
-                batch.future.set_exception(exc)
-                batch.future.exception()  # retrieved here too: waiters that were cancelled never read it
+                waiters.future.set_exception(exc)
+                waiters.future.exception()  # retrieved here too: waiters that were cancelled never read it
             else:
-                batch.future.set_result(result)
+                waiters.future.set_result(result)
         except asyncio.CancelledError:
             cancelled = True  # the loop is closing
             raise
@@ -101,17 +95,53 @@ class SinceCoalescer(Generic[K, R]):
                     self._start(key)
 
 
-class _Items(Generic[T, S]):
-    """The waiters of one batch query: their items and the future of the shared result they all await."""
+class _Batch(_Waiters[R]):
+    """The waiters of one "after since" query and the lowest ``since`` among them."""
 
-    __slots__ = ("future", "items")
+    __slots__ = ("since",)
+
+    def __init__(self, future: asyncio.Future[R]) -> None:
+        super().__init__(future)
+        self.since: int | None = None
+
+
+class SinceCoalescer(_OneQueryPerKey[K, _Batch[R]], Generic[K, R]):
+    """``await coalescer.fetch(key, since)``: ``narrow(key, query(key, lowest since), since)``, one query at a
+    time per key.
+
+    ``query(key, since)`` must return what lies after ``since`` in a form ``narrow(key, result, since)`` can
+    cut down to what lies after a higher ``since`` exactly as a query of its own would have returned it.
+    """
+
+    def __init__(self, query: Callable[[K, int], Awaitable[R]], narrow: Callable[[K, R, int], R]) -> None:
+        super().__init__()
+        self._query = query
+        self._narrow = narrow
+
+    async def fetch(self, key: K, since: int) -> R:
+        """What ``query(key, since)`` would return, from a query shared with the other waiters of ``key``."""
+        batch = self._waiters(key, _Batch)
+        batch.since = since if batch.since is None else min(batch.since, since)
+        # shield: one waiter cancelled (its client left) must not cancel the query the others await.
+        result: R = await asyncio.shield(batch.future)
+        return self._narrow(key, result, since)
+
+    async def _query_for(self, key: K, waiters: _Batch[R]) -> R:
+        assert waiters.since is not None  # set by the waiter that created the batch, in the same step
+        return await self._query(key, waiters.since)
+
+
+class _Items(_Waiters[S], Generic[T, S]):
+    """The waiters of one batch query and their items."""
+
+    __slots__ = ("items",)
 
     def __init__(self, future: asyncio.Future[S]) -> None:
+        super().__init__(future)
         self.items: list[T] = []
-        self.future = future
 
 
-class BatchCoalescer(Generic[K, T, S, R]):
+class BatchCoalescer(_OneQueryPerKey[K, _Items[T, S]], Generic[K, T, S, R]):
     """``await coalescer.fetch(key, item)``: ``answer(key, query(key, items of the batch), item)``, one query
     at a time per key; the waiters that arrive while it runs make up the next batch.
 
@@ -120,51 +150,19 @@ class BatchCoalescer(Generic[K, T, S, R]):
     """
 
     def __init__(self, query: Callable[[K, list[T]], Awaitable[S]], answer: Callable[[K, S, T], R]) -> None:
+        super().__init__()
         self._query = query
         self._answer = answer
-        self._running: dict[K, asyncio.Task[None]] = {}
-        self._waiting: dict[K, _Items[T, S]] = {}
-        self.queries = 0  # batch queries run
-        self.items = 0  # items served by them
+        self.items = 0  # items served by the queries
 
     async def fetch(self, key: K, item: T) -> R:
         """What ``answer(key, query(key, [item]), item)`` would be, from a query shared with ``key``'s waiters."""
-        batch = self._waiting.get(key)
-        if batch is None:
-            batch = self._waiting[key] = _Items(asyncio.get_running_loop().create_future())
-            if key not in self._running:
-                self._start(key)
+        batch = self._waiters(key, _Items)
         batch.items.append(item)
         # shield: one waiter cancelled (its client left) must not cancel the query the others await.
-        shared = await asyncio.shield(batch.future)
+        shared: S = await asyncio.shield(batch.future)
         return self._answer(key, shared, item)
 
-    def _start(self, key: K) -> None:
-        self._running[key] = asyncio.get_running_loop().create_task(self._run(key), name="stomp-batched-query")
-
-    async def _run(self, key: K) -> None:
-        cancelled = False
-        try:
-            await asyncio.sleep(0)  # the waiters of the same burst join before the query starts
-            batch = self._waiting.pop(key)
-            self.queries += 1
-            self.items += len(batch.items)
-            try:
-                shared = await self._query(key, batch.items)
-            except Exception as exc:
-                batch.future.set_exception(exc)
-                batch.future.exception()  # retrieved here too: waiters that were cancelled never read it
-            else:
-                batch.future.set_result(shared)
-        except asyncio.CancelledError:
-            cancelled = True  # the loop is closing
-            raise
-        finally:
-            del self._running[key]
-            pending = self._waiting.get(key)
-            if pending is not None:  # waiters that came while this query ran: their own query, now
-                if cancelled:
-                    del self._waiting[key]
-                    pending.future.cancel()
-                else:
-                    self._start(key)
+    async def _query_for(self, key: K, waiters: _Items[T, S]) -> S:
+        self.items += len(waiters.items)
+        return await self._query(key, waiters.items)
