@@ -428,10 +428,34 @@ def direct_room_get_or_create(*, user: User, other_username: str) -> tuple[Room,
     return room, True
 
 
+def room_enter_member(*, slug: str, user: User) -> Room | None:
+    """The read half of ``room_enter``, one query and no write: the room when the user is already a member
+    (NotAllowed if it is archived), None when it is a public room they must join first (``room_enter``),
+    NotFound when there is no such room or it is private and they are not a member."""
+    from chat.selectors import room_with_membership
+
+    room = room_with_membership(slug=slug, user=user)
+    return room_member_verdict(slug=slug, room=room, is_member=room is not None and room.is_member)
+
+
+def room_member_verdict(*, slug: str, room: Room | None, is_member: bool) -> Room | None:
+    """``room_enter_member``'s answer from what was read: the room of ``slug`` (None: none) and whether the
+    user is a member (also when it was read for many users at once)."""
+    if room is None or (room.is_private and not is_member):
+        raise NotFound(f"no room {slug!r} that you can see")
+    if not is_member:
+        return None
+    _refuse_archived(room)
+    return room
+
+
 def room_enter(*, slug: str, user: User) -> Room:
     """The room a user subscribes to live: members only, and a public room is joined on the way in."""
     from chat.selectors import room_visible_get
 
+    member_of = room_enter_member(slug=slug, user=user)
+    if member_of is not None:
+        return member_of
     room = room_visible_get(slug=slug, user=user)
     if not room.is_private:
         room_join(room=room, user=user)

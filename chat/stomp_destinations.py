@@ -77,6 +77,7 @@ from stompengine import (
     subscription_guard,
     subscription_replay,
 )
+from stompengine.coalesce import BatchCoalescer
 
 DM_SEND = re.compile(r"/app/dm\.(?P<username>[\w.@+-]{1,150})")
 
@@ -305,15 +306,35 @@ async def typing(ctx: SendContext, slug: str) -> None:
 # --- Subscribing ----------------------------------------------------------------------------------------
 
 
+@read_only
+def _members_among(slug: str, user_ids: list[int]) -> tuple[Room | None, frozenset[int]]:
+    return selectors.room_members_among(slug=slug, user_ids=user_ids)
+
+
+def _member_verdict(slug: str, read: tuple[Room | None, frozenset[int]], user_id: int) -> Room | None:
+    room, members = read
+    return services.room_member_verdict(slug=slug, room=room, is_member=user_id in members)
+
+
+# A reconnect storm is thousands of SUBSCRIBEs to the same few rooms: the membership checks of one room that
+# arrive together are read in one query (beside the database thread), each answered as room_enter would.
+_member_checks = BatchCoalescer(_members_among, _member_verdict)
+
+
 @database_sync_to_async
 def _enter_room(slug: str, user: Any) -> Room:
     return services.room_enter(slug=slug, user=user)
 
 
 async def members_only(ctx: SubscribeContext, slug: str) -> None:
-    """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private."""
+    """A room's topics are for its members; public rooms are joined on subscribe. Unknown looks like private.
+
+    A member (every client of a reconnect storm) is checked by a read beside the database thread, shared
+    with the other checks of the room arriving together; only joining a public room (a write) queues on
+    that thread.
+    """
     try:
-        room = await _enter_room(slug, ctx.user)
+        room = await _member_checks.fetch(slug, ctx.user.pk) or await _enter_room(slug, ctx.user)
     except NotFound:
         raise Denied("Forbidden", f"no room {slug!r} that you can see", code="not-found") from None
     except ChatError as exc:  # a member of an archived room (closed, not deleted)
@@ -370,6 +391,14 @@ def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool
 @read_only
 def _creation_seq(message_id: int) -> int:
     return selectors.message_creation_seq(message_id=message_id)
+
+
+async def _creation_seq_of(message_id: int, _: list[None]) -> int:
+    return await _creation_seq(message_id)
+
+
+# Clients resuming from a room's newest message all ask the number of that same message: one read serves them.
+_creation_seqs = BatchCoalescer(_creation_seq_of, lambda message_id, seq, _: seq)
 
 
 @read_only
@@ -438,7 +467,7 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
     if messages and messages[-1]["id"] == reached:
         after = messages[-1].get("_event_seq", 0)
     else:
-        after = await _creation_seq(reached) if reached else 0
+        after = await _creation_seqs.fetch(reached, None) if reached else 0
     return Replay(messages=replay, after_seq=after)
 
 

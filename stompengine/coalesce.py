@@ -1,4 +1,4 @@
-"""Coalesced "everything after n" reads: one query per key serves every waiter, each taking its own slice.
+"""Coalesced reads: one query per key serves every waiter, each taking its own part of the result.
 
 A reconnect storm resumes thousands of subscriptions of the same room at once, each asking for what came
 after its own ``since``. ``SinceCoalescer`` runs at most one query per key at a time: the waiters that
@@ -11,57 +11,58 @@ moment its subscription went live (stompengine.gating's barrier). A query that s
 may miss a message committed just before it; a query that starts after every one of its waiters is live
 cannot. Callers call ``fetch`` after their barrier, and the collected query starts after the last of
 them joined.
+
+``BatchCoalescer`` is the same for reads that are not "after n": each waiter brings an item (a user whose
+membership of a room is checked), the shared query reads for all the items of its batch at once, and each
+waiter derives its own answer (or refusal) from that. It has the same rule: a waiter never joins a query
+already running, so its answer is never older than its request.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
+T = TypeVar("T")
+S = TypeVar("S")
 
-__all__ = ["SinceCoalescer"]
+__all__ = ["BatchCoalescer", "SinceCoalescer"]
 
 
-class _Batch(Generic[R]):
-    """The waiters of one query: the lowest ``since`` among them and the future they all await."""
+class _Waiters(Generic[R]):
+    """The waiters of one query: the future of its result, which they all await."""
 
-    __slots__ = ("future", "since")
+    __slots__ = ("future",)
 
-    def __init__(self, since: int, future: asyncio.Future[R]) -> None:
-        self.since = since
+    def __init__(self, future: asyncio.Future[R]) -> None:
         self.future = future
 
 
-class SinceCoalescer(Generic[K, R]):
-    """``await coalescer.fetch(key, since)``: ``narrow(key, query(key, lowest since), since)``, one query at a
-    time per key.
+W = TypeVar("W", bound=_Waiters[Any])
 
-    ``query(key, since)`` must return what lies after ``since`` in a form ``narrow(key, result, since)`` can
-    cut down to what lies after a higher ``since`` exactly as a query of its own would have returned it.
-    """
 
-    def __init__(self, query: Callable[[K, int], Awaitable[R]], narrow: Callable[[K, R, int], R]) -> None:
-        self._query = query
-        self._narrow = narrow
+class _OneQueryPerKey(Generic[K, W]):
+    """At most one query per key at a time; the waiters arriving meanwhile are collected for the next one."""
+
+    def __init__(self) -> None:
         self._running: dict[K, asyncio.Task[None]] = {}
-        self._waiting: dict[K, _Batch[R]] = {}
+        self._waiting: dict[K, W] = {}
         self.queries = 0  # queries run (tests and the benchmark compare it with the waiters served)
 
-    async def fetch(self, key: K, since: int) -> R:
-        """What ``query(key, since)`` would return, from a query shared with the other waiters of ``key``."""
-        batch = self._waiting.get(key)
-        if batch is None:
-            batch = self._waiting[key] = _Batch(since, asyncio.get_running_loop().create_future())
+    async def _query_for(self, key: K, waiters: W) -> Any:
+        raise NotImplementedError
+
+    def _waiters(self, key: K, new: Callable[[asyncio.Future[Any]], W]) -> W:
+        """The waiters of ``key``'s next query, created (and the query started if none runs) when needed."""
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            waiters = self._waiting[key] = new(asyncio.get_running_loop().create_future())
             if key not in self._running:
                 self._start(key)
-        else:
-            batch.since = min(batch.since, since)
-        # shield: one waiter cancelled (its client left) must not cancel the query the others await.
-        result = await asyncio.shield(batch.future)
-        return self._narrow(key, result, since)
+        return waiters
 
     def _start(self, key: K) -> None:
         self._running[key] = asyncio.get_running_loop().create_task(self._run(key), name="stomp-coalesced-query")
@@ -71,15 +72,15 @@ class SinceCoalescer(Generic[K, R]):
         try:
             # One turn of the loop lets the waiters arriving in the same burst join before the query starts.
             await asyncio.sleep(0)
-            batch = self._waiting.pop(key)
+            waiters = self._waiting.pop(key)
             self.queries += 1
             try:
-                result = await self._query(key, batch.since)
+                result = await self._query_for(key, waiters)
             except Exception as exc:
-                batch.future.set_exception(exc)
-                batch.future.exception()  # retrieved here too: waiters that were cancelled never read it
+                waiters.future.set_exception(exc)
+                waiters.future.exception()  # retrieved here too: waiters that were cancelled never read it
             else:
-                batch.future.set_result(result)
+                waiters.future.set_result(result)
         except asyncio.CancelledError:
             cancelled = True  # the loop is closing
             raise
@@ -92,3 +93,76 @@ class SinceCoalescer(Generic[K, R]):
                     pending.future.cancel()
                 else:
                     self._start(key)
+
+
+class _Batch(_Waiters[R]):
+    """The waiters of one "after since" query and the lowest ``since`` among them."""
+
+    __slots__ = ("since",)
+
+    def __init__(self, future: asyncio.Future[R]) -> None:
+        super().__init__(future)
+        self.since: int | None = None
+
+
+class SinceCoalescer(_OneQueryPerKey[K, _Batch[R]], Generic[K, R]):
+    """``await coalescer.fetch(key, since)``: ``narrow(key, query(key, lowest since), since)``, one query at a
+    time per key.
+
+    ``query(key, since)`` must return what lies after ``since`` in a form ``narrow(key, result, since)`` can
+    cut down to what lies after a higher ``since`` exactly as a query of its own would have returned it.
+    """
+
+    def __init__(self, query: Callable[[K, int], Awaitable[R]], narrow: Callable[[K, R, int], R]) -> None:
+        super().__init__()
+        self._query = query
+        self._narrow = narrow
+
+    async def fetch(self, key: K, since: int) -> R:
+        """What ``query(key, since)`` would return, from a query shared with the other waiters of ``key``."""
+        batch = self._waiters(key, _Batch)
+        batch.since = since if batch.since is None else min(batch.since, since)
+        # shield: one waiter cancelled (its client left) must not cancel the query the others await.
+        result: R = await asyncio.shield(batch.future)
+        return self._narrow(key, result, since)
+
+    async def _query_for(self, key: K, waiters: _Batch[R]) -> R:
+        assert waiters.since is not None  # set by the waiter that created the batch, in the same step
+        return await self._query(key, waiters.since)
+
+
+class _Items(_Waiters[S], Generic[T, S]):
+    """The waiters of one batch query and their items."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, future: asyncio.Future[S]) -> None:
+        super().__init__(future)
+        self.items: list[T] = []
+
+
+class BatchCoalescer(_OneQueryPerKey[K, _Items[T, S]], Generic[K, T, S, R]):
+    """``await coalescer.fetch(key, item)``: ``answer(key, query(key, items of the batch), item)``, one query
+    at a time per key; the waiters that arrive while it runs make up the next batch.
+
+    ``query(key, items)`` reads what every item's answer needs (the items may repeat); ``answer`` may raise,
+    and then only that waiter gets the exception.
+    """
+
+    def __init__(self, query: Callable[[K, list[T]], Awaitable[S]], answer: Callable[[K, S, T], R]) -> None:
+        super().__init__()
+        self._query = query
+        self._answer = answer
+        self.items = 0  # items served by the queries
+
+    async def fetch(self, key: K, item: T) -> R:
+        """What ``answer(key, query(key, [item]), item)`` would be, from a query shared with ``key``'s waiters."""
+        batch = self._waiters(key, _Items)
+        batch.items.append(item)
+        # shield: one waiter cancelled (its client left) must not cancel the query the others await.
+        shared: S = await asyncio.shield(batch.future)
+        return self._answer(key, shared, item)
+
+    async def _query_for(self, key: K, waiters: _Items[T, S]) -> S:
+        self.items += len(waiters.items)
+        return await self._query(key, waiters.items)

@@ -1,4 +1,4 @@
-"""stompengine.coalesce: one query per key for the waiters of a burst, each narrowed to its own since."""
+"""stompengine.coalesce: one query per key for the waiters of a burst, each taking its own part of the result."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stompengine.coalesce import SinceCoalescer
+from stompengine.coalesce import BatchCoalescer, SinceCoalescer
 
 STORED = list(range(1, 101))
 
@@ -85,3 +85,36 @@ async def test_a_cancelled_waiter_does_not_cancel_the_query_the_others_await():
     assert await staying == after(95)
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+async def test_a_batch_reads_for_every_waiter_once_each_answers_or_is_refused_alone_and_late_ones_wait():
+    """BatchCoalescer: the burst's items in one query, each waiter's own answer (a refusal reaches that waiter
+    only), and an item arriving while the query runs is read by the next query, never the running one."""
+    members = {"room": {1, 2, 3}}
+    asked: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def query(key: str, items: list[int]) -> frozenset[int]:
+        asked.append(sorted(items))
+        found = frozenset(members[key] & set(items))  # read at the query's start
+        await release.wait()
+        return found
+
+    def answer(key: str, found: frozenset[int], item: int) -> int:
+        if item not in found:
+            raise LookupError(f"{item} is not in {key}")
+        return item * 10
+
+    coalescer = BatchCoalescer(query, answer)
+    first = [asyncio.ensure_future(coalescer.fetch("room", n)) for n in (1, 2, 9, 2)]
+    await asyncio.sleep(0.01)
+    members["room"].add(9)  # changed while the first query runs: the late waiter must see it
+    late = asyncio.ensure_future(coalescer.fetch("room", 9))
+    await asyncio.sleep(0.01)
+    assert asked == [[1, 2, 2, 9]] and not late.done()
+    release.set()
+    results = await asyncio.gather(*first, return_exceptions=True)
+    assert results[0] == 10 and results[1] == 20 and results[3] == 20
+    assert isinstance(results[2], LookupError)
+    assert await late == 90 and asked == [[1, 2, 2, 9], [9]]
+    assert coalescer.queries == 2 and coalescer.items == 5
