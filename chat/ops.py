@@ -4,7 +4,8 @@ Each worker process runs one listener (started with its first STOMP connection) 
 group ``chat.ops``, attached to the runtime of its event loop (``stompengine.runtime``); the layer is the
 bus layer, so these orders travel on the same Redis connections as chat. The admin's operations page
 asks the group for reports and collects the answers for a moment; deactivating a user or removing a
-member publishes an order that every worker carries out on its own connections at once. SSE streams
+member publishes an order that every worker carries out on its own connections at once; so does archiving or
+deleting a room, whoever does it (the admin included). SSE streams
 start the listener too: deactivation and logout end a user's notification streams on every worker.
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -121,18 +123,28 @@ def close_streams_here(user_id: int, code: str, reason: str) -> int:
 def leave_room_here(user_id: int, slug: str) -> int:
     """End the user's subscriptions to the room's topics in this process and tell them why (they were
     removed, or left on another tab: either way the page shows it and stops posting there)."""
+    notice = {"code": "removed", "detail": f"you are no longer a member of {slug}", "room": slug}
+    return _drop_room_subscriptions(slug, notice, lambda c: getattr(c.user, "pk", None) == user_id)
+
+
+def close_room_here(slug: str, reason: str) -> int:
+    """End everyone's subscriptions to the room's topics in this process (an administrator archived or
+    deleted it): nothing more can be sent there, so nobody should sit waiting on it."""
+    notice = {"code": "room-closed", "detail": f"the room {slug} {reason}", "room": slug}
+    return _drop_room_subscriptions(slug, notice, lambda c: True)
+
+
+def _drop_room_subscriptions(slug: str, notice: dict[str, str], whose: Callable[[Any], bool]) -> int:
     from stompengine.connection import ERRORS_DESTINATION
     from stompengine.realtime.tracking import tracker
 
     prefix = room_topic(slug)
     dropped = 0
-    for connection in tracker.matching(lambda c: getattr(c.user, "pk", None) == user_id):
+    for connection in tracker.matching(whose):
         gone = connection.drop_subscriptions(lambda d: d == prefix or d.startswith(prefix + "."))
         if gone:
             dropped += len(gone)
-            connection.notify(
-                ERRORS_DESTINATION, {"code": "removed", "detail": f"you are no longer a member of {slug}", "room": slug}
-            )
+            connection.notify(ERRORS_DESTINATION, notice)
     return dropped
 
 
@@ -153,6 +165,10 @@ async def _handle(layer: Any, message: dict[str, Any]) -> None:
             logger.info("closed %d notification stream(s) of user %s (%s)", count, message["user_id"], code)
     elif kind == "ops.leave_room":
         leave_room_here(message["user_id"], message["slug"])
+    elif kind == "ops.close_room":
+        count = close_room_here(message["slug"], message.get("reason", "was closed"))
+        if count:
+            logger.info("ended %d subscription(s) to closed room %s", count, message["slug"])
 
 
 async def collect_reports(*, wait: float = 0.7) -> list[dict[str, Any]]:
@@ -200,6 +216,13 @@ def order_leave_room(user_id: int, slug: str) -> None:
     from asgiref.sync import async_to_sync
 
     async_to_sync(_broadcast)({"type": "ops.leave_room", "user_id": user_id, "slug": slug})
+
+
+def order_close_room(slug: str, reason: str) -> None:
+    """From sync code (the admin archiving or deleting a room): every worker ends every subscription to it."""
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(_broadcast)({"type": "ops.close_room", "slug": slug, "reason": reason})
 
 
 def order_close_streams(user_id: int, *, code: str = "logged-out", reason: str = "you logged out") -> None:

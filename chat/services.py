@@ -45,9 +45,9 @@ UserModel = get_user_model()
 
 # Listeners called after a commit, so that nothing is announced that is not stored; services stay free of
 # transport imports. Messages have none: the chat writer (chat/writer) returns what it stored as events
-# and publishes them itself (chat/publishing.py).
+# and publishes them itself (chat/publishing.py). A removed membership or an archived room is enforced by
+# model signals instead (chat/enforcement.py), so that the admin's changes are too.
 member_added_listeners: list[Callable[[Membership, User | None], None]] = []
-member_removed_listeners: list[Callable[[Room, User], None]] = []
 
 
 def _on_commit_each(listeners: list[Callable], *args) -> None:
@@ -164,7 +164,6 @@ def room_leave(*, room: Room, user: User) -> RoomLeft:
         if archived:
             room.archived = timezone.now()
             room.save(update_fields=["archived"])
-        _on_commit_each(member_removed_listeners, room, user)
     return RoomLeft(new_owner=new_owner, archived=archived)
 
 
@@ -206,7 +205,6 @@ def room_member_remove(*, room: Room, actor: User, username: str) -> None:
         if membership.role == Membership.Role.OWNER:
             raise NotAllowed(f"{username!r} is an owner of this room and cannot be removed; an owner may leave")
         membership.delete()
-        _on_commit_each(member_removed_listeners, room, user)
 
 
 def message_validate(*, body: str, client_id: str | None, attachments: Any = None) -> tuple[str, str | None]:

@@ -148,3 +148,78 @@ def test_a_removed_member_cannot_post_on_the_connection_that_proved_membership(w
     assert not [f for f in client.frames if f.get("receipt-id") == "after"]
     assert list(Message.objects.filter(room__slug="team").values_list("body", flat=True)) == ["while a member"]
     client.close()
+
+
+def _subscribed_on(worker, user):
+    from tests.live.raw_stomp import connect
+
+    client = connect(worker.ws_url, access_token_for(user))
+    client.send("SUBSCRIBE", id="e", destination="/user/queue/errors")
+    client.send("SUBSCRIBE", id="t", destination="/topic/rooms.team", receipt="subscribed")
+    assert client.read_until(lambda f: f.get("receipt-id") == "subscribed", "RECEIPT") is not None, client.frames
+    return client
+
+
+def _notice(client, code: bytes):
+    found = client.read_until(lambda f: f.get("destination") == "/user/queue/errors" and code in f.body, "notice")
+    assert found is not None, client.frames
+    return json.loads(found.body)
+
+
+def test_a_membership_deleted_in_the_admin_ends_the_subscriptions_like_the_api(workers, team):
+    from chat.models import Membership
+
+    alice, bob, room = team
+    one, two = workers
+    client = _subscribed_on(two, bob)
+    Membership.objects.get(room=room, user=bob).delete()  # the admin's membership inline deletes exactly so
+    assert _notice(client, b'"removed"') == {
+        "code": "removed", "detail": "you are no longer a member of team", "room": "team"
+    }  # fmt: skip
+    auth = {"Authorization": f"Bearer {access_token_for(alice)}"}
+    sent = httpx.post(f"{one.url}/api/rooms/team/messages/", json={"body": "after"}, headers=auth, timeout=10)
+    assert sent.status_code == 201
+    client.send("SEND", b"still here?", destination="/app/rooms.team", receipt="mine")
+    refusal = client.read_until(lambda f: b'"mine"' in f.body, "refusal")
+    assert refusal is not None and json.loads(refusal.body)["code"] == "not-found", client.frames
+    assert not [f for f in client.frames if f.get("destination") == "/topic/rooms.team" and b"after" in f.body]
+    client.close()
+
+
+def test_archiving_a_room_in_the_admin_ends_every_subscription_to_it_on_every_worker(workers, team):
+    from django.utils import timezone
+
+    from chat.models import Message
+
+    alice, bob, room = team
+    one, two = workers
+    clients = [_subscribed_on(one, alice), _subscribed_on(two, bob)]
+    room.archived = timezone.now()
+    room.save()  # the admin's change form saves the room so
+    for client in clients:
+        assert _notice(client, b'"room-closed"') == {
+            "code": "room-closed", "detail": "the room team was archived", "room": "team"
+        }  # fmt: skip
+    clients[0].send("SEND", b"into the archive", destination="/app/rooms.team", receipt="mine")
+    refusal = clients[0].read_until(lambda f: f.get("destination") == "/user/queue/errors" and b'"mine"' in f.body,
+                                    "refusal")  # fmt: skip
+    assert refusal is not None, clients[0].frames
+    assert not [f for f in clients[0].frames if f.get("receipt-id") == "mine"]
+    assert not Message.objects.filter(room=room).exists()
+    room.save()  # saving an already archived room orders nothing again
+    clients[1].send("SUBSCRIBE", id="again", destination="/topic/rooms.team")
+    error = clients[1].read_until(lambda f: f.command == "ERROR", "ERROR")
+    assert error is not None and error.get("code") == "forbidden", clients[1].frames
+    assert len([f for f in clients[0].frames if b'"room-closed"' in f.body]) == 1
+    for client in clients:
+        client.close()
+
+
+def test_deleting_a_room_ends_every_subscription_to_it(workers, team):
+    _, bob, room = team
+    _, two = workers
+    client = _subscribed_on(two, bob)
+    room.delete()  # the admin's delete view deletes the room (and its memberships) so
+    assert _notice(client, b'"room-closed"')["detail"] == "the room team was deleted"
+    assert len([f for f in client.frames if f.get("destination") == "/user/queue/errors"]) == 1  # no "removed" too
+    client.close()
