@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from chat.models import Message, Room
 
 logger = logging.getLogger(__name__)
+UserModel = get_user_model()
 
 
 class TooLarge(ChatError):
@@ -69,6 +71,15 @@ def too_large_error() -> TooLarge:
 
 def user_storage_used(*, user: User) -> int:
     return Attachment.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
+
+
+def _quota_check(*, owner: User, size: int) -> None:
+    used = user_storage_used(user=owner)
+    if used + size > settings.ATTACHMENTS_USER_QUOTA_BYTES:
+        raise QuotaExceeded(
+            f"your storage quota of {settings.ATTACHMENTS_USER_QUOTA_BYTES} bytes would be exceeded "
+            f"({used} bytes used); delete some files first"
+        )
 
 
 def upload_create(*, room: Room, owner: User, file: File, name: str) -> Attachment:
@@ -109,12 +120,7 @@ def upload_create(*, room: Room, owner: User, file: File, name: str) -> Attachme
         thumbnail = ContentFile(clean.thumbnail)
         thumbnail.content_type = clean.thumbnail_type  # type: ignore[attr-defined]
         thumbnail_ext = ".png" if clean.thumbnail_type == "image/png" else ".jpg"
-    used = user_storage_used(user=owner)
-    if used + size > settings.ATTACHMENTS_USER_QUOTA_BYTES:
-        raise QuotaExceeded(
-            f"your storage quota of {settings.ATTACHMENTS_USER_QUOTA_BYTES} bytes would be exceeded "
-            f"({used} bytes used); delete some files first"
-        )
+    _quota_check(owner=owner, size=size)  # before storing anything: the common refusal costs no upload
 
     storage = attachments_storage()
     # The key says nothing about the file: a random part, the type's extension; the shown name is a column.
@@ -125,17 +131,22 @@ def upload_create(*, room: Room, owner: User, file: File, name: str) -> Attachme
     try:
         if thumbnail is not None:
             thumb_stored = storage.save(f"{base}-thumb{thumbnail_ext}", thumbnail)
-        attachment = Attachment.objects.create(
-            owner=owner,
-            room=room,
-            file=stored,
-            thumbnail=thumb_stored,
-            name=name,
-            size=size,
-            content_type=content_type,
-            width=width,
-            height=height,
-        )
+        with transaction.atomic():
+            # Uploads of one user in flight together all passed the check above; the owner's row lock
+            # serialises the final check with the insert, so together they never pass the quota.
+            list(UserModel.objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+            _quota_check(owner=owner, size=size)
+            attachment = Attachment.objects.create(
+                owner=owner,
+                room=room,
+                file=stored,
+                thumbnail=thumb_stored,
+                name=name,
+                size=size,
+                content_type=content_type,
+                width=width,
+                height=height,
+            )
     except BaseException:
         _files_delete([stored, thumb_stored])
         raise
