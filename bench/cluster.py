@@ -36,6 +36,8 @@ import json
 import logging
 import os
 import resource
+import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -220,10 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         default="postgres",
         help="the chat loads' database (postgres: a throwaway cluster started here, fsync on)",
     )
+    parser.add_argument("--profile", default="", help="a folder: py-spy samples the last worker during each load")
     parser.add_argument("--out", default=str(bench_run.RESULTS))
     parser.add_argument("--name", default="cluster", help="result files: <out>/<name>.{json,md}")
     parser.add_argument("--work", default=str(REPO / "var" / "bench-cluster"))
     args = parser.parse_args(argv)
+    global PROFILE
+    if args.profile:
+        PROFILE = Path(args.profile)
+        PROFILE.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 20000), hard), hard))
@@ -281,11 +288,27 @@ def chat_database(kind: str, work: Path, stack: contextlib.ExitStack) -> tuple[c
     return chat.Database(kind, pg.url, admin=lambda sql: pg.psql(sql, database=pg.database)), pg
 
 
+PROFILE: Path | None = None  # --profile
+
+
 def measure(scenario: Scenario, server: Server, tokens: Path, label: str, timeout: float) -> tuple[dict, dict]:
     """Run the load generator; returns its raw result and the CPU seconds each of the server's processes used
     over the whole load (connecting, warm-up and drain included)."""
     before = {pid: cpu_seconds(pid) for pid in server.cpu_pids}
+    profiler = None
+    if PROFILE is not None:  # the last worker, from past the connecting and the warm-up, for 5 s
+        worker = server.processes[-1].pid
+        path = PROFILE / f"{label.replace('/', '-')}.txt"
+        spy = shutil.which("py-spy") or "py-spy"
+        argv = ["sh", "-c", 'sleep 6 && exec "$@"', "6", spy, "record", "--format", "raw", "--rate", "250",
+                "--nonblocking", "--duration", "5", "-o", str(path), "-p", str(worker)]  # fmt: skip
+        profiler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     raw = bench_run.run_loadgen(scenario, server, tokens, label, timeout)
+    if profiler is not None:
+        try:
+            profiler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            bench_run.stop(profiler)
     used = {}
     for pid in server.cpu_pids:
         with contextlib.suppress(OSError):
