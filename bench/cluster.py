@@ -4,6 +4,7 @@ The same two loads on four set-ups started side by side in one run (each on fres
 
 - ``single``: one worker, no Redis (the bus in memory): the cost of a delivery in one process;
 - ``redis2``: two workers sharing one redis-server (classic PUBLISH/SUBSCRIBE);
+- ``redis2_unix``: the same over a Unix socket (``REDIS_URL=unix://…``, Redis on the same machine);
 - ``cluster2``: two workers on a local Redis Cluster of three masters and three replicas started here
   (``REDIS_CLUSTER=1``: SPUBLISH/SSUBSCRIBE on each channel's shard);
 - ``cluster2_noreplica``: the same with three masters only, to show what the replicas cost.
@@ -55,10 +56,11 @@ from scripts.processes import cpu_seconds  # noqa: E402
 
 logger = logging.getLogger("bench")
 TARGET_RATIO = 1.5
-SETUPS = ("single", "redis2", "cluster2", "cluster2_noreplica")
+SETUPS = ("single", "redis2", "redis2_unix", "cluster2", "cluster2_noreplica")
 SETUP_LABELS = {
     "single": "1 worker, no Redis",
     "redis2": "2 workers, 1 redis-server",
+    "redis2_unix": "2 workers, 1 redis-server, Unix socket",
     "cluster2": "2 workers, cluster 3 masters + 3 replicas",
     "cluster2_noreplica": "2 workers, cluster 3 masters",
 }
@@ -132,6 +134,14 @@ def warm_up(urls: list[str]) -> None:
             answer.read()
 
 
+def wait_socket(path: Path, process: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not open {path}")
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def setup(name: str, kind: str, database: str, log: Path, pg: postgres.Cluster | None = None) -> Iterator[Server]:
     """Start the workers (and Redis) of one set-up; everything is stopped by PID on the way out. ``pg``: the
@@ -149,6 +159,19 @@ def setup(name: str, kind: str, database: str, log: Path, pg: postgres.Cluster |
             server.processes.append(redis)
             server.cpu_pids.append(redis.pid)
             env = bench_run.project_env(database, REDIS_URL=f"redis://127.0.0.1:{port}/0", **extra)
+            workers = 2
+        elif name == "redis2_unix":
+            socket_path = log.parent / "redis.sock"
+            socket_path.unlink(missing_ok=True)
+            redis = subprocess.Popen(
+                ["redis-server", "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+                 "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            server.processes.append(redis)
+            server.cpu_pids.append(redis.pid)
+            wait_socket(socket_path, redis)
+            env = bench_run.project_env(database, REDIS_URL=f"unix://{socket_path}", **extra)
             workers = 2
         elif name.startswith("cluster2"):
             cluster = redis_cluster.start(
