@@ -35,6 +35,9 @@ UnroutedHandler = Callable[[list[bytes]], None]
 OUTBOX_LIMIT = 100_000  # messages waiting for Redis before the oldest are dropped
 # A queue this long at the writer's wake-up goes at once: the batch is already worth its round trip.
 LINGER_BATCH = 64
+# Seconds one PUBLISH batch may take (write and every reply) before its connection counts as dead
+# (redis-py's default socket timeout, once per batch instead of once per write and per reply).
+PUBLISH_TIMEOUT = 5.0
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
 # What a Redis call raises when Redis (or, on a cluster, the owner of a slot) is unreachable or moving.
@@ -403,15 +406,20 @@ class RedisBridge:
         connection = self._publisher
         if connection is None:
             assert self._client is not None
-            connection = self._publisher = self._client.connection_pool.make_connection()
+            pool = self._client.connection_pool
+            # No socket timeout of its own: redis-py would run each write as a task under wait_for and arm a
+            # timer per reply; one deadline covers the batch instead.
+            connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+            self._publisher = connection
         try:
-            if not connection.is_connected:
-                await connection.connect()
-            await connection.send_packed_command(
-                connection.pack_commands([(self.publish_command, channel, payload) for channel, payload in batch]),
-                check_health=False,
-            )
-            return [await connection.read_response() for _ in batch]
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                if not connection.is_connected:
+                    await connection.connect()
+                await connection.send_packed_command(
+                    connection.pack_commands([(self.publish_command, channel, payload) for channel, payload in batch]),
+                    check_health=False,
+                )
+                return [await connection.read_response() for _ in batch]
         except BaseException:
             await connection.disconnect()
             raise
