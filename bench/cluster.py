@@ -182,7 +182,7 @@ def setup(name: str, kind: str, database: str, log: Path, pg: postgres.Cluster |
             workers = 2
         urls = []
         for _ in range(workers):
-            process, port = bench_run.start_python_server(kind, env, log)
+            process, port = bench_run.start_python_server(kind, env, log, root=ROOT)
             server.processes.append(process)
             server.cpu_pids.append(process.pid)
             urls.append(f"ws://127.0.0.1:{port}/ws/websocket")
@@ -245,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         default="postgres",
         help="the chat loads' database (postgres: a throwaway cluster started here, fsync on)",
     )
+    parser.add_argument("--root", default=str(REPO), help="the tree the workers run from (another revision's)")
     parser.add_argument("--profile", default="", help="a folder: py-spy samples the last worker during each load")
     parser.add_argument("--out", default=str(bench_run.RESULTS))
     parser.add_argument("--name", default="cluster", help="result files: <out>/<name>.{json,md}")
     parser.add_argument("--work", default=str(REPO / "var" / "bench-cluster"))
     args = parser.parse_args(argv)
-    global PROFILE
+    global PROFILE, ROOT
+    ROOT = Path(args.root).resolve()
     if args.profile:
         PROFILE = Path(args.profile)
         PROFILE.mkdir(parents=True, exist_ok=True)
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "server": args.server,
+        "workers_tree": str(ROOT),
         "cpus": os.cpu_count(),
         "load_average_before": bench_run.load_average(),
         "results": {},
@@ -312,6 +315,7 @@ def chat_database(kind: str, work: Path, stack: contextlib.ExitStack) -> tuple[c
 
 
 PROFILE: Path | None = None  # --profile
+ROOT = REPO  # --root: the workers' tree
 
 
 def measure(scenario: Scenario, server: Server, tokens: Path, label: str, timeout: float) -> tuple[dict, dict]:
