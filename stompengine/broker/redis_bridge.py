@@ -1,12 +1,12 @@
 """Cross-process fan-out over Redis pub/sub: one Redis subscription per routing key per process, refcounted.
 
 Routing (which keys, which local subscribers) is the broker's; this module only moves bytes and keeps
-the Redis connections alive. Two connections per process: one subscribed (a reader task, started with
-the first subscription), one for PUBLISH (a writer task that pipelines whatever accumulated, so messages
+the Redis connections alive. Connections per process: one subscribed (a reader task, started with the
+first subscription), one for PUBLISH (a writer task's own, that pipelines whatever accumulated, so messages
 keep their publish order and a burst costs one round trip; when it wakes to a short queue it lingers
 ``linger`` seconds first, so that messages published a moment apart share one write, one reply and one
-read on every subscriber connection) that the process's other Redis commands share
-(``commands``: presence, the per-user budget, the readiness PING). When Redis goes away, local delivery
+read on every subscriber connection), and the pool of the process's other Redis commands (``commands``:
+presence, the per-user budget, the readiness PING). When Redis goes away, local delivery
 is unaffected: publishes are dropped with a warning and the subscriber reconnects with backoff,
 resubscribing every key that still has local subscribers. The owner hears of both (``on_unrouted`` with
 the payloads no subscriber got, ``on_disconnect`` when the subscriber connection drops), since it may be
