@@ -34,12 +34,16 @@ class Runtime:
         redis_url: str | None = None,
         redis_prefix: str = "stomp:",
         redis_cluster: bool = False,
+        redis_linger: float = 0.0,
         broker: Broker | None = None,
         config: Any = None,
     ) -> None:
         """``broker``/``config``: parts a test built itself (default: a new broker, settings read on first use)."""
         self.broker = broker or Broker(
-            redis_url=redis_url or None, redis_prefix=redis_prefix, redis_cluster=redis_cluster
+            redis_url=redis_url or None,
+            redis_prefix=redis_prefix,
+            redis_cluster=redis_cluster,
+            redis_linger=redis_linger,
         )
         self._config: Any = config
         self._limits: Any = None
@@ -50,7 +54,12 @@ class Runtime:
     def from_settings(cls) -> Runtime:
         """A runtime on ``settings.REDIS_URL`` (none: one process, local broker only)."""
         conf = stomp_settings()
-        return cls(redis_url=conf.redis_url or None, redis_prefix=conf.redis_prefix, redis_cluster=conf.redis_cluster)
+        return cls(
+            redis_url=conf.redis_url or None,
+            redis_prefix=conf.redis_prefix,
+            redis_cluster=conf.redis_cluster,
+            redis_linger=conf.redis_publish_linger_ms / 1000,
+        )
 
     @property
     def config(self) -> Any:

@@ -51,9 +51,15 @@ class Broker:
     """Destinations -> subscribers for this process, with optional Redis fan-out to the other processes."""
 
     def __init__(
-        self, *, redis_url: str | None = None, redis_prefix: str = "stomp:", redis_cluster: bool = False
+        self,
+        *,
+        redis_url: str | None = None,
+        redis_prefix: str = "stomp:",
+        redis_cluster: bool = False,
+        redis_linger: float = 0.0,
     ) -> None:
-        """``redis_cluster``: ``redis_url`` names a node of a Redis Cluster (sharded pub/sub)."""
+        """``redis_cluster``: ``redis_url`` names a node of a Redis Cluster (sharded pub/sub);
+        ``redis_linger``: seconds the Redis writer waits for more messages to join a short batch."""
         self.node = secrets.token_hex(4)
         self.local = LocalBroker()
         self.sequencer = Sequencer(self.local.deliver)
@@ -74,6 +80,7 @@ class Broker:
                 on_unrouted=self._on_unrouted,
                 on_disconnect=self._release_all,
                 prefix=redis_prefix,
+                linger=redis_linger,
             )
             if redis_url
             else None

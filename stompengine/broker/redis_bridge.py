@@ -1,10 +1,12 @@
 """Cross-process fan-out over Redis pub/sub: one Redis subscription per routing key per process, refcounted.
 
 Routing (which keys, which local subscribers) is the broker's; this module only moves bytes and keeps
-the Redis connections alive. Two connections per process: one subscribed (a reader task, started with
-the first subscription), one for PUBLISH (a writer task that pipelines whatever accumulated, so messages
-keep their publish order and a burst costs one round trip) that the process's other Redis commands share
-(``commands``: presence, the per-user budget, the readiness PING). When Redis goes away, local delivery
+the Redis connections alive. Connections per process: one subscribed (a reader task, started with the
+first subscription), one for PUBLISH (a writer task's own, that pipelines whatever accumulated, so messages
+keep their publish order and a burst costs one round trip; when it wakes to a short queue it lingers
+``linger`` seconds first, so that messages published a moment apart share one write, one reply and one
+read on every subscriber connection), and the pool of the process's other Redis commands (``commands``:
+presence, the per-user budget, the readiness PING). When Redis goes away, local delivery
 is unaffected: publishes are dropped with a warning and the subscriber reconnects with backoff,
 resubscribing every key that still has local subscribers. The owner hears of both (``on_unrouted`` with
 the payloads no subscriber got, ``on_disconnect`` when the subscriber connection drops), since it may be
@@ -31,6 +33,11 @@ logger = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes], None]
 UnroutedHandler = Callable[[list[bytes]], None]
 OUTBOX_LIMIT = 100_000  # messages waiting for Redis before the oldest are dropped
+# A queue this long at the writer's wake-up goes at once: the batch is already worth its round trip.
+LINGER_BATCH = 64
+# Seconds one PUBLISH batch may take (write and every reply) before its connection counts as dead
+# (redis-py's default socket timeout, once per batch instead of once per write and per reply).
+PUBLISH_TIMEOUT = 5.0
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
 # What a Redis call raises when Redis (or, on a cluster, the owner of a slot) is unreachable or moving.
@@ -58,8 +65,12 @@ class RedisBridge:
         on_disconnect: Callable[[], None] | None = None,
         prefix: str = "stomp:",
         subscribe_timeout: float = 2.0,
+        linger: float = 0.0,
     ) -> None:
+        """``linger``: seconds the writer waits, on waking to fewer than ``LINGER_BATCH`` messages, for more
+        to join the batch (0: it writes what is there at once)."""
         self._url = url
+        self._linger = linger
         self._on_message = on_message
         self._on_unrouted = on_unrouted or (lambda _payloads: None)
         self._on_disconnect = on_disconnect or (lambda: None)
@@ -82,6 +93,7 @@ class RedisBridge:
         self._writing = False
         self._drained = asyncio.Event()  # set each time the writer finishes a batch
         self._publisher_stale = False  # the subscriber saw Redis go: the PUBLISH connection died with it
+        self._publisher: Any = None  # the writer's own connection (one Redis), outside the command pool
         self._queued = 0  # PUBLISHes queued ever
         self._settled = 0  # of those, how many were handed to Redis (or failed, or were dropped)
         # Up until the subscriber connection is lost: a bridge with no subscription yet loses nothing (an idle
@@ -199,6 +211,9 @@ class RedisBridge:
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.disconnect()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
@@ -224,7 +239,10 @@ class RedisBridge:
 
     def _connect_client(self) -> None:
         if self._client is None and not self._closed:
-            self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, socket_keepalive=True)
+            # TCP keepalive notices a peer that vanished; a Unix socket (``unix:///run/redis.sock``, Redis on
+            # the same machine) has no such option, and redis-py refuses it there.
+            keepalive = {} if self._url.startswith("unix:") else {"socket_keepalive": True}
+            self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, **keepalive)
 
     def _start(self, *, reader: bool = False) -> None:
         """Start the writer task, and the reader too when asked: a process that only publishes (a command,
@@ -369,35 +387,51 @@ class RedisBridge:
                 confirmation.set_result(None)
 
     async def _reset_publisher(self) -> None:
-        """Drop the pooled PUBLISH connections: otherwise the first batch after Redis returns goes out on
-        the dead socket and fails."""
+        """Drop the PUBLISH connection and the pooled command connections: otherwise the first batch after
+        Redis returns goes out on the dead socket and fails."""
+        if self._publisher is not None:
+            await self._publisher.disconnect()
         assert self._client is not None
         await self._client.connection_pool.disconnect(inuse_connections=False)  # not the subscriber
 
     async def _send_batch(self, batch: list[tuple[bytes, bytes]]) -> list[int]:
-        """PUBLISH a batch in one write on one pooled connection; the number of subscribers each message reached.
+        """PUBLISH a batch in one write on the writer's own connection; the number of subscribers each
+        message reached.
 
-        Not a redis-py Pipeline: its retry wrapper and per-reply callbacks cost about as much as the rest of
-        the PUBLISH. On any failure the connection is dropped (replies may be left unread on it) and the
-        writer counts the whole batch as failed, as before."""
-        assert self._client is not None
-        pool = self._client.connection_pool
-        connection = await pool.get_connection()
+        Not a redis-py Pipeline, and not a connection taken from the pool per batch: the Pipeline's retry
+        wrapper and per-reply callbacks, and the pool's checkout (its lock, a read check and its counters),
+        each cost about as much as the PUBLISH itself when batches are small. On any failure the connection
+        is dropped (replies may be left unread on it), the next batch connects again, and the writer counts
+        the whole batch as failed, as before."""
+        connection = self._publisher
+        if connection is None:
+            assert self._client is not None
+            pool = self._client.connection_pool
+            # No socket timeout of its own: redis-py would run each write as a task under wait_for and arm a
+            # timer per reply; one deadline covers the batch instead.
+            connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+            self._publisher = connection
         try:
-            await connection.send_packed_command(
-                connection.pack_commands([(self.publish_command, channel, payload) for channel, payload in batch])
-            )
-            return [await connection.read_response() for _ in batch]
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                if not connection.is_connected:
+                    await connection.connect()
+                await connection.send_packed_command(
+                    connection.pack_commands([(self.publish_command, channel, payload) for channel, payload in batch]),
+                    check_health=False,
+                )
+                return [await connection.read_response() for _ in batch]
         except BaseException:
             await connection.disconnect()
             raise
-        finally:
-            await pool.release(connection)
 
     async def _write_forever(self) -> None:
         backoff = _BACKOFF_START
         while not self._closed:
             await self._outbox_ready.wait()
+            if self._linger and len(self._outbox) < LINGER_BATCH:
+                # Messages a moment apart (a paced load: each SEND on its own event-loop tick) would each be
+                # a write here, a reply, and a read and a wake-up in every subscribed process.
+                await asyncio.sleep(self._linger)
             self._outbox_ready.clear()
             batch, self._outbox = self._outbox, []
             if not batch:
