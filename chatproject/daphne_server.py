@@ -10,6 +10,11 @@ It also feeds an HTTP request's body to the application chunk by chunk from the 
 to, as the application reads it, instead of queueing all of it in memory at once (``LazyBodyQueue``): a
 large upload no longer grows the worker by its size.
 
+It also listens with a backlog of ``LISTEN_BACKLOG`` connections (uvicorn's default) instead of Twisted's
+50: in a reconnect storm thousands of connections arrive within a second, and past 50 waiting the kernel
+drops SYNs, which clients resend only after 1, 3, 7… s (a 3,000-client storm's TCP connects waited 2 s at
+the median and 11 s at p99; bench/storm.py's phase times). An endpoint given with its own ``backlog=`` keeps it.
+
 It also gives a closing WebSocket ``CLOSE_HANDSHAKE_TIMEOUT`` seconds (autobahn's default: 1) before the
 TCP connection is aborted, so a client that was slow, not dead, still reads the ERROR frame that
 explains the close; the abort then frees the buffer.
@@ -30,6 +35,15 @@ from stompengine.realtime.backpressure import EXTENSION, write_buffer_extension
 logger = logging.getLogger(__name__)
 
 CLOSE_HANDSHAKE_TIMEOUT = 5.0
+LISTEN_BACKLOG = 2048  # the kernel caps it at net.core.somaxconn
+
+
+def with_backlog(endpoint: str, backlog: int = LISTEN_BACKLOG) -> str:
+    """A Twisted server endpoint description with ``backlog`` added (tcp: and unix: ones that set none)."""
+    kind = endpoint.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6", "unix") or any(p.startswith("backlog=") for p in endpoint.split(":")[1:]):
+        return endpoint
+    return f"{endpoint}:backlog={backlog}"
 
 
 def twisted_pending_bytes(transport: Any) -> int:
@@ -117,7 +131,11 @@ class LazyBodyQueue(asyncio.Queue):
 
 class BackpressureServer(Server):
     """daphne's Server, putting the write-buffer extension into every scope it creates, and feeding each
-    HTTP request's body to the application as it reads it (``LazyBodyQueue``)."""
+    HTTP request's body to the application as it reads it (``LazyBodyQueue``), listening with a longer backlog."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.endpoints = [with_backlog(str(endpoint)) for endpoint in self.endpoints]
 
     def protocol_connected(self, protocol: Any) -> None:
         """As daphne's, and no parse of form bodies by Twisted itself (daphne never reads ``request.args``).
