@@ -40,6 +40,21 @@ from stompengine.stomp.codec import ALL_COMMANDS, FrameParser  # noqa: E402  (sa
 COMMANDS = ALL_COMMANDS | {"PUBLISH"}
 HEARTBEAT_MS = 10_000
 SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 10))  # eight source addresses
+# Where a storm client's successful attempt spent its time: TCP connect (waiting in the server's listen
+# queue, or for a SYN retransmission when that queue overflowed), WebSocket handshake, STOMP CONNECT
+# (admission, JWT, user), SUBSCRIBEs until the last RECEIPT (membership checks, since-id replays).
+PHASES = ("tcp", "handshake", "connect", "subscribe")
+
+
+def phase_times(stamps: list[list[float]]) -> dict[str, dict[str, float]]:
+    """p50 / p99 / max seconds of each phase over the clients' successful attempts."""
+    found = {}
+    for n, name in enumerate(PHASES):
+        spans = sorted(s[n + 1] - s[n] for s in stamps)
+        if spans:
+            found[name] = {"p50": round(spans[len(spans) // 2], 3), "p99": round(spans[int(len(spans) * 0.99) - 1], 3),
+                           "max": round(spans[-1], 3)}  # fmt: skip
+    return found
 
 
 def rss_kb(pid: int) -> int:
@@ -58,8 +73,8 @@ def frame(command: str, headers: dict[str, str], body: str = "") -> bytes:
 class Client(asyncio.Protocol):
     """One connection: WebSocket handshake, STOMP CONNECT, SUBSCRIBEs with since-id, then idle."""
 
-    __slots__ = ("attempt", "closed", "connected", "index", "owner", "parser", "raw", "receipts", "transport",
-                 "upgraded")  # fmt: skip
+    __slots__ = ("attempt", "closed", "connected", "index", "owner", "parser", "raw", "receipts", "stamps",
+                 "transport", "upgraded")  # fmt: skip
 
     def __init__(self, owner: Run, index: int) -> None:
         self.owner = owner
@@ -75,10 +90,12 @@ class Client(asyncio.Protocol):
         self.raw = b""
         self.parser = FrameParser(max_frame_size=1 << 24, commands=COMMANDS)
         self.receipts = 0
+        self.stamps: list[float] = [time.monotonic()]  # this attempt's start, then each phase's end
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        self.stamps.append(time.monotonic())  # TCP connected (accepted from the server's listen queue)
         run = self.owner
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
@@ -98,7 +115,11 @@ class Client(asyncio.Protocol):
                 self.abort()
                 return
             self.upgraded = True
+            self.stamps.append(time.monotonic())  # the 101: WebSocket handshake done
             self.raw = rest
+            if self.owner.args.until == "handshake":
+                self.owner.finished(self)
+                return
             self.owner.opened(self)
         self._frames()
 
@@ -187,6 +208,7 @@ class Run:
         self.ending = False  # set before the generator closes every connection itself
         self.last_seen: dict[tuple[int, str], int] = {}
         self.counts: dict[tuple[int, str], int] = {}
+        self.phases: list[list[float]] = []  # storm: each subscribed client's last attempt, phase by phase
 
     # -- connecting -------------------------------------------------------------------------------------------
     async def connect(self, client: Client) -> None:
@@ -212,15 +234,14 @@ class Run:
         if self.args.mode == "idle":
             return [{"id": "s0", "destination": self.args.idle_destination, "receipt": "r0"}]
         own = self.since.get(str(client.index), {})
-        return [
-            {
-                "id": f"s{n}",
-                "destination": f"/topic/rooms.{room}",
-                "since-id": str(own.get(room, [0])[0]),
-                "receipt": f"r{n}",
-            }
+        subs = [
+            {"id": f"s{n}", "destination": f"/topic/rooms.{room}", "receipt": f"r{n}"}
             for n, room in enumerate(self.rooms)
         ]
+        if self.since:  # without a since file (profiling): plain subscriptions, no resume
+            for sub, room in zip(subs, self.rooms, strict=True):
+                sub["since-id"] = str(own.get(room, [0])[0])
+        return subs
 
     def stomp(self, client: Client, command: str, headers: dict[str, str], body: str) -> None:
         if self.bare:  # the echo of our CONNECT: the bare server's "connected and subscribed"
@@ -232,11 +253,18 @@ class Run:
             return
         if command == "CONNECTED":
             client.connected = True
+            client.stamps.append(time.monotonic())
+            if self.args.until == "connect":
+                self.finished(client)
+                return
             for sub in self.subscriptions(client):
                 client.send_ws(frame("SUBSCRIBE", sub))
         elif command == "RECEIPT":
             client.receipts += 1
             if client.receipts == len(self.subscriptions(client)):
+                client.stamps.append(time.monotonic())
+                if self.args.mode == "storm" and len(client.stamps) == len(PHASES) + 1:
+                    self.phases.append(client.stamps)
                 self.check_complete(client)
                 self.finished(client)
         elif command == "MESSAGE":
@@ -360,7 +388,9 @@ async def storm(args: argparse.Namespace, tokens: list[str]) -> dict:
         "replayed_messages": run.replayed,
         "errors": run.errors,
         "problems": run.problems,
+        "phases_s": phase_times(run.phases),
         "client_rss_kb": rss_kb(os.getpid()),
+        "client_cpu_s": round(sum(os.times()[:2]), 2),
     }
 
 
@@ -431,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", type=float, default=2.0, help="seconds over which the first attempts start")
     parser.add_argument("--deadline", type=float, default=30.0)
     parser.add_argument("--max-attempts", type=int, default=50)
+    parser.add_argument(
+        "--until",
+        choices=["handshake", "connect", "subscribe"],
+        default="subscribe",
+        help="storm: a client is done after this phase (profiling one phase's server cost)",
+    )
     parser.add_argument("--steps", default="2000,10000,18000")
     parser.add_argument("--open-rate", type=float, default=400.0, help="idle: connections opened per second")
     parser.add_argument("--hold", type=float, default=12.0, help="idle: seconds held at each step")
