@@ -400,9 +400,23 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
     beats = asyncio.ensure_future(run.heartbeats())
     points = []
     await asyncio.sleep(1.0)
-    base = rss_kb(args.server_pid)
-    points.append({"connections": 0, "server_rss_kb": base, "client_rss_kb": rss_kb(os.getpid())})
+    zero = rss_kb(args.server_pid)
+    points.append({"connections": 0, "server_rss_kb": zero, "client_rss_kb": rss_kb(os.getpid())})
     opened = 0
+    # Warm-up: the first connections also pay the server's one-time costs (modules imported on first use,
+    # the database connection and worker thread, caches). They stay open and count in every step, but the
+    # per-connection figure is measured from the RSS after them, the same way for every server.
+    base, warm = zero, 0
+    if args.warmup:
+        run.expected = args.warmup
+        await run.open_all(range(args.warmup), spread=args.warmup / args.open_rate)
+        opened = args.warmup
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.all_done.wait(), timeout=args.deadline)
+        await asyncio.sleep(args.hold)
+        warm = sum(1 for c in run.clients if c.index in run.done_at and not c.closed)
+        base = rss_kb(args.server_pid)
+        points[0].update({"warmup_connections": warm, "warmup_server_rss_kb": base})
     for target in steps:
         run.expected = target
         run.all_done.clear()
@@ -415,7 +429,8 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
         rss = rss_kb(args.server_pid)
         points.append({"connections": live, "requested": target, "server_rss_kb": rss,
                        "client_rss_kb": rss_kb(os.getpid()),
-                       "kb_per_connection": round((rss - base) / live, 2) if live else None})  # fmt: skip
+                       "kb_per_connection": round((rss - base) / (live - warm), 2) if live > warm else None,
+                       "kb_per_connection_from_zero": round((rss - zero) / live, 2) if live else None})  # fmt: skip
         sys.stderr.write(json.dumps(points[-1]) + "\n")
         if args.snapshot_dir:  # bench/memory_probe.py: the server snapshots its heap on SIGUSR1
             os.kill(args.server_pid, signal.SIGUSR1)
@@ -470,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="2000,10000,18000")
     parser.add_argument("--open-rate", type=float, default=400.0, help="idle: connections opened per second")
     parser.add_argument("--hold", type=float, default=12.0, help="idle: seconds held at each step")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="idle: connections opened (and kept) before the baseline RSS is read")  # fmt: skip
     parser.add_argument("--idle-destination", default="/topic/idle")
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--snapshot-dir", default="", help="idle: SIGUSR1 the server after each step, wait for it")
