@@ -10,10 +10,14 @@ It also feeds an HTTP request's body to the application chunk by chunk from the 
 to, as the application reads it, instead of queueing all of it in memory at once (``LazyBodyQueue``): a
 large upload no longer grows the worker by its size.
 
-It also listens with a backlog of ``LISTEN_BACKLOG`` connections (uvicorn's default) instead of Twisted's
-50: in a reconnect storm thousands of connections arrive within a second, and past 50 waiting the kernel
-drops SYNs, which clients resend only after 1, 3, 7… s (a 3,000-client storm's TCP connects waited 2 s at
-the median and 11 s at p99; bench/storm.py's phase times). An endpoint given with its own ``backlog=`` keeps it.
+autobahn formats its whole configuration with ``pprint`` for a debug line on every new WebSocket, even
+with debug logging off (0.48 ms, half of a handshake's CPU here): the formatting is deferred until the
+line is written (``_Deferred``), which it never is at our log level.
+
+It keeps Twisted's listen backlog (50) on purpose: in a 10,000-client storm a backlog of 2048 let daphne
+take thousands of handshakes at once, and then every client's CONNECT and SUBSCRIBEs crawled (none of
+10,000 subscribed after 30 s, against 5,673 with 50). Past 50 the kernel drops SYNs, which clients resend
+after 1, 3, 7… s, while the worker finishes the clients it took.
 
 It also gives a closing WebSocket ``CLOSE_HANDSHAKE_TIMEOUT`` seconds (autobahn's default: 1) before the
 TCP connection is aborted, so a client that was slow, not dead, still reads the ERROR frame that
@@ -25,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
+from pprint import pformat
 from typing import Any
 
+import autobahn.websocket.protocol as autobahn_protocol
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 
@@ -35,15 +41,18 @@ from stompengine.realtime.backpressure import EXTENSION, write_buffer_extension
 logger = logging.getLogger(__name__)
 
 CLOSE_HANDSHAKE_TIMEOUT = 5.0
-LISTEN_BACKLOG = 2048  # the kernel caps it at net.core.somaxconn
 
 
-def with_backlog(endpoint: str, backlog: int = LISTEN_BACKLOG) -> str:
-    """A Twisted server endpoint description with ``backlog`` added (tcp: and unix: ones that set none)."""
-    kind = endpoint.split(":", 1)[0]
-    if kind not in ("tcp", "tcp6", "unix") or any(p.startswith("backlog=") for p in endpoint.split(":")[1:]):
-        return endpoint
-    return f"{endpoint}:backlog={backlog}"
+class _Deferred:
+    """``pformat(obj)`` when formatted, not before (autobahn's per-connection debug line)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __str__(self) -> str:
+        return pformat(self.obj)
 
 
 def twisted_pending_bytes(transport: Any) -> int:
@@ -131,11 +140,7 @@ class LazyBodyQueue(asyncio.Queue):
 
 class BackpressureServer(Server):
     """daphne's Server, putting the write-buffer extension into every scope it creates, and feeding each
-    HTTP request's body to the application as it reads it (``LazyBodyQueue``), listening with a longer backlog."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.endpoints = [with_backlog(str(endpoint)) for endpoint in self.endpoints]
+    HTTP request's body to the application as it reads it (``LazyBodyQueue``)."""
 
     def protocol_connected(self, protocol: Any) -> None:
         """As daphne's, and no parse of form bodies by Twisted itself (daphne never reads ``request.args``).
@@ -177,8 +182,14 @@ class BackpressureCommandLineInterface(CommandLineInterface):
     server_class = BackpressureServer
 
 
+def defer_autobahn_config_log() -> None:
+    """autobahn's per-connection ``pformat`` of its configuration, only when its debug line is written."""
+    autobahn_protocol.pformat = _Deferred  # type: ignore[assignment]
+
+
 def main() -> None:
     """Run daphne with the adapter (the same arguments as ``daphne``)."""
+    defer_autobahn_config_log()
     BackpressureCommandLineInterface.entrypoint()
 
 
