@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import run as runner  # noqa: E402
 from scripts import postgres  # noqa: E402
-from scripts.processes import free_port, stop, wait_port  # noqa: E402
+from scripts.processes import cpu_seconds, free_port, rss_kb, stop, wait_port  # noqa: E402
 
 logger = logging.getLogger("bench.storm")
 ROOMS = ("storm-0", "storm-1", "storm-2")
@@ -153,7 +153,9 @@ class TransactionRate(threading.Thread):
                 "total": total}  # fmt: skip
 
 
-def storm(servers: list[str], clients: int, work: Path) -> dict:
+def storm(servers: list[str], clients: int, work: Path, workers: int = 1) -> dict:
+    """The storm against each server: ``workers`` processes of it (clients spread over them, as a proxy
+    spreads them over its upstreams), each with the default CONNECT admission."""
     results: dict = {}
     with postgres.running(settings={"fsync": "off", "max_connections": "100"}) as cluster:
         database = cluster.url
@@ -161,17 +163,23 @@ def storm(servers: list[str], clients: int, work: Path) -> dict:
         plan = since_plan(clients, ids, work / "storm-since.json")
         for name in servers:
             env = runner.project_env(database, DB_POOL_MAX_SIZE="10")
-            process, port = runner.start_python_server(name, env, work / f"storm-{name}.log")
+            started = [runner.start_python_server(name, env, work / f"storm-{name}-{n}.log") for n in range(workers)]
             try:
+                urls = ",".join(f"ws://127.0.0.1:{port}/ws" for _, port in started)
+                cpu_before = sum(cpu_seconds(process.pid) for process, _ in started)
                 rate = TransactionRate(cluster.conninfo)
                 rate.start()
-                result = generator(["storm", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens),
+                result = generator(["storm", "--url", urls, "--tokens", str(tokens),
                                     "--clients", str(clients), "--rooms", ",".join(ROOMS), "--since-file", str(plan),
                                     "--spread", "2", "--deadline", "30"], timeout=120)  # fmt: skip
                 result["database_transactions"] = rate.result()
-                result["server_rss_kb"] = runner.rss_kb(process.pid) if hasattr(runner, "rss_kb") else None
+                result["workers"] = workers
+                # Every worker's CPU over the run (the generator's own is result["client_cpu_s"]).
+                result["server_cpu_s"] = round(sum(cpu_seconds(p.pid) for p, _ in started) - cpu_before, 2)
+                result["server_rss_kb"] = [rss_kb(p.pid) for p, _ in started]
             finally:
-                stop(process)
+                for process, _ in started:
+                    stop(process)
             logger.info("storm on %s: %s", name, json.dumps(result))
             results[name] = result
     return results
@@ -295,16 +303,17 @@ def table(report: dict) -> str:
     storm_results = report.get("storm")
     if storm_results:
         lines += _section("Reconnect storm (since-id resume of 3 rooms each, PostgreSQL)", [
-            "server", "clients", "all subscribed after s", "p50 / p99 s", "failed", "busy refusals",
-            "max retry-after s", "replayed msgs", "replay errors",
-            "db transactions/s peak / mean (total)"])  # fmt: skip
+            "server", "workers", "clients", "all subscribed after s", "p50 / p99 s", "failed", "busy refusals",
+            "closed before subscribed (retried)", "max retry-after s", "replayed msgs", "replay errors",
+            "db transactions/s peak / mean (total)", "server CPU s (all workers)", "generator CPU s"])  # fmt: skip
         for name, r in storm_results.items():
             db = r.get("database_transactions", {})
             lines.append(
-                f"| {name} | {r['clients']:,} | {r['seconds_to_all_subscribed']} | {r['p50_s']} / {r['p99_s']} "
-                f"| {r['failed']} | {r['busy_refusals']} | {r['retry_after_max']} | {r['replayed_messages']:,} "
+                f"| {name} | {r.get('workers', 1)} | {r['clients']:,} | {r['seconds_to_all_subscribed']} "
+                f"| {r['p50_s']} / {r['p99_s']} | {r['failed']} | {r['busy_refusals']} "
+                f"| {r.get('closed_before_subscribed', '')} | {r['retry_after_max']} | {r['replayed_messages']:,} "
                 f"| {r['errors'].get('replay', 0)} | {db.get('peak_per_s')} / {db.get('mean_per_s')} "
-                f"({db.get('total')}) |"
+                f"({db.get('total')}) | {r.get('server_cpu_s', '')} | {r.get('client_cpu_s', '')} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -317,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(runner.RESULTS))
     parser.add_argument("--work", default=str(REPO / "var" / "bench"))
     parser.add_argument("--note", default="", help="what else was running (written into the results)")
+    parser.add_argument("--workers", type=int, default=1, help="storm: worker processes per server, clients spread")
+    parser.add_argument("--name", default="storm", help="results/<name>.md and .json")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="idle memory: connections before the baseline")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[storm %(asctime)s] %(message)s", datefmt="%H:%M:%S")
@@ -340,11 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     if "probe" in only:
         report["probe"] = probe(servers, work, out)
     if "storm" in only:
-        report["storm"] = storm(servers, 500 if args.quick else 10_000, work)
+        report["storm"] = storm(servers, 500 if args.quick else 10_000, work, workers=args.workers)
     report["load_after"] = runner.load_average()
-    (out / "storm.json").write_text(json.dumps(report, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
     text = table(report)
-    (out / "storm.md").write_text(text)
+    (out / f"{args.name}.md").write_text(text)
     sys.stdout.write(text)
     return 0
 
