@@ -29,6 +29,7 @@ def install(out: Path) -> None:
     def snapshot(signum: int, frame: object) -> None:
         gc.collect()
         taken[0] += 1
+        taken_snapshot = tracemalloc.take_snapshot()  # first: what follows allocates (a list of every object)
         objects = gc.get_objects()
         types = Counter(type(o).__qualname__ for o in objects)
         # CPython 3.11 keeps up to 29 attribute names in a compact array (~300 bytes) and turns the instance
@@ -38,7 +39,8 @@ def install(out: Path) -> None:
             for o in objects
             if type(o).__qualname__ in DICT_SIZES_OF and hasattr(o, "__dict__")
         )
-        data = {"snapshot": tracemalloc.take_snapshot(), "types": types, "dict_sizes": dict_sizes}
+        data = {"snapshot": taken_snapshot, "types": types, "dict_sizes": dict_sizes}
+        del objects
         (out / f"snapshot-{taken[0]}.pickle").write_bytes(pickle.dumps(data))
         (out / f"snapshot-{taken[0]}.done").write_text("ok")
 

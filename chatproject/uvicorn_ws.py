@@ -16,8 +16,7 @@ The protocol object itself: CPython 3.11 keeps an instance's attributes in a com
 its class (~300 bytes) for up to 29 names, and turns the whole ``__dict__`` into an ordinary dict past
 that (~1.6 kB). uvicorn's ``__init__`` sets 34. ``SansIOProtocol.__init__`` sets only what differs per
 connection; what is the same for every connection of a server (the app, the root path, the ping
-settings, the logger) is read from the config through properties or is a class attribute, and state that
-stays at its default on an idle connection starts as a class attribute.
+settings, the logger) is read from the config through properties or is a class attribute.
 """
 
 from __future__ import annotations
@@ -128,26 +127,6 @@ class SansIOProtocol(WebSocketsSansIOProtocol):
     # The same for every connection of a server: uvicorn sets them per instance.
     logger = logging.getLogger("uvicorn.error")
     close_timeout = 10.0
-    # Per-connection state that an idle connection never changes from its initial value (uvicorn sets it
-    # in __init__): an instance attribute only once it is assigned.
-    server = None
-    client = None
-    scheme = None  # type: ignore[assignment]  # as uvicorn sets it: None until connection_made
-    close_sent = False
-    disconnected = False
-    close_timer = None
-    initial_response = None
-    read_paused = False
-    handshake_initiated = False
-    handshake_complete = False
-    curr_msg_data_type = "bytes"
-    ping_timer = None
-    pong_timer = None
-    pending_ping_payload = None
-    ping_sent_at = 0.0
-    last_ping_rtt = 0.0
-    request = None  # type: ignore[assignment]  # uvicorn keeps the handshake request; dropped at once
-    response = None  # type: ignore[assignment]  # set by the handshake, dropped after the accept
 
     def __init__(
         self,
@@ -160,15 +139,38 @@ class SansIOProtocol(WebSocketsSansIOProtocol):
         # instance. tests/security/test_server_adapters.py checks that each one it sets is here too.
         if not config.loaded:
             config.load()
+        # Every attribute the instance will ever have is set here, even those first used later (the ping's,
+        # the close's): CPython lets a class's shared keys grow only while few instances exist (each new one
+        # takes a slot of the reserve), so a name first set on the thousandth connection's first ping would
+        # turn that instance's attributes into an ordinary dict after all.
         self.config = config
         self.loop = _loop or asyncio.get_event_loop()
         self.app_state = app_state
         self.server_state = server_state
         self.transport = None  # type: ignore[assignment]  # as uvicorn's: set by connection_made
+        self.server = None
+        self.client = None
+        self.scheme = None  # type: ignore[assignment]
+        self.request = None  # type: ignore[assignment]  # uvicorn keeps the handshake request; dropped at once
+        self.response = None  # type: ignore[assignment]  # set by the handshake, dropped after the accept
+        self.scope = None  # type: ignore[assignment]  # set by the handshake, dropped after the accept
         self.queue = LightQueue()  # type: ignore[assignment]  # the subset of asyncio.Queue uvicorn uses
+        self.handshake_initiated = False
+        self.handshake_complete = False
+        self.close_sent = False
+        self.disconnected = False
+        self.close_timer = None
+        self.initial_response = None
         writable = LightEvent()
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+        self.read_paused = False
+        self.ping_timer = None
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.ping_sent_at = 0.0
+        self.last_ping_rtt = 0.0
+        self.curr_msg_data_type = "bytes"
         extensions = []
         if config.ws_per_message_deflate:
             extensions = [
@@ -215,10 +217,10 @@ class SansIOProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         """As uvicorn's, plus the write-buffer extension; then forget the handshake request."""
         super().handle_connect(event)
-        scope = getattr(self, "scope", None)
+        scope: Any = self.scope
         if scope is not None:  # the handshake was accepted by websockets: the application task is scheduled
             scope["extensions"][EXTENSION] = write_buffer_extension(lambda: transport_pending_bytes(self.transport))
-        self.request = None  # uvicorn keeps it and never reads it again
+        self.request = None  # type: ignore[assignment]  # uvicorn keeps it and never reads it again
         # websockets' parser generator still holds the request in a local for the connection's life: its
         # headers (~2.5 kB) are emptied instead. The scope got its own copy and accept() has read them.
         event.headers.clear()

@@ -13,6 +13,7 @@ import base64
 import os
 import socket
 import struct
+import sys
 
 import pytest
 from uvicorn.config import Config
@@ -21,6 +22,10 @@ from uvicorn.server import ServerState
 
 from chatproject.uvicorn_ws import COMPACT_ATTRIBUTES, SansIOProtocol
 from stompengine.realtime.backpressure import scope_pending_bytes
+
+# A compact instance's attributes measure about 300 bytes (sys.getsizeof of its __dict__); an ordinary dict of as
+# many is 800 bytes or more.
+COMPACT_DICT_BYTES = 500
 
 
 def _config(app, **options) -> Config:
@@ -81,6 +86,10 @@ async def test_an_idle_connection_works_like_uvicorns_and_stays_compact():
 
     loop = asyncio.get_running_loop()
     config = _config(app, ws_ping_interval=0.05, ws_ping_timeout=5.0)
+    # As on a server: many connections exist before this one's first ping. CPython stops growing a class's
+    # shared attribute keys after a few instances, so a name first set late would make its dict a full one.
+    others = [SansIOProtocol(config=config, server_state=ServerState(), app_state={}) for _ in range(64)]
+    assert len(others) == 64
     protocol = SansIOProtocol(config=config, server_state=ServerState(), app_state={})
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
@@ -115,6 +124,7 @@ async def test_an_idle_connection_works_like_uvicorns_and_stays_compact():
         # Idle: the handshake's request, response and scope are let go; the attributes fit the compact array.
         assert protocol.scope is None and protocol.response is None and protocol.request is None
         assert len(vars(protocol)) <= COMPACT_ATTRIBUTES, sorted(vars(protocol))
+        assert sys.getsizeof(vars(protocol)) < COMPACT_DICT_BYTES, sorted(vars(protocol))
 
         await loop.sock_sendall(theirs, _client_frame(b"bye"))
         frames = [await asyncio.wait_for(_read_frame(loop, theirs), 5) for _ in range(2)]
@@ -127,6 +137,7 @@ async def test_an_idle_connection_works_like_uvicorns_and_stays_compact():
             await asyncio.sleep(0.01)
         assert protocol.disconnected
         assert len(vars(protocol)) <= COMPACT_ATTRIBUTES, sorted(vars(protocol))
+        assert sys.getsizeof(vars(protocol)) < COMPACT_DICT_BYTES, sorted(vars(protocol))
     finally:
         transport.abort()
         theirs.close()
