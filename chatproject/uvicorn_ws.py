@@ -115,6 +115,11 @@ class LightEvent:
                 self._waiters.remove(waiter)
 
 
+def _read_through(holder: str, name: str) -> Any:
+    """A read-only property for ``self.<holder>.<name>`` (a per-server value uvicorn copies per instance)."""
+    return property(lambda self: getattr(getattr(self, holder), name))
+
+
 #: What CPython 3.11 keeps in an instance's compact, class-shared attribute array (its SHARED_KEYS_MAX_SIZE
 #: is 30, one of which it never fills): past this many attribute names the ``__dict__`` becomes a 1.6 kB dict.
 COMPACT_ATTRIBUTES = 29
@@ -182,37 +187,14 @@ class SansIOProtocol(WebSocketsSansIOProtocol):
         self.frames: list[bytes] = []
 
     # What uvicorn's __init__ copies from the config and the server state into every instance.
-    @property
-    def app(self) -> Any:  # type: ignore[override]
-        return self.config.loaded_app
-
-    @property
-    def root_path(self) -> str:  # type: ignore[override]
-        return self.config.root_path
-
-    @property
-    def asgi_version(self) -> Any:  # type: ignore[override]
-        return self.config.asgi_version
-
-    @property
-    def ping_interval(self) -> float | None:  # type: ignore[override]
-        return self.config.ws_ping_interval
-
-    @property
-    def ping_timeout(self) -> float | None:  # type: ignore[override]
-        return self.config.ws_ping_timeout
-
-    @property
-    def connections(self) -> Any:  # type: ignore[override]
-        return self.server_state.connections
-
-    @property
-    def tasks(self) -> Any:  # type: ignore[override]
-        return self.server_state.tasks
-
-    @property
-    def default_headers(self) -> Any:  # type: ignore[override]
-        return self.server_state.default_headers
+    app = _read_through("config", "loaded_app")
+    root_path = _read_through("config", "root_path")
+    asgi_version = _read_through("config", "asgi_version")
+    ping_interval = _read_through("config", "ws_ping_interval")
+    ping_timeout = _read_through("config", "ws_ping_timeout")
+    connections = _read_through("server_state", "connections")
+    tasks = _read_through("server_state", "tasks")
+    default_headers = _read_through("server_state", "default_headers")
 
     def handle_connect(self, event: Any) -> None:
         """As uvicorn's, plus the write-buffer extension; then forget the handshake request."""
