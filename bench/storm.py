@@ -153,16 +153,18 @@ class TransactionRate(threading.Thread):
                 "total": total}  # fmt: skip
 
 
-def storm(servers: list[str], clients: int, work: Path, workers: int = 1) -> dict:
+def storm(
+    servers: list[str], clients: int, work: Path, workers: int = 1, env_extra: dict[str, str] | None = None
+) -> dict:
     """The storm against each server: ``workers`` processes of it (clients spread over them, as a proxy
-    spreads them over its upstreams), each with the default CONNECT admission."""
+    spreads them over its upstreams), each with the default CONNECT admission unless ``env_extra`` sets it."""
     results: dict = {}
     with postgres.running(settings={"fsync": "off", "max_connections": "100"}) as cluster:
         database = cluster.url
         tokens, ids = prepare(database, clients, work)
         plan = since_plan(clients, ids, work / "storm-since.json")
         for name in servers:
-            env = runner.project_env(database, DB_POOL_MAX_SIZE="10")
+            env = runner.project_env(database, DB_POOL_MAX_SIZE="10", **(env_extra or {}))
             started = [runner.start_python_server(name, env, work / f"storm-{name}-{n}.log") for n in range(workers)]
             try:
                 urls = ",".join(f"ws://127.0.0.1:{port}/ws" for _, port in started)
@@ -267,6 +269,8 @@ def table(report: dict) -> str:
     lines = ["# Issue 23: idle memory per connection and the reconnect storm", ""]
     lines.append(f"Run {report['started']}, load average before {report['load_before']}, after "
                  f"{report['load_after']}; {report.get('note', '')}")  # fmt: skip
+    if report.get("storm_admission"):
+        lines.append(f"\nStorm CONNECT admission per worker: {report['storm_admission']}")
     idle = report.get("idle_memory")
     if idle:
         warm = idle.get("bare", {}).get("points", [{}])[0].get("warmup_connections")
@@ -328,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="what else was running (written into the results)")
     parser.add_argument("--workers", type=int, default=1, help="storm: worker processes per server, clients spread")
     parser.add_argument("--name", default="storm", help="results/<name>.md and .json")
+    parser.add_argument(
+        "--connect-rate", default="", help="storm: STOMP_CONNECT_RATE per worker (default: the setting's)"
+    )
+    parser.add_argument("--connect-burst", default="", help="storm: STOMP_CONNECT_BURST per worker")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="idle memory: connections before the baseline")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[storm %(asctime)s] %(message)s", datefmt="%H:%M:%S")
@@ -351,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     if "probe" in only:
         report["probe"] = probe(servers, work, out)
     if "storm" in only:
-        report["storm"] = storm(servers, 500 if args.quick else 10_000, work, workers=args.workers)
+        admission = {k: v for k, v in (("STOMP_CONNECT_RATE", args.connect_rate),
+                                       ("STOMP_CONNECT_BURST", args.connect_burst)) if v}  # fmt: skip
+        report["storm_admission"] = admission or "defaults"
+        report["storm"] = storm(servers, 500 if args.quick else 10_000, work, workers=args.workers, env_extra=admission)
     report["load_after"] = runner.load_average()
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
     text = table(report)

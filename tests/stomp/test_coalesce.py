@@ -15,6 +15,21 @@ def after(since: int) -> list[int]:
     return [n for n in STORED if n > since]
 
 
+class HeldQuery:
+    """An "after since" query that records its since and runs until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.asked: list[int] = []
+
+    async def query(self, key: str, since: int) -> list[int]:
+        self.asked.append(since)
+        self.started.set()
+        await self.release.wait()
+        return after(since)
+
+
 async def test_a_burst_of_waiters_shares_one_query_from_the_lowest_since_and_each_gets_its_own_slice():
     asked: list[tuple[str, int]] = []
 
@@ -31,16 +46,8 @@ async def test_a_burst_of_waiters_shares_one_query_from_the_lowest_since_and_eac
 
 
 async def test_waiters_arriving_during_a_query_get_the_next_query_never_the_running_one():
-    started = asyncio.Event()
-    release = asyncio.Event()
-    asked: list[int] = []
-
-    async def query(key: str, since: int) -> list[int]:
-        asked.append(since)
-        started.set()
-        await release.wait()
-        return after(since)
-
+    held = HeldQuery()
+    started, release, asked, query = held.started, held.release, held.asked, held.query
     coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since])
     first = asyncio.ensure_future(coalescer.fetch("room", 50))
     await started.wait()
@@ -123,16 +130,8 @@ async def test_a_batch_reads_for_every_waiter_once_each_answers_or_is_refused_al
 async def test_in_a_burst_the_next_query_waits_for_the_waiters_of_the_following_moments_too():
     """A query that finds waiters queued behind it is a burst: the next query waits ``burst_wait`` before it
     starts, so the waiters arriving in the moments after join it instead of making up a third query."""
-    started = asyncio.Event()
-    release = asyncio.Event()
-    asked: list[int] = []
-
-    async def query(key: str, since: int) -> list[int]:
-        asked.append(since)
-        started.set()
-        await release.wait()
-        return after(since)
-
+    held = HeldQuery()
+    started, release, asked, query = held.started, held.release, held.asked, held.query
     coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since], burst_wait=2.0)
     first = asyncio.ensure_future(coalescer.fetch("room", 50))
     await started.wait()
