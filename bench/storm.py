@@ -10,8 +10,11 @@
   on uvicorn), then 2,000, 10,000 and 18,000 connections from one generator process
   (scripts/stomp_storm.py: a raw asyncio protocol, sockets spread over eight 127.0.0.x source addresses),
   each with a JWT CONNECT and one subscription, heart-beats both ways every 10 s, held 12 s at each step;
-  the server's RSS at each step (absolute kB per connection over the connections open, and the slope between
-  steps), the generator's RSS separately, then one publish that must reach every connection.
+  the server's RSS at each step (absolute kB per connection, and the slope between steps), the generator's
+  RSS separately, then one publish that must reach every connection. The absolute figure is measured from the
+  RSS after a warm-up of 100 connections (kept open, counted in every step) for every server alike, so the
+  project's one-time costs of its first connections are not charged to the first step; the figure from zero
+  (RSS before any connection) is reported beside it.
 - **storm**: PostgreSQL (a throwaway cluster: its ``pg_stat_database`` transaction count, sampled every
   0.25 s, gives the database's peak statements/s), 10,000 users, each a member of 3 rooms of 200 messages;
   10,000 clients open within 2 s, each CONNECTs and SUBSCRIBEs to the 3 rooms with a ``since-id`` 0-4
@@ -42,10 +45,14 @@ sys.path.insert(0, str(REPO))
 
 from bench import run as runner  # noqa: E402
 from scripts import postgres  # noqa: E402
-from scripts.processes import free_port, stop, wait_port  # noqa: E402
+from scripts.processes import cpu_seconds, free_port, rss_kb, stop, wait_port  # noqa: E402
 
 logger = logging.getLogger("bench.storm")
 ROOMS = ("storm-0", "storm-1", "storm-2")
+# Idle memory: connections opened before the baseline RSS (kept open), so that one-time costs of the first
+# connections (imports on first use, the database connection, thread pool, caches) are not charged to the
+# 2,000 connections of the first step; every server, the bare one too, gets the same warm-up.
+WARMUP = 100
 ROOM_MESSAGES = 200
 
 PREPARE = r"""
@@ -146,31 +153,41 @@ class TransactionRate(threading.Thread):
                 "total": total}  # fmt: skip
 
 
-def storm(servers: list[str], clients: int, work: Path) -> dict:
+def storm(
+    servers: list[str], clients: int, work: Path, workers: int = 1, env_extra: dict[str, str] | None = None
+) -> dict:
+    """The storm against each server: ``workers`` processes of it (clients spread over them, as a proxy
+    spreads them over its upstreams), each with the default CONNECT admission unless ``env_extra`` sets it."""
     results: dict = {}
     with postgres.running(settings={"fsync": "off", "max_connections": "100"}) as cluster:
         database = cluster.url
         tokens, ids = prepare(database, clients, work)
         plan = since_plan(clients, ids, work / "storm-since.json")
         for name in servers:
-            env = runner.project_env(database, DB_POOL_MAX_SIZE="10")
-            process, port = runner.start_python_server(name, env, work / f"storm-{name}.log")
+            env = runner.project_env(database, DB_POOL_MAX_SIZE="10", **(env_extra or {}))
+            started = [runner.start_python_server(name, env, work / f"storm-{name}-{n}.log") for n in range(workers)]
             try:
+                urls = ",".join(f"ws://127.0.0.1:{port}/ws" for _, port in started)
+                cpu_before = sum(cpu_seconds(process.pid) for process, _ in started)
                 rate = TransactionRate(cluster.conninfo)
                 rate.start()
-                result = generator(["storm", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens),
+                result = generator(["storm", "--url", urls, "--tokens", str(tokens),
                                     "--clients", str(clients), "--rooms", ",".join(ROOMS), "--since-file", str(plan),
                                     "--spread", "2", "--deadline", "30"], timeout=120)  # fmt: skip
                 result["database_transactions"] = rate.result()
-                result["server_rss_kb"] = runner.rss_kb(process.pid) if hasattr(runner, "rss_kb") else None
+                result["workers"] = workers
+                # Every worker's CPU over the run (the generator's own is result["client_cpu_s"]).
+                result["server_cpu_s"] = round(sum(cpu_seconds(p.pid) for p, _ in started) - cpu_before, 2)
+                result["server_rss_kb"] = [rss_kb(p.pid) for p, _ in started]
             finally:
-                stop(process)
+                for process, _ in started:
+                    stop(process)
             logger.info("storm on %s: %s", name, json.dumps(result))
             results[name] = result
     return results
 
 
-def idle_memory(servers: list[str], steps: list[int], work: Path, hold: float) -> dict:
+def idle_memory(servers: list[str], steps: list[int], work: Path, hold: float, warmup: int = WARMUP) -> dict:
     results: dict = {}
     database = runner.sqlite_url(work / "idle.sqlite3")
     tokens, _ = prepare(database, steps[-1] + 1, work)
@@ -189,7 +206,7 @@ def idle_memory(servers: list[str], steps: list[int], work: Path, hold: float) -
         try:
             argv = ["idle", "--url", f"ws://127.0.0.1:{port}/ws", "--tokens", str(tokens), "--steps",
                     ",".join(map(str, steps)), "--server-pid", str(process.pid), "--hold", str(hold),
-                    "--deadline", "120"]  # fmt: skip
+                    "--deadline", "120", "--warmup", str(warmup)]  # fmt: skip
             result = generator([*argv, *(["--bare"] if name == "bare" else [])], timeout=timeout)
         finally:
             stop(process)
@@ -252,11 +269,25 @@ def table(report: dict) -> str:
     lines = ["# Issue 23: idle memory per connection and the reconnect storm", ""]
     lines.append(f"Run {report['started']}, load average before {report['load_before']}, after "
                  f"{report['load_after']}; {report.get('note', '')}")  # fmt: skip
+    if report.get("storm_admission"):
+        lines.append(f"\nStorm CONNECT admission per worker: {report['storm_admission']}")
     idle = report.get("idle_memory")
     if idle:
+        warm = idle.get("bare", {}).get("points", [{}])[0].get("warmup_connections")
+        lines += (
+            [
+                "",
+                f"Absolute: (RSS - RSS after a warm-up of {warm} connections, kept open) / (connections "
+                "- warm-up); from zero: (RSS - RSS before any connection) / connections, which charges the "
+                "first connections' one-time costs to the first step.",
+            ]
+            if warm
+            else []
+        )
         lines += _section("Idle memory (JWT, one subscription, heart-beats 10 s both ways)", [
-            "server", "connections open", "server RSS MB", "kB/conn (absolute)", "kB/conn (slope from previous step)",
-            "generator RSS MB", "publish reached", "x bare (absolute)", "x bare (slope)"])  # fmt: skip
+            "server", "connections open", "server RSS MB", "kB/conn (absolute, after warm-up)",
+            "kB/conn (slope from previous step)", "generator RSS MB", "publish reached", "x bare (absolute)",
+            "x bare (slope)", "kB/conn from zero (x bare)"])  # fmt: skip
         bare = {p.get("requested"): p for p in idle.get("bare", {}).get("points", [])}
         for name, result in idle.items():
             points = result.get("points", [])
@@ -264,26 +295,29 @@ def table(report: dict) -> str:
                 reference = bare.get(point.get("requested"), {})
                 ratio = _ratio(point.get("kb_per_connection"), reference.get("kb_per_connection"))
                 slope_ratio = _ratio(point.get("slope_kb_per_connection"), reference.get("slope_kb_per_connection"))
+                zero = point.get("kb_per_connection_from_zero")
+                zero_ratio = _ratio(zero, reference.get("kb_per_connection_from_zero"))
                 reached = result.get("publish_reached") if point is points[-1] else ""
                 lines.append(
                     f"| {name} | {point['connections']:,} of {point['requested']:,} "
                     f"| {point['server_rss_kb'] / 1024:.0f} | {point.get('kb_per_connection')} "
                     f"| {point.get('slope_kb_per_connection', '')} | {point['client_rss_kb'] / 1024:.0f} | {reached} "
-                    f"| {ratio} | {slope_ratio} |"
+                    f"| {ratio} | {slope_ratio} | {zero or ''}{f' ({zero_ratio})' if zero_ratio else ''} |"
                 )
     storm_results = report.get("storm")
     if storm_results:
         lines += _section("Reconnect storm (since-id resume of 3 rooms each, PostgreSQL)", [
-            "server", "clients", "all subscribed after s", "p50 / p99 s", "failed", "busy refusals",
-            "max retry-after s", "replayed msgs", "replay errors",
-            "db transactions/s peak / mean (total)"])  # fmt: skip
+            "server", "workers", "clients", "all subscribed after s", "p50 / p99 s", "failed", "busy refusals",
+            "closed before subscribed (retried)", "max retry-after s", "replayed msgs", "replay errors",
+            "db transactions/s peak / mean (total)", "server CPU s (all workers)", "generator CPU s"])  # fmt: skip
         for name, r in storm_results.items():
             db = r.get("database_transactions", {})
             lines.append(
-                f"| {name} | {r['clients']:,} | {r['seconds_to_all_subscribed']} | {r['p50_s']} / {r['p99_s']} "
-                f"| {r['failed']} | {r['busy_refusals']} | {r['retry_after_max']} | {r['replayed_messages']:,} "
+                f"| {name} | {r.get('workers', 1)} | {r['clients']:,} | {r['seconds_to_all_subscribed']} "
+                f"| {r['p50_s']} / {r['p99_s']} | {r['failed']} | {r['busy_refusals']} "
+                f"| {r.get('closed_before_subscribed', '')} | {r['retry_after_max']} | {r['replayed_messages']:,} "
                 f"| {r['errors'].get('replay', 0)} | {db.get('peak_per_s')} / {db.get('mean_per_s')} "
-                f"({db.get('total')}) |"
+                f"({db.get('total')}) | {r.get('server_cpu_s', '')} | {r.get('client_cpu_s', '')} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -296,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(runner.RESULTS))
     parser.add_argument("--work", default=str(REPO / "var" / "bench"))
     parser.add_argument("--note", default="", help="what else was running (written into the results)")
+    parser.add_argument("--workers", type=int, default=1, help="storm: worker processes per server, clients spread")
+    parser.add_argument("--name", default="storm", help="results/<name>.md and .json")
+    parser.add_argument(
+        "--connect-rate", default="", help="storm: STOMP_CONNECT_RATE per worker (default: the setting's)"
+    )
+    parser.add_argument("--connect-burst", default="", help="storm: STOMP_CONNECT_BURST per worker")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="idle memory: connections before the baseline")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[storm %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     import resource
@@ -313,15 +354,19 @@ def main(argv: list[str] | None = None) -> int:
                     "quick": args.quick, "note": args.note}  # fmt: skip
     if "idle_memory" in only:
         steps = [200, 1000] if args.quick else [2000, 10000, 18000]
-        report["idle_memory"] = idle_memory(servers, steps, work, hold=2.0 if args.quick else 12.0)
+        report["idle_memory"] = idle_memory(servers, steps, work, hold=2.0 if args.quick else 12.0,
+                                            warmup=args.warmup)  # fmt: skip
     if "probe" in only:
         report["probe"] = probe(servers, work, out)
     if "storm" in only:
-        report["storm"] = storm(servers, 500 if args.quick else 10_000, work)
+        admission = {k: v for k, v in (("STOMP_CONNECT_RATE", args.connect_rate),
+                                       ("STOMP_CONNECT_BURST", args.connect_burst)) if v}  # fmt: skip
+        report["storm_admission"] = admission or "defaults"
+        report["storm"] = storm(servers, 500 if args.quick else 10_000, work, workers=args.workers, env_extra=admission)
     report["load_after"] = runner.load_average()
-    (out / "storm.json").write_text(json.dumps(report, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
     text = table(report)
-    (out / "storm.md").write_text(text)
+    (out / f"{args.name}.md").write_text(text)
     sys.stdout.write(text)
     return 0
 

@@ -160,12 +160,6 @@ def creation_seq_subquery() -> Subquery:
     return Subquery(created, output_field=IntegerField())
 
 
-def message_creation_seq(*, message_id: int) -> int:
-    """The room event number of a message's creation (0: older than the event stream)."""
-    rows = RoomEvent.objects.filter(message_id=message_id, kind=RoomEvent.Kind.CREATED).values_list("seq", flat=True)
-    return rows.first() or 0
-
-
 def slug_is_reserved(slug: str) -> bool:
     return slug.startswith(RESERVED_SLUG_PREFIX)
 

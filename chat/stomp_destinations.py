@@ -367,38 +367,40 @@ async def sequence_known(ctx: SubscribeContext, slug: str) -> None:
 
 
 @read_only
-def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
+def _replay_read(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int, int]:
     """The newest ``limit`` messages after ``since`` (oldest first, current state), whether more were left
-    out, and the id the replay reaches: its last message, or with none the newest stored id not above
-    ``since`` (never beyond what exists, or a made-up ``since-id`` would hide every message to come).
-    Each message dict carries its creation's room event number under ``_event_seq`` (0: older than the
-    event stream): ``resume_room`` goes live after the reached message's number."""
-    room = Room.objects.get(slug=slug)
+    out, the id the replay reaches (its last message, or with none the newest stored id not above ``since``:
+    never beyond what exists, or a made-up ``since-id`` would hide every message to come) and the room
+    event number of that message's creation (0: older than the event stream), after which ``resume_room``
+    goes live. Each message dict carries its own creation number under ``_event_seq``.
+
+    Two queries at most (the room by its slug inside them): a reconnect storm runs this once per burst
+    of a room's resumes, and its number used to cost every up-to-date resumer a read of its own."""
+    messages_of_room = Message.objects.filter(room__slug=slug)
     newest_first = list(
-        selectors.messages_for_json(room.messages.filter(id__gt=since))
+        selectors.messages_for_json(messages_of_room.filter(id__gt=since))
         .annotate(created_seq=selectors.creation_seq_subquery())
         .order_by("-id")[: limit + 1]
     )
     truncated = len(newest_first) > limit
     if newest_first:
-        reached = newest_first[0].pk
+        reached, reached_seq = newest_first[0].pk, newest_first[0].created_seq or 0
     else:
-        reached = room.messages.order_by("-id").values_list("id", flat=True).first() or 0
+        newest = (
+            messages_of_room.order_by("-id")
+            .annotate(created_seq=selectors.creation_seq_subquery())
+            .values_list("id", "created_seq")
+            .first()
+        )
+        reached, reached_seq = (newest[0], newest[1] or 0) if newest else (0, 0)
     messages = [{**message_json(m), "_event_seq": m.created_seq or 0} for m in reversed(newest_first[:limit])]
+    return messages, truncated, reached, reached_seq
+
+
+async def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
+    """``_replay_read`` without the reached message's creation number."""
+    messages, truncated, reached, _ = await _replay_read(slug, since, limit)
     return messages, truncated, reached
-
-
-@read_only
-def _creation_seq(message_id: int) -> int:
-    return selectors.message_creation_seq(message_id=message_id)
-
-
-async def _creation_seq_of(message_id: int, _: list[None]) -> int:
-    return await _creation_seq(message_id)
-
-
-# Clients resuming from a room's newest message all ask the number of that same message: one read serves them.
-_creation_seqs = BatchCoalescer(_creation_seq_of, lambda message_id, seq, _: seq)
 
 
 @read_only
@@ -428,7 +430,7 @@ def _events_after(slug: str, since: int, limit: int) -> tuple[list[tuple[dict, d
 
 
 # A reconnect storm resumes a room from thousands of connections at once: one query per room serves them all.
-_resumes = coalesced_resume(_messages_after)
+_resumes = coalesced_resume(_replay_read)
 
 
 @subscription_replay(ROOM_TOPIC)
@@ -453,7 +455,7 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
         since = int(raw)
     except ValueError:
         raise Denied("invalid header", "since-id must be a message id (a whole number)", code="invalid") from None
-    messages, truncated, reached = await _resumes.fetch((slug, settings.CHAT_RESUME_MAX), max(since, 0))
+    messages, truncated, _, after = await _resumes.fetch((slug, settings.CHAT_RESUME_MAX), max(since, 0))
     replay: list[tuple[Any, dict[str, str]]] = []
     for message in messages:
         body = {k: v for k, v in message.items() if k != "_event_seq"}
@@ -461,13 +463,9 @@ async def resume_room(ctx: SubscribeContext, slug: str) -> Replay | None:
     if truncated and replay:
         replay[0] = (replay[0][0], {**replay[0][1], "resume-gap": str(messages[0]["id"])})
     # Room topics are published with the room's event number as sequence (chat/publishing.py): live events
-    # up to the creation of the reached message are in the replay (events commit in number order), later
-    # ones come live. An edit of a replayed message committed meanwhile may come live too: it carries the
-    # message's whole state, so applying it again changes nothing.
-    if messages and messages[-1]["id"] == reached:
-        after = messages[-1].get("_event_seq", 0)
-    else:
-        after = await _creation_seqs.fetch(reached, None) if reached else 0
+    # up to the creation of the reached message (``after``) are in the replay (events commit in number
+    # order), later ones come live. An edit of a replayed message committed meanwhile may come live too: it
+    # carries the message's whole state, so applying it again changes nothing.
     return Replay(messages=replay, after_seq=after)
 
 

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +41,22 @@ from stompengine.stomp.codec import ALL_COMMANDS, FrameParser  # noqa: E402  (sa
 COMMANDS = ALL_COMMANDS | {"PUBLISH"}
 HEARTBEAT_MS = 10_000
 SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 10))  # eight source addresses
+# Where a storm client's successful attempt spent its time: TCP connect (waiting in the server's listen
+# queue, or for a SYN retransmission when that queue overflowed), WebSocket handshake, STOMP CONNECT
+# (admission, JWT, user), SUBSCRIBEs until the last RECEIPT (membership checks, since-id replays).
+PHASES = ("tcp", "handshake", "connect", "subscribe")
+RECONNECT_S = (1, 2, 4, 8, 15, 30)  # the page's reconnect delays (static/js/chat.js), halved plus jitter
+
+
+def phase_times(stamps: list[list[float]]) -> dict[str, dict[str, float]]:
+    """p50 / p99 / max seconds of each phase over the clients' successful attempts."""
+    found = {}
+    for n, name in enumerate(PHASES):
+        spans = sorted(s[n + 1] - s[n] for s in stamps)
+        if spans:
+            found[name] = {"p50": round(spans[len(spans) // 2], 3), "p99": round(spans[int(len(spans) * 0.99) - 1], 3),
+                           "max": round(spans[-1], 3)}  # fmt: skip
+    return found
 
 
 def rss_kb(pid: int) -> int:
@@ -58,8 +75,8 @@ def frame(command: str, headers: dict[str, str], body: str = "") -> bytes:
 class Client(asyncio.Protocol):
     """One connection: WebSocket handshake, STOMP CONNECT, SUBSCRIBEs with since-id, then idle."""
 
-    __slots__ = ("attempt", "closed", "connected", "index", "owner", "parser", "raw", "receipts", "transport",
-                 "upgraded")  # fmt: skip
+    __slots__ = ("attempt", "closed", "connected", "handled", "index", "owner", "parser", "raw", "receipts",
+                 "stamps", "transport", "upgraded")  # fmt: skip
 
     def __init__(self, owner: Run, index: int) -> None:
         self.owner = owner
@@ -72,17 +89,20 @@ class Client(asyncio.Protocol):
         self.upgraded = False
         self.connected = False
         self.closed = False
+        self.handled = False  # this attempt's end is already dealt with (a busy retry, a refusal)
         self.raw = b""
         self.parser = FrameParser(max_frame_size=1 << 24, commands=COMMANDS)
         self.receipts = 0
+        self.stamps: list[float] = [time.monotonic()]  # this attempt's start, then each phase's end
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        self.stamps.append(time.monotonic())  # TCP connected (accepted from the server's listen queue)
         run = self.owner
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
-            f"GET {run.path} HTTP/1.1\r\nHost: {run.host}:{run.port}\r\nUpgrade: websocket\r\n"
+            f"GET {run.path} HTTP/1.1\r\nHost: {run.host}:{run.port_of(self)}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Sec-WebSocket-Protocol: v12.stomp\r\nOrigin: http://127.0.0.1:8000\r\n\r\n".encode()
         )
@@ -95,10 +115,14 @@ class Client(asyncio.Protocol):
                 return
             if b" 101 " not in head.split(b"\r\n", 1)[0]:
                 self.owner.failed(self, f"handshake {head[:40]!r}")
-                self.abort()
+                self.abort()  # and comes back, as the page does (connection_lost -> Run.lost)
                 return
             self.upgraded = True
+            self.stamps.append(time.monotonic())  # the 101: WebSocket handshake done
             self.raw = rest
+            if self.owner.args.until == "handshake":
+                self.owner.finished(self)
+                return
             self.owner.opened(self)
         self._frames()
 
@@ -160,7 +184,14 @@ class Run:
     """Many clients against one server; what happens to each is counted here."""
 
     def __init__(self, args: argparse.Namespace, tokens: list[str]) -> None:
-        url = urlsplit(args.url)
+        # Several URLs (comma-separated): workers of one deployment, client i connecting to URL i % n, as a
+        # proxy spreading connections over its upstream workers would.
+        self.ports = []
+        for one in args.url.split(","):
+            url = urlsplit(one)
+            if url.hostname not in ("127.0.0.1", "localhost"):
+                raise SystemExit("only 127.0.0.1 is allowed")
+            self.ports.append(url.port or 80)
         if url.hostname not in ("127.0.0.1", "localhost"):
             raise SystemExit("only 127.0.0.1 is allowed")
         self.args = args
@@ -176,6 +207,7 @@ class Run:
         self.started = time.monotonic()
         self.done_at: dict[int, float] = {}
         self.busy = 0
+        self.closed_early = 0  # storm: connections closed before subscribed (then retried)
         self.retry_after: list[int] = []
         self.errors: dict[str, int] = {}
         self.problems: list[str] = []
@@ -187,15 +219,19 @@ class Run:
         self.ending = False  # set before the generator closes every connection itself
         self.last_seen: dict[tuple[int, str], int] = {}
         self.counts: dict[tuple[int, str], int] = {}
+        self.phases: list[list[float]] = []  # storm: each subscribed client's last attempt, phase by phase
 
     # -- connecting -------------------------------------------------------------------------------------------
+    def port_of(self, client: Client) -> int:
+        return self.ports[client.index % len(self.ports)]
+
     async def connect(self, client: Client) -> None:
         client.reset()
         client.attempt += 1
         loop = asyncio.get_running_loop()
         source = SOURCES[client.index % len(SOURCES)]
         try:
-            await loop.create_connection(lambda: client, self.host, self.port, local_addr=(source, 0))
+            await loop.create_connection(lambda: client, self.host, self.port_of(client), local_addr=(source, 0))
         except OSError as exc:
             self.failed(client, f"connect: {type(exc).__name__}")
             self.retry(client, 1.0)
@@ -212,15 +248,14 @@ class Run:
         if self.args.mode == "idle":
             return [{"id": "s0", "destination": self.args.idle_destination, "receipt": "r0"}]
         own = self.since.get(str(client.index), {})
-        return [
-            {
-                "id": f"s{n}",
-                "destination": f"/topic/rooms.{room}",
-                "since-id": str(own.get(room, [0])[0]),
-                "receipt": f"r{n}",
-            }
+        subs = [
+            {"id": f"s{n}", "destination": f"/topic/rooms.{room}", "receipt": f"r{n}"}
             for n, room in enumerate(self.rooms)
         ]
+        if self.since:  # without a since file (profiling): plain subscriptions, no resume
+            for sub, room in zip(subs, self.rooms, strict=True):
+                sub["since-id"] = str(own.get(room, [0])[0])
+        return subs
 
     def stomp(self, client: Client, command: str, headers: dict[str, str], body: str) -> None:
         if self.bare:  # the echo of our CONNECT: the bare server's "connected and subscribed"
@@ -232,11 +267,18 @@ class Run:
             return
         if command == "CONNECTED":
             client.connected = True
+            client.stamps.append(time.monotonic())
+            if self.args.until == "connect":
+                self.finished(client)
+                return
             for sub in self.subscriptions(client):
                 client.send_ws(frame("SUBSCRIBE", sub))
         elif command == "RECEIPT":
             client.receipts += 1
             if client.receipts == len(self.subscriptions(client)):
+                client.stamps.append(time.monotonic())
+                if self.args.mode == "storm" and len(client.stamps) == len(PHASES) + 1:
+                    self.phases.append(client.stamps)
                 self.check_complete(client)
                 self.finished(client)
         elif command == "MESSAGE":
@@ -247,6 +289,7 @@ class Run:
         elif command == "ERROR":
             code = headers.get("code", headers.get("message", "?"))
             if code == "busy":
+                client.handled = True
                 self.busy += 1
                 after = int(headers.get("retry-after", "1"))
                 self.retry_after.append(after)
@@ -254,6 +297,7 @@ class Run:
                 # As the page does: the server's retry-after, plus jitter so the refused do not return together.
                 self.retry(client, after * (1 + random.random() * 0.5))  # noqa: S311  (jitter, not a secret)
             else:
+                client.handled = True
                 self.failed(client, f"ERROR {code}: {body[:80]}")
                 client.abort()
 
@@ -301,6 +345,13 @@ class Run:
     def lost(self, client: Client) -> None:
         if client.index in self.done_at and self.args.mode == "idle" and not self.ending:
             self.errors["lost-after-subscribed"] = self.errors.get("lost-after-subscribed", 0) + 1
+        elif client.index not in self.done_at and self.args.mode == "storm" and not self.ending and not client.handled:
+            # Closed before it was subscribed (e.g. the server's handshake timeout): counted, and the client
+            # comes back after a jittered, growing delay, as the page does (static/js/chat.js RECONNECT_MS).
+            client.handled = True
+            self.closed_early += 1
+            base = RECONNECT_S[min(client.attempt - 1, len(RECONNECT_S) - 1)]
+            self.retry(client, base / 2 + random.random() * base / 2)  # noqa: S311  (jitter, not a secret)
 
     def retry(self, client: Client, delay: float) -> None:
         if client.attempt >= self.args.max_attempts:
@@ -356,11 +407,16 @@ async def storm(args: argparse.Namespace, tokens: list[str]) -> dict:
         "p99_s": round(times[int(len(times) * 0.99) - 1], 2) if times else None,
         "elapsed_s": round(elapsed, 2),
         "busy_refusals": run.busy,
+        "closed_before_subscribed": run.closed_early,
         "retry_after_max": max(run.retry_after, default=0),
         "replayed_messages": run.replayed,
         "errors": run.errors,
         "problems": run.problems,
+        "phases_s": phase_times(run.phases),
+        # How far each client's last attempt got by the end (all of them: "subscribe" = subscribed).
+        "reached": {name: sum(1 for c in run.clients if len(c.stamps) > n + 1) for n, name in enumerate(PHASES)},
         "client_rss_kb": rss_kb(os.getpid()),
+        "client_cpu_s": round(sum(os.times()[:2]), 2),
     }
 
 
@@ -368,11 +424,25 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
     run = Run(args, tokens)
     steps = [int(s) for s in args.steps.split(",")]
     beats = asyncio.ensure_future(run.heartbeats())
-    points = []
+    points: list[dict[str, Any]] = []
     await asyncio.sleep(1.0)
-    base = rss_kb(args.server_pid)
-    points.append({"connections": 0, "server_rss_kb": base, "client_rss_kb": rss_kb(os.getpid())})
+    zero = rss_kb(args.server_pid)
+    points.append({"connections": 0, "server_rss_kb": zero, "client_rss_kb": rss_kb(os.getpid())})
     opened = 0
+    # Warm-up: the first connections also pay the server's one-time costs (modules imported on first use,
+    # the database connection and worker thread, caches). They stay open and count in every step, but the
+    # per-connection figure is measured from the RSS after them, the same way for every server.
+    base, warm = zero, 0
+    if args.warmup:
+        run.expected = args.warmup
+        await run.open_all(range(args.warmup), spread=args.warmup / args.open_rate)
+        opened = args.warmup
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.all_done.wait(), timeout=args.deadline)
+        await asyncio.sleep(args.hold)
+        warm = sum(1 for c in run.clients if c.index in run.done_at and not c.closed)
+        base = rss_kb(args.server_pid)
+        points[0].update({"warmup_connections": warm, "warmup_server_rss_kb": base})
     for target in steps:
         run.expected = target
         run.all_done.clear()
@@ -385,7 +455,8 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
         rss = rss_kb(args.server_pid)
         points.append({"connections": live, "requested": target, "server_rss_kb": rss,
                        "client_rss_kb": rss_kb(os.getpid()),
-                       "kb_per_connection": round((rss - base) / live, 2) if live else None})  # fmt: skip
+                       "kb_per_connection": round((rss - base) / (live - warm), 2) if live > warm else None,
+                       "kb_per_connection_from_zero": round((rss - zero) / live, 2) if live else None})  # fmt: skip
         sys.stderr.write(json.dumps(points[-1]) + "\n")
         if args.snapshot_dir:  # bench/memory_probe.py: the server snapshots its heap on SIGUSR1
             os.kill(args.server_pid, signal.SIGUSR1)
@@ -431,9 +502,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", type=float, default=2.0, help="seconds over which the first attempts start")
     parser.add_argument("--deadline", type=float, default=30.0)
     parser.add_argument("--max-attempts", type=int, default=50)
+    parser.add_argument(
+        "--until",
+        choices=["handshake", "connect", "subscribe"],
+        default="subscribe",
+        help="storm: a client is done after this phase (profiling one phase's server cost)",
+    )
     parser.add_argument("--steps", default="2000,10000,18000")
     parser.add_argument("--open-rate", type=float, default=400.0, help="idle: connections opened per second")
     parser.add_argument("--hold", type=float, default=12.0, help="idle: seconds held at each step")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="idle: connections opened (and kept) before the baseline RSS is read")  # fmt: skip
     parser.add_argument("--idle-destination", default="/topic/idle")
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--snapshot-dir", default="", help="idle: SIGUSR1 the server after each step, wait for it")

@@ -39,3 +39,32 @@ async def test_many_concurrent_resumes_of_one_room_share_queries_and_each_gets_e
         assert [m["id"] for m in messages] == expected[-limit:]  # once each, in order
         assert truncated == (len(expected) > limit)
     assert resumes.queries <= 3  # 300 resumes, not 300 queries
+
+
+async def test_each_resume_learns_where_to_go_live_from_the_shared_query_up_to_date_ones_included(make_user):
+    """The room event number of the reached message's creation (where the resume goes live) comes with the
+    shared query's result, for resumers with messages to replay and for those already up to date alike."""
+    from channels.db import database_sync_to_async
+
+    from chat.models import RoomEvent
+    from chat.stomp_destinations import _replay_read
+
+    @database_sync_to_async
+    def room_with_events() -> tuple[list[int], dict[int, int]]:
+        alice = make_user("alice")
+        room = services.room_create(creator=alice, name="Events", slug="events")
+        ids = [services.message_create(room=room, author=alice, body=f"m{i}")[0].pk for i in range(5)]
+        created = RoomEvent.objects.filter(message_id__in=ids, kind=RoomEvent.Kind.CREATED)
+        return ids, dict(created.values_list("message_id", "seq"))
+
+    ids, seq_of = await room_with_events()
+    assert len(seq_of) == 5
+    resumes = coalesced_resume(_replay_read)
+    sinces = [ids[0], ids[2], ids[-1], ids[-1], ids[-1] + 100]
+    got = await asyncio.gather(*(resumes.fetch(("events", 50), since) for since in sinces))
+    for since, (messages, truncated, reached, reached_seq) in zip(sinces, got, strict=True):
+        assert [m["id"] for m in messages] == [i for i in ids if i > since]
+        assert (truncated, reached, reached_seq) == (False, ids[-1], seq_of[ids[-1]])
+        assert [m["_event_seq"] for m in messages] == [seq_of[m["id"]] for m in messages]
+    assert resumes.queries == 1
+    assert await _replay_read("nowhere", 0, 50) == ([], False, 0, 0)

@@ -15,6 +15,21 @@ def after(since: int) -> list[int]:
     return [n for n in STORED if n > since]
 
 
+class HeldQuery:
+    """An "after since" query that records its since and runs until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.asked: list[int] = []
+
+    async def query(self, key: str, since: int) -> list[int]:
+        self.asked.append(since)
+        self.started.set()
+        await self.release.wait()
+        return after(since)
+
+
 async def test_a_burst_of_waiters_shares_one_query_from_the_lowest_since_and_each_gets_its_own_slice():
     asked: list[tuple[str, int]] = []
 
@@ -31,16 +46,8 @@ async def test_a_burst_of_waiters_shares_one_query_from_the_lowest_since_and_eac
 
 
 async def test_waiters_arriving_during_a_query_get_the_next_query_never_the_running_one():
-    started = asyncio.Event()
-    release = asyncio.Event()
-    asked: list[int] = []
-
-    async def query(key: str, since: int) -> list[int]:
-        asked.append(since)
-        started.set()
-        await release.wait()
-        return after(since)
-
+    held = HeldQuery()
+    started, release, asked, query = held.started, held.release, held.asked, held.query
     coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since])
     first = asyncio.ensure_future(coalescer.fetch("room", 50))
     await started.wait()
@@ -118,3 +125,32 @@ async def test_a_batch_reads_for_every_waiter_once_each_answers_or_is_refused_al
     assert isinstance(results[2], LookupError)
     assert await late == 90 and asked == [[1, 2, 2, 9], [9]]
     assert coalescer.queries == 2 and coalescer.items == 5
+
+
+async def test_in_a_burst_the_next_query_waits_for_the_waiters_of_the_following_moments_too():
+    """A query that finds waiters queued behind it is a burst: the next query waits ``burst_wait`` before it
+    starts, so the waiters arriving in the moments after join it instead of making up a third query."""
+    held = HeldQuery()
+    started, release, asked, query = held.started, held.release, held.asked, held.query
+    coalescer = SinceCoalescer(query, lambda key, result, since: [n for n in result if n > since], burst_wait=2.0)
+    first = asyncio.ensure_future(coalescer.fetch("room", 50))
+    await started.wait()
+    queued = asyncio.ensure_future(coalescer.fetch("room", 70))  # arrives while the first query runs
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == after(50)
+    # The first query is over and the next one (for 70) is waiting: these join it.
+    later = [asyncio.ensure_future(coalescer.fetch("room", since)) for since in (60, 90)]
+    assert [await queued, *[await task for task in later]] == [after(70), after(60), after(90)]
+    assert asked == [50, 60] and coalescer.queries == 2
+
+
+async def test_a_query_after_a_calm_moment_starts_without_the_burst_wait():
+    async def query(key: str, items: list[int]) -> set[int]:
+        return set(items)
+
+    coalescer = BatchCoalescer(query, lambda key, found, item: item in found, burst_wait=3600)
+    # Were the burst wait applied to a first query, this would wait an hour (and fail on the 30 s bound).
+    assert await asyncio.wait_for(coalescer.fetch("room", 1), timeout=30) is True
+    assert await asyncio.wait_for(coalescer.fetch("room", 2), timeout=30) is True  # the first one had ended
+    assert coalescer.queries == 2
