@@ -12,6 +12,7 @@ What happened comes back as typed events, one list per unit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def messages_store(*, units: Sequence[Unit]) -> list[UnitResult]:
     unit); any other database error propagates and nothing of the batch is stored.
     """
     try:
-        with transaction.atomic():
+        with _pipelined(), transaction.atomic():
             rooms = _lock_rooms(units)
             return _store_units(units, rooms)
     except ROW_ERRORS as exc:
@@ -76,6 +77,19 @@ def messages_store(*, units: Sequence[Unit]) -> list[UnitResult]:
             except ROW_ERRORS as exc:
                 results.append(UnitResult(error=_row_error(exc)))
     return results
+
+
+def _pipelined() -> contextlib.AbstractContextManager[object]:
+    """On PostgreSQL, psycopg's pipeline mode for the batch: statements whose results the batch does not read
+    (BEGIN, the search index, the room events, the COMMIT) go out with the next one instead of each waiting for
+    its own round trip; a statement that returns rows still waits for them (``fetchall`` syncs). 7 round trips
+    per batch of new messages become 4: on a busy machine each one waits for PostgreSQL's backend and then for
+    this thread to be scheduled again, and they were most of a batch's time. An error of a pipelined
+    statement surfaces at the next sync, at the latest the COMMIT, inside the same ``atomic`` (same handling)."""
+    if connection.vendor != "postgresql":
+        return contextlib.nullcontext()
+    connection.ensure_connection()
+    return connection.connection.pipeline()
 
 
 def _row_error(exc: Exception) -> ChatError:

@@ -232,3 +232,46 @@ def test_a_client_id_repeated_within_a_batch_and_later_is_stored_once_and_ids_fo
     for stomp in (*tabs, *others):
         assert not errors_of(stomp)
         stomp.close()
+
+
+EVENT_TRIGGER = """
+CREATE FUNCTION poison_event() RETURNS trigger AS $$
+BEGIN
+  IF (SELECT body FROM chat_message WHERE id = NEW.message_id) LIKE 'poison%' THEN
+    RAISE EXCEPTION 'poisoned event' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+
+
+def test_a_statement_that_fails_late_in_the_pipeline_refuses_its_unit_alone_and_no_receipt_precedes_the_commit(
+    servers, pg
+):
+    """The room-event INSERT returns nothing, so in psycopg's pipeline mode its error surfaces only at the
+    COMMIT: the batch is still redone unit by unit, the poisoned SEND alone is refused, the others are stored
+    with their events, and no RECEIPT is sent for what did not commit."""
+    db, users = pg
+    db.rows(EVENT_TRIGGER)
+    db.rows("CREATE TRIGGER poison_event BEFORE INSERT ON chat_roomevent FOR EACH ROW EXECUTE FUNCTION poison_event()")
+    try:
+        one, _two = servers(CHAT_WRITE_WINDOW_MS="300")  # the three SENDs share one batch
+        trio = [client(one, user) for user in users[:3]]
+        for stomp, body in zip(trio, ("fine 1", "poison", "fine 2"), strict=True):
+            stomp.send_json("/app/rooms.alpha", {"body": body, "client_id": body}, receipt=body)
+        trio[0].receipt("fine 1")
+        trio[2].receipt("fine 2")
+        trio[1].until(lambda _f: errors_of(trio[1]), "the refused SEND's error")
+        assert [(e["receipt"], e["code"]) for e in errors_of(trio[1])] == [("poison", "invalid")]
+        assert "poison" not in trio[1].receipts()
+        assert sorted(db.bodies()) == ["fine 1", "fine 2"]
+        events = db.rows(
+            "SELECT m.body FROM chat_roomevent e JOIN chat_message m ON m.id = e.message_id ORDER BY e.seq"
+        )
+        assert sorted(b for (b,) in events) == ["fine 1", "fine 2"]
+        for stomp in trio:
+            assert stomp.close_code is None
+            stomp.close()
+    finally:
+        db.rows("DROP TRIGGER IF EXISTS poison_event ON chat_roomevent")
+        db.rows("DROP FUNCTION IF EXISTS poison_event()")
