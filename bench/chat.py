@@ -307,6 +307,15 @@ def targets(results: dict, refs: dict) -> list[dict]:
             for name, value, needed in out]  # fmt: skip
 
 
+def reference_ratios(summary: dict, reference: dict, kind: str) -> dict:
+    """A load's figure over the references measured right before it (``--compare`` keeps them per load)."""
+    value = summary.get("stored_per_s" if kind == "max" else "rate")
+    return {
+        f"ratio_{name}": ratio(value, (reference.get(name) or {}).get("rows_per_s"))
+        for name in ("one_commit_per_row", "rows_100_per_commit")
+    }
+
+
 def median_reference(refs: dict, name: str) -> float | None:
     values = [r[name]["rows_per_s"] for r in refs.values() if r.get(name)]
     return round(statistics.median(values)) if values else None

@@ -786,11 +786,17 @@ def compare_items(
 
                 def load(root: Path, label: str, database=database, name=name, kind=kind, tokens=tokens) -> dict:
                     tree_running = functools.partial(running, root=root)
+                    # PostgreSQL: the plain-insert references right before each load, as chat.run does, so
+                    # that every load has its issue-17 ratios from the same minutes (the disk drifts).
+                    reference = chat.references(database, cfg) if database.kind == "postgres" else None
                     summary, _ = chat.one_load(database, name, kind, cfg=cfg, running=tree_running,
                                                loadgen=chat_loadgen, tokens=tokens,
                                                label=f"{label}/chat-{database.kind}/{name}/{kind}")  # fmt: skip
                     verified = summary.pop("verified", {})
                     summary["verified_ok"] = verified.get("ok")
+                    if reference is not None:
+                        summary["reference"] = reference
+                        summary.update(chat.reference_ratios(summary, reference, kind))
                     return summary
 
                 title = f"chat on {'SQLite' if db_name == 'sqlite' else 'PostgreSQL'}, {kind}, {name}"
