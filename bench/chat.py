@@ -352,14 +352,15 @@ def run(
     loadgen: Callable[..., dict],
     tokens: dict[str, Path],
     deadline: float,
+    loads: tuple[str, ...] = ("max", "paced"),
 ) -> dict:
-    """Every database x server x (max, paced), each load on a fresh server; references around PostgreSQL's."""
+    """Every database x server x load (max, paced), each on a fresh server; references around PostgreSQL's."""
     results: dict = {}
     refs: dict = {}
     raw: dict = {}
     for db_name, database in databases.items():
         for server in servers:
-            for kind in ("max", "paced"):
+            for kind in loads:
                 if time.monotonic() > deadline:
                     logger.warning("--max-time reached: skipping chat %s on %s/%s", kind, db_name, server)
                     continue

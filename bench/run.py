@@ -546,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         "--databases", default=",".join(chat.DATABASES), help="the chat scenario's databases: sqlite,postgres"
     )
     parser.add_argument(
+        "--chat-loads", default="max,paced", help="the chat scenario's loads: max,paced (max alone: a short run)"
+    )
+    parser.add_argument(
         "--pg-fsync", choices=["on", "off"], default="on", help="the chat PostgreSQL's fsync (on: production)"
     )
     parser.add_argument(
@@ -779,7 +782,7 @@ def compare_items(
             return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout)
 
         for name in servers:
-            for kind in ("max", "paced"):
+            for kind in chat_loads(args):
 
                 def load(root: Path, label: str, database=database, name=name, kind=kind, tokens=tokens) -> dict:
                     tree_running = functools.partial(running, root=root)
@@ -848,6 +851,13 @@ def compare_run(
             "skipped": skipped, "loads": done, "limits": limits}  # fmt: skip
 
 
+def chat_loads(args: argparse.Namespace) -> tuple[str, ...]:
+    loads = tuple(name for name in args.chat_loads.split(",") if name)
+    if not loads or set(loads) - {"max", "paced"}:
+        raise SystemExit(f"--chat-loads: choose among max,paced (got {args.chat_loads!r})")
+    return loads
+
+
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
     """bench/chat.py on each database: SQLite (a fresh file) and a throwaway PostgreSQL cluster started here
     and stopped by PID afterwards (scripts/postgres.py)."""
@@ -891,7 +901,7 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
                                profile=profile, profile_seconds=4, profile_delay=3)  # fmt: skip
 
         result = chat.run(databases=databases, servers=servers, cfg=cfg, running=running, loadgen=loadgen,
-                          tokens=tokens, deadline=started + args.max_time)  # fmt: skip
+                          tokens=tokens, deadline=started + args.max_time, loads=chat_loads(args))  # fmt: skip
     result["databases"] = info
     result["limits"] = next(iter(limits.values()), {})
     result["database_limits"] = limits
