@@ -25,6 +25,7 @@ from chatproject.direct_routing import DirectURLRouter  # noqa: E402
 from chatproject.gctune import gc_tune  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
 from operations.asgi import Instrumented, configure_from_settings  # noqa: E402
+from operations.metrics import gc_pauses_observed  # noqa: E402
 from sockjs.daphne import install_daphne_websocket_fixes  # noqa: E402
 from stompengine.realtime.shutdown import install_daphne_shutdown_hook  # noqa: E402
 
@@ -50,3 +51,4 @@ application = Instrumented(application, sample_interval=settings.METRICS_SAMPLE_
 # rather than on the first request, so they are part of what is frozen.
 get_resolver().url_patterns  # noqa: B018 - imports the URLconf and its views
 gc_tune(freeze=settings.GC_FREEZE, threshold=settings.GC_THRESHOLD)
+gc_pauses_observed()  # chat_gc_pause_seconds: collections that still stall the loop show up
