@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -549,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         "--chat-loads", default="max,paced", help="the chat scenario's loads: max,paced (max alone: a short run)"
     )
     parser.add_argument(
+        "--chat-rates", default="", help="the paced chat sweep: messages/s, comma-separated (default 5 to 6000)"
+    )
+    parser.add_argument(
         "--pg-fsync", choices=["on", "off"], default="on", help="the chat PostgreSQL's fsync (on: production)"
     )
     parser.add_argument(
@@ -760,7 +763,7 @@ def compare_items(
                 items.append(CompareItem(f"{scenario.name}/{name}", f"{scenario.title}, {name}", scenario.kind, load))
     if not run_chat:
         return items
-    cfg = chat.config(args.quick)
+    cfg = chat_config(args)
     for db_name in [n for n in args.databases.split(",") if n]:
         if db_name == "sqlite":
             path = WORK / "compare-chat.sqlite3"
@@ -857,6 +860,20 @@ def compare_run(
             "skipped": skipped, "loads": done, "limits": limits}  # fmt: skip
 
 
+def chat_config(args: argparse.Namespace) -> chat.ChatConfig:
+    """The chat scenario's settings, with ``--chat-rates`` as the paced sweep (a shorter sweep for a compare)."""
+    cfg = chat.config(args.quick)
+    if args.chat_rates:
+        try:
+            rates = [int(rate) for rate in args.chat_rates.split(",")]
+        except ValueError:
+            raise SystemExit(f"--chat-rates: whole messages/s, comma-separated (got {args.chat_rates!r})") from None
+        if not rates or min(rates) < 1 or rates != sorted(rates):
+            raise SystemExit(f"--chat-rates: ascending positive rates (got {args.chat_rates!r})")
+        cfg = replace(cfg, rates=",".join(map(str, rates)))
+    return cfg
+
+
 def chat_loads(args: argparse.Namespace) -> tuple[str, ...]:
     loads = tuple(name for name in args.chat_loads.split(",") if name)
     if not loads or set(loads) - {"max", "paced"}:
@@ -867,7 +884,7 @@ def chat_loads(args: argparse.Namespace) -> tuple[str, ...]:
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
     """bench/chat.py on each database: SQLite (a fresh file) and a throwaway PostgreSQL cluster started here
     and stopped by PID afterwards (scripts/postgres.py)."""
-    cfg = chat.config(args.quick)
+    cfg = chat_config(args)
     names = [name for name in args.databases.split(",") if name]
     unknown = set(names) - set(chat.DATABASES)
     if unknown:

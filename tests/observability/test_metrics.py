@@ -201,3 +201,16 @@ def test_the_sigterm_hook_turns_readiness_false_and_flags_the_worker_as_draining
     finally:
         readiness._draining = False
         metrics.DRAINING.set(0)
+
+
+def test_garbage_collections_are_timed_by_generation():
+    import gc
+
+    metrics.gc_pauses_observed()
+    metrics.gc_pauses_observed()  # idempotent: one callback, one observation per collection
+    full = Sample("chat_gc_pause_seconds_count", generation="2")
+    young = Sample("chat_gc_pause_seconds_count", generation="0")
+    gc.collect()
+    gc.collect(0)
+    assert full.delta() == 1
+    assert young.delta() >= 1  # an allocation may trigger one more young collection meanwhile
