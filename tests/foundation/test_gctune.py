@@ -2,13 +2,11 @@
 GC_THRESHOLD applied; each checked in a fresh process that builds the ASGI application as the servers do."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import REPO
+from tests.foundation.test_settings import load_settings
 
 PROBE = (
     "import gc, json; before = gc.get_freeze_count(); import chatproject.asgi; "
@@ -17,16 +15,8 @@ PROBE = (
 )
 
 
-def start_up(**env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GC_") and k not in {"DEBUG", "SECRET_KEY"}}
-    base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
-    return subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=120
-    )
-
-
 def started(**env: str) -> dict:
-    result = start_up(**env)
+    result = load_settings(PROBE, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -52,7 +42,7 @@ def test_gc_threshold_is_applied_at_start_up():
 
 @pytest.mark.parametrize("value", ["700,10", "a,b,c", "0,10,10", "700,-1,10"])
 def test_a_gc_threshold_that_cannot_work_refuses_to_start(value):
-    result = start_up(GC_THRESHOLD=value)
+    result = load_settings(PROBE, GC_THRESHOLD=value)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "GC_THRESHOLD" in result.stderr
