@@ -163,7 +163,7 @@ def test_writer_store_wrapper_records_batch_size_commit_time_and_failures():
 
 
 def test_no_label_carries_a_user_or_a_room():
-    bounded = {"transport", "command", "outcome"}
+    bounded = {"transport", "command", "outcome", "generation"}  # generation: 0, 1 or 2
     for family in REGISTRY.collect():
         if family.name.startswith(("chat_", "notifications_")):
             for sample in family.samples:
