@@ -307,6 +307,15 @@ def targets(results: dict, refs: dict) -> list[dict]:
             for name, value, needed in out]  # fmt: skip
 
 
+def reference_ratios(summary: dict, reference: dict, kind: str) -> dict:
+    """A load's figure over the references measured right before it (``--compare`` keeps them per load)."""
+    value = summary.get("stored_per_s" if kind == "max" else "rate")
+    return {
+        f"ratio_{name}": ratio(value, (reference.get(name) or {}).get("rows_per_s"))
+        for name in ("one_commit_per_row", "rows_100_per_commit")
+    }
+
+
 def median_reference(refs: dict, name: str) -> float | None:
     values = [r[name]["rows_per_s"] for r in refs.values() if r.get(name)]
     return round(statistics.median(values)) if values else None
@@ -352,14 +361,15 @@ def run(
     loadgen: Callable[..., dict],
     tokens: dict[str, Path],
     deadline: float,
+    loads: tuple[str, ...] = ("max", "paced"),
 ) -> dict:
-    """Every database x server x (max, paced), each load on a fresh server; references around PostgreSQL's."""
+    """Every database x server x load (max, paced), each on a fresh server; references around PostgreSQL's."""
     results: dict = {}
     refs: dict = {}
     raw: dict = {}
     for db_name, database in databases.items():
         for server in servers:
-            for kind in ("max", "paced"):
+            for kind in loads:
                 if time.monotonic() > deadline:
                     logger.warning("--max-time reached: skipping chat %s on %s/%s", kind, db_name, server)
                     continue

@@ -210,7 +210,38 @@ def compare_table(compare: dict) -> list[str]:
             f"| {_times(rate.get('ratio'))} | {_list(cpu.get('current'))} | {_list(cpu.get('rev'))} "
             f"| {_times(cpu.get('ratio'))} | {spread} | {verdict} |"
         )
-    return lines
+    return lines + compare_reference_lines(compare)
+
+
+def compare_reference_lines(compare: dict) -> list[str]:
+    """Issue 17's ratios of each PostgreSQL chat load to the plain psycopg loops measured right before it, per
+    tree and round (``ratio_rows_100_per_commit``: the max target is 0.2, at daphne)."""
+    rows = []
+    for key, runs in (compare.get("results") or {}).items():
+        for label, summaries in runs.items():
+            for n, summary in enumerate(summaries, 1):
+                ref = summary.get("reference")
+                if not ref:
+                    continue
+                figure = summary.get("stored_per_s", summary.get("rate"))
+                rows.append(
+                    f"| {key} | {label} | {n} | {_list([figure]) if figure is not None else '-'} "
+                    f"| {_list([ref['one_commit_per_row']['rows_per_s']])} "
+                    f"| {_list([ref['rows_100_per_commit']['rows_per_s']])} "
+                    f"| {_times(summary.get('ratio_one_commit_per_row'))} "
+                    f"| {_times(summary.get('ratio_rows_100_per_commit'))} |"
+                )
+    if not rows:
+        return []
+    return [
+        "",
+        "### PostgreSQL loads against the plain psycopg loops measured right before each (issue 17)",
+        "",
+        "| load | tree | round | stored/s (max) or paced rate | one commit per row, rows/s | 100 rows per commit, "
+        "rows/s | ratio to one-commit | ratio to 100-rows |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _list(values: list | None) -> str:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -546,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
         "--databases", default=",".join(chat.DATABASES), help="the chat scenario's databases: sqlite,postgres"
     )
     parser.add_argument(
+        "--chat-loads", default="max,paced", help="the chat scenario's loads: max,paced (max alone: a short run)"
+    )
+    parser.add_argument(
+        "--chat-rates", default="", help="the paced chat sweep: messages/s, comma-separated (default 5 to 6000)"
+    )
+    parser.add_argument(
         "--pg-fsync", choices=["on", "off"], default="on", help="the chat PostgreSQL's fsync (on: production)"
     )
     parser.add_argument(
@@ -757,7 +763,7 @@ def compare_items(
                 items.append(CompareItem(f"{scenario.name}/{name}", f"{scenario.title}, {name}", scenario.kind, load))
     if not run_chat:
         return items
-    cfg = chat.config(args.quick)
+    cfg = chat_config(args)
     for db_name in [n for n in args.databases.split(",") if n]:
         if db_name == "sqlite":
             path = WORK / "compare-chat.sqlite3"
@@ -779,15 +785,21 @@ def compare_items(
             return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout)
 
         for name in servers:
-            for kind in ("max", "paced"):
+            for kind in chat_loads(args):
 
                 def load(root: Path, label: str, database=database, name=name, kind=kind, tokens=tokens) -> dict:
                     tree_running = functools.partial(running, root=root)
+                    # PostgreSQL: the plain-insert references right before each load, as chat.run does, so
+                    # that every load has its issue-17 ratios from the same minutes (the disk drifts).
+                    reference = chat.references(database, cfg) if database.kind == "postgres" else None
                     summary, _ = chat.one_load(database, name, kind, cfg=cfg, running=tree_running,
                                                loadgen=chat_loadgen, tokens=tokens,
                                                label=f"{label}/chat-{database.kind}/{name}/{kind}")  # fmt: skip
                     verified = summary.pop("verified", {})
                     summary["verified_ok"] = verified.get("ok")
+                    if reference is not None:
+                        summary["reference"] = reference
+                        summary.update(chat.reference_ratios(summary, reference, kind))
                     return summary
 
                 title = f"chat on {'SQLite' if db_name == 'sqlite' else 'PostgreSQL'}, {kind}, {name}"
@@ -848,10 +860,31 @@ def compare_run(
             "skipped": skipped, "loads": done, "limits": limits}  # fmt: skip
 
 
+def chat_config(args: argparse.Namespace) -> chat.ChatConfig:
+    """The chat scenario's settings, with ``--chat-rates`` as the paced sweep (a shorter sweep for a compare)."""
+    cfg = chat.config(args.quick)
+    if args.chat_rates:
+        try:
+            rates = [int(rate) for rate in args.chat_rates.split(",")]
+        except ValueError:
+            raise SystemExit(f"--chat-rates: whole messages/s, comma-separated (got {args.chat_rates!r})") from None
+        if not rates or min(rates) < 1 or rates != sorted(rates):
+            raise SystemExit(f"--chat-rates: ascending positive rates (got {args.chat_rates!r})")
+        cfg = replace(cfg, rates=",".join(map(str, rates)))
+    return cfg
+
+
+def chat_loads(args: argparse.Namespace) -> tuple[str, ...]:
+    loads = tuple(name for name in args.chat_loads.split(",") if name)
+    if not loads or set(loads) - {"max", "paced"}:
+        raise SystemExit(f"--chat-loads: choose among max,paced (got {args.chat_loads!r})")
+    return loads
+
+
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
     """bench/chat.py on each database: SQLite (a fresh file) and a throwaway PostgreSQL cluster started here
     and stopped by PID afterwards (scripts/postgres.py)."""
-    cfg = chat.config(args.quick)
+    cfg = chat_config(args)
     names = [name for name in args.databases.split(",") if name]
     unknown = set(names) - set(chat.DATABASES)
     if unknown:
@@ -891,7 +924,7 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
                                profile=profile, profile_seconds=4, profile_delay=3)  # fmt: skip
 
         result = chat.run(databases=databases, servers=servers, cfg=cfg, running=running, loadgen=loadgen,
-                          tokens=tokens, deadline=started + args.max_time)  # fmt: skip
+                          tokens=tokens, deadline=started + args.max_time, loads=chat_loads(args))  # fmt: skip
     result["databases"] = info
     result["limits"] = next(iter(limits.values()), {})
     result["database_limits"] = limits

@@ -16,14 +16,16 @@ django_asgi_app = get_asgi_application()
 # Imported after Django is set up: these modules import models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.urls import re_path  # noqa: E402
+from django.urls import get_resolver, re_path  # noqa: E402
 
 from accounts.channels import WebSocketHandshake  # noqa: E402
 from chatproject import routing  # noqa: E402
 from chatproject.daphne_limits import install_daphne_receive_deadline  # noqa: E402
 from chatproject.direct_routing import DirectURLRouter  # noqa: E402
+from chatproject.gctune import gc_tune  # noqa: E402
 from chatproject.logredact import redact_daphne_access_log  # noqa: E402
 from operations.asgi import Instrumented, configure_from_settings  # noqa: E402
+from operations.metrics import gc_pauses_observed  # noqa: E402
 from sockjs.daphne import install_daphne_websocket_fixes  # noqa: E402
 from stompengine.realtime.shutdown import install_daphne_shutdown_hook  # noqa: E402
 
@@ -44,3 +46,9 @@ application = ProtocolTypeRouter(
 # The per-process metrics sampler (event-loop lag, RSS, send-queue depths) starts on the first connection.
 configure_from_settings()  # tracing (OTEL_*) and JSON log context (LOG_FORMAT=json), when asked for
 application = Instrumented(application, sample_interval=settings.METRICS_SAMPLE_INTERVAL)
+
+# Last: everything start-up built is alive now. The URL patterns (and the views they import) load here
+# rather than on the first request, so they are part of what is frozen.
+get_resolver().url_patterns  # noqa: B018 - imports the URLconf and its views
+gc_tune(freeze=settings.GC_FREEZE, threshold=settings.GC_THRESHOLD)
+gc_pauses_observed()  # chat_gc_pause_seconds: collections that still stall the loop show up

@@ -40,8 +40,30 @@ RSS = _make(Gauge, "chat_process_resident_memory_bytes", "Resident memory of eac
             multiprocess_mode="liveall")  # fmt: skip
 LOOP_LAG = _make(Histogram, "chat_event_loop_lag_seconds", "How late the sampler's timer fired: event-loop lag.",
                  buckets=LATENCY_BUCKETS)  # fmt: skip
+GC_PAUSES = _make(Histogram, "chat_gc_pause_seconds", "Garbage collections (every thread of the process waits), "
+                  "by generation.", ("generation",), buckets=LATENCY_BUCKETS)  # fmt: skip
 
 TICKET_BY_OUTCOME = {outcome: TICKETS.labels(outcome) for outcome in ("issued", "refused", "redeemed", "rejected")}
+
+
+_gc_started = 0.0
+
+
+def _gc_timed(phase: str, info: dict[str, int]) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = now()
+    else:  # collections never overlap (the GIL), so the last start is this one's
+        GC_PAUSES.labels(str(info["generation"])).observe(now() - _gc_started)
+
+
+def gc_pauses_observed() -> None:
+    """Time every garbage collection of this process (``chat_gc_pause_seconds``); idempotent. A full collection
+    over a large heap stops the event loop for tens of ms or more (chatproject/gctune.py): this shows it."""
+    import gc
+
+    if ENABLED and _gc_timed not in gc.callbacks:
+        gc.callbacks.append(_gc_timed)
 
 
 def timed_store(store: Any) -> Any:

@@ -4,6 +4,8 @@ connection dying mid-batch refuses that batch's SENDs, and the next batches succ
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 from django.contrib.auth import get_user_model
@@ -195,3 +197,81 @@ def test_edits_and_reactions_from_two_processes_number_each_rooms_events_without
         resumed.close()
     for stomp in (*watchers, *senders):
         stomp.close()
+
+
+def test_a_client_id_repeated_within_a_batch_and_later_is_stored_once_and_ids_follow_the_batch_order_on_postgres(
+    servers, pg
+):
+    """The PostgreSQL statements of a batch (arrays, chat/writer/store.py): a client_id repeated in one batch and
+    in a later one is stored once under one id, and every row of the batch gets its own id back (RETURNING in
+    the order the rows went in): each broadcast carries the id and body the database holds, in id order."""
+    db, users = pg
+    one, _two = servers(CHAT_WRITE_WINDOW_MS="300")  # a long window: the SENDs below share one batch
+    tabs = [client(one, users[0], rooms=("alpha",)) for _ in range(3)]
+    others = [client(one, user) for user in users[1:4]]
+    for n, tab in enumerate(tabs):
+        tab.send_json("/app/rooms.alpha", {"body": f"hello {n}", "client_id": "same"}, receipt=f"r{n}")
+    for n, other in enumerate(others):
+        other.send_json("/app/rooms.alpha", {"body": f"other {n}", "client_id": f"o{n}"}, receipt=f"o{n}")
+    for n, tab in enumerate(tabs):
+        tab.receipt(f"r{n}")
+    for n, other in enumerate(others):
+        other.receipt(f"o{n}")
+    tabs[0].send_json("/app/rooms.alpha", {"body": "hello later", "client_id": "same"}, receipt="later")
+    tabs[0].receipt("later")
+    rows = db.rows("SELECT id, body FROM chat_message WHERE client_id = 'same'")
+    assert len(rows) == 1 and rows[0][1] in {"hello 0", "hello 1", "hello 2"}
+    tabs[0].until(lambda _f: len(ids_on(tabs[0], "alpha")) >= 7, "seven announcements")
+    announced = [json.loads(f.body) for f in tabs[0].messages("/topic/rooms.alpha")]
+    assert [m["id"] for m in announced].count(rows[0][0]) == 4  # re-announced under its one id (clients dedupe)
+    stored = dict(db.rows("SELECT id, body FROM chat_message"))
+    assert {m["id"]: m["body"] for m in announced} == stored
+    assert len(stored) == 4
+    first = list(dict.fromkeys(m["id"] for m in announced))
+    assert first == sorted(first) == db.room_ids("alpha")  # each new id announced once, in id order
+    for stomp in (*tabs, *others):
+        assert not errors_of(stomp)
+        stomp.close()
+
+
+EVENT_TRIGGER = """
+CREATE FUNCTION poison_event() RETURNS trigger AS $$
+BEGIN
+  IF (SELECT body FROM chat_message WHERE id = NEW.message_id) LIKE 'poison%' THEN
+    RAISE EXCEPTION 'poisoned event' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+
+
+def test_a_statement_that_fails_late_in_the_pipeline_refuses_its_unit_alone_and_no_receipt_precedes_the_commit(
+    servers, pg
+):
+    """The room-event INSERT returns nothing, so in psycopg's pipeline mode its error surfaces only at the
+    COMMIT: the batch is still redone unit by unit, the poisoned SEND alone is refused, the others are stored
+    with their events, and no RECEIPT is sent for what did not commit."""
+    db, users = pg
+    db.rows(EVENT_TRIGGER)
+    db.rows("CREATE TRIGGER poison_event BEFORE INSERT ON chat_roomevent FOR EACH ROW EXECUTE FUNCTION poison_event()")
+    try:
+        one, _two = servers(CHAT_WRITE_WINDOW_MS="300")  # the three SENDs share one batch
+        trio = [client(one, user) for user in users[:3]]
+        for stomp, body in zip(trio, ("fine 1", "poison", "fine 2"), strict=True):
+            stomp.send_json("/app/rooms.alpha", {"body": body, "client_id": body}, receipt=body)
+        trio[0].receipt("fine 1")
+        trio[2].receipt("fine 2")
+        trio[1].until(lambda _f: errors_of(trio[1]), "the refused SEND's error")
+        assert [(e["receipt"], e["code"]) for e in errors_of(trio[1])] == [("poison", "invalid")]
+        assert "poison" not in trio[1].receipts()
+        assert sorted(db.bodies()) == ["fine 1", "fine 2"]
+        events = db.rows(
+            "SELECT m.body FROM chat_roomevent e JOIN chat_message m ON m.id = e.message_id ORDER BY e.seq"
+        )
+        assert sorted(b for (b,) in events) == ["fine 1", "fine 2"]
+        for stomp in trio:
+            assert stomp.close_code is None
+            stomp.close()
+    finally:
+        db.rows("DROP TRIGGER IF EXISTS poison_event ON chat_roomevent")
+        db.rows("DROP FUNCTION IF EXISTS poison_event()")

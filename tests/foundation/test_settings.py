@@ -17,7 +17,8 @@ PROBE = (
 )
 
 
-def load_settings(**env: str) -> subprocess.CompletedProcess:
+def load_settings(probe: str = PROBE, **env: str) -> subprocess.CompletedProcess:
+    """``probe`` (Python source) in a fresh process with the settings of ``env`` over this one's environment."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -26,7 +27,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
     }
     base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
     return subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", probe], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=60
     )
 
 

@@ -163,7 +163,7 @@ def test_writer_store_wrapper_records_batch_size_commit_time_and_failures():
 
 
 def test_no_label_carries_a_user_or_a_room():
-    bounded = {"transport", "command", "outcome"}
+    bounded = {"transport", "command", "outcome", "generation"}  # generation: 0, 1 or 2
     for family in REGISTRY.collect():
         if family.name.startswith(("chat_", "notifications_")):
             for sample in family.samples:
@@ -201,3 +201,16 @@ def test_the_sigterm_hook_turns_readiness_false_and_flags_the_worker_as_draining
     finally:
         readiness._draining = False
         metrics.DRAINING.set(0)
+
+
+def test_garbage_collections_are_timed_by_generation():
+    import gc
+
+    metrics.gc_pauses_observed()
+    metrics.gc_pauses_observed()  # idempotent: one callback, one observation per collection
+    full = Sample("chat_gc_pause_seconds_count", generation="2")
+    young = Sample("chat_gc_pause_seconds_count", generation="0")
+    gc.collect()
+    gc.collect(0)
+    assert full.delta() == 1
+    assert young.delta() >= 1  # an allocation may trigger one more young collection meanwhile
