@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -423,7 +424,7 @@ async def idle(args: argparse.Namespace, tokens: list[str]) -> dict:
     run = Run(args, tokens)
     steps = [int(s) for s in args.steps.split(",")]
     beats = asyncio.ensure_future(run.heartbeats())
-    points = []
+    points: list[dict[str, Any]] = []
     await asyncio.sleep(1.0)
     zero = rss_kb(args.server_pid)
     points.append({"connections": 0, "server_rss_kb": zero, "client_rss_kb": rss_kb(os.getpid())})

@@ -104,7 +104,13 @@ class StompWebSocketConsumer(DirectDispatchMixin, AsyncConsumer):  # type: ignor
         # only for the client's address and origin. The rest (cookies, keys, user agent) is ~1-2 kB each.
         headers = self.scope.get("headers")
         if headers:
-            self.scope["headers"] = [(name, value) for name, value in headers if name in KEPT_HEADERS]
+            kept = [(name, value) for name, value in headers if name in KEPT_HEADERS]
+            if isinstance(headers, list):
+                # In place: the server's scope and the middlewares' copies share this list, and some of them
+                # live as long as the connection (uvicorn's proxy-headers middleware keeps its frame).
+                headers[:] = kept
+            else:
+                self.scope["headers"] = kept
         transport = WebSocketTransport(self.base_send, scope_pending_bytes(self.scope))
         self.connection = StompConnection(transport, scope=self.scope, subprotocol=subprotocol)
         await self.connection.open()

@@ -3,6 +3,12 @@
 A connection reads the time and sets timers only through a ``Clock`` (CONNECT timeout, heart-beats both
 ways, token expiry, SEND rate limits), so a test can move time forward with ``ManualClock.advance`` and see
 a timeout at once instead of sleeping for it.
+
+``LoopClock`` is shared by every connection of an event loop (the runtime's part ``stomp.clock``). Its
+timers of a second or more (heart-beats, token expiry, the CONNECT timeout) go on a coarse wheel: one loop
+timer per 0.1 s tick that has timers due, not one ``TimerHandle`` per connection (about 500 bytes each,
+two per idle connection, docs/memory.md); such a timer fires at most one tick late, never early. Shorter
+timers are the loop's own, exact.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -35,21 +42,71 @@ class Clock(Protocol):
         ...
 
 
-class LoopClock:
-    """The event loop's clock: ``loop.time()`` and ``loop.call_later``."""
+#: The wheel's tick (seconds): how late at most a coarse timer fires.
+TICK = 0.1
+#: Timers this long or longer go on the wheel; a tick late is then at most a tenth of their delay.
+COARSE_FROM = 1.0
 
-    __slots__ = ("_loop",)
+
+class _WheelTimer:
+    """A timer on the wheel: cancelling drops the callback (and what it holds) at once."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self.callback = None
+
+
+class LoopClock:
+    """The event loop's clock: ``loop.time()``; ``call_later`` on the coarse wheel for delays of a second or
+    more, ``loop.call_later`` for shorter ones."""
+
+    __slots__ = ("_buckets", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # tick number -> the timers due at its end; a loop timer is set for each tick that has any.
+        self._buckets: dict[int, list[_WheelTimer]] = {}
 
     def time(self) -> float:
         """The loop's monotonic time."""
         return self._loop.time()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        """``loop.call_later``."""
-        return self._loop.call_later(delay, callback)
+        """Call ``callback()`` after ``delay`` seconds: at most one tick later when it is a second or more."""
+        if delay < COARSE_FROM:
+            return self._loop.call_later(delay, callback)
+        tick = math.ceil((self._loop.time() + delay) / TICK)
+        timer = _WheelTimer(callback)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            self._buckets[tick] = [timer]
+            self._loop.call_at(tick * TICK, self._fire, tick)
+        else:
+            bucket.append(timer)
+        return timer
+
+    def pending(self) -> int:
+        """Wheel timers not yet run nor cancelled."""
+        return sum(1 for bucket in self._buckets.values() for timer in bucket if timer.callback is not None)
+
+    def _fire(self, tick: int) -> None:
+        # Timers set from these callbacks for this same tick (a loop timer can fire a hair early) get a new
+        # bucket and loop timer: this one is taken out first.
+        for timer in self._buckets.pop(tick, ()):
+            callback = timer.callback
+            if callback is None:
+                continue
+            timer.callback = None
+            try:
+                callback()
+            except Exception as exc:  # as the loop does for its own timers: report, go on with the others
+                self._loop.call_exception_handler(
+                    {"message": "Exception in a LoopClock timer callback", "exception": exc, "callback": callback}
+                )
 
 
 class _ManualTimer:

@@ -86,7 +86,7 @@ class StompConnection(SendsMixin):
         self._broker = broker
         self._registry = registry or destinations
         self._loop = asyncio.get_running_loop()
-        self._clock = clock or LoopClock(self._loop)
+        self._clock = clock or self.runtime.attach("stomp.clock", _loop_clock)  # one per loop: its timer wheel
         self._keepalive = Keepalive(self, self._clock)
         config = self.config
         scheduler = self.runtime.attach("stomp.writes", _write_scheduler)
@@ -374,6 +374,12 @@ class StompConnection(SendsMixin):
 def _connect_admission(_runtime: runtimes.Runtime) -> ConnectAdmission:
     """The CONNECT admission of a runtime (one per event loop, so its rate is the process's)."""
     return ConnectAdmission()
+
+
+def _loop_clock(_runtime: runtimes.Runtime) -> LoopClock:
+    """The clock of a runtime's connections (one per event loop: their heart-beat and expiry timers share its
+    wheel)."""
+    return LoopClock(asyncio.get_running_loop())
 
 
 def _write_scheduler(_runtime: runtimes.Runtime) -> WriteScheduler:

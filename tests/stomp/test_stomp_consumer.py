@@ -299,3 +299,16 @@ async def test_server_does_not_hop_threads_per_frame(application, make_token, mo
     assert calls == []
     await client.ws.disconnect()
     await asyncio.sleep(0)
+
+
+async def test_after_the_accept_every_scope_copy_keeps_only_the_address_and_origin_headers(application, make_token):
+    # The server's own scope (what the communicator passed) shares its header list with the middlewares' copies;
+    # an idle connection must not keep cookies and user agents alive through any of them (docs/memory.md).
+    headers = [(b"cookie", b"a=1"), (b"user-agent", b"test"), (b"x-forwarded-for", b"10.0.0.7")]
+    client = await open_client(application, headers=headers)
+    assert client.ws.scope["headers"] == [(b"x-forwarded-for", b"10.0.0.7")]
+    await client.send(
+        wire("CONNECT", accept_version="1.2", host="localhost", Authorization=f"Bearer {await make_token()}")
+    )
+    assert (await client.frame()).command == "CONNECTED"
+    await client.ws.disconnect()
