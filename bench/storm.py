@@ -21,7 +21,8 @@
   messages back; refused ``busy`` clients come back after ``retry-after`` plus jitter. Reported: time until
   every client had all 3 RECEIPTs (the replay comes before the RECEIPT), failures (not subscribed after
   30 s), busy refusals, replayed messages and any replay that was not exactly what followed the client's
-  since-id, peak and mean database transactions/s.
+  since-id, peak and mean database transactions/s. ``--workers N`` runs N processes of each server, client
+  i connecting to worker i % N (``make bench``: 2); where each client's time went, phase by phase.
 
 Bounded: every generator run has a deadline (30 s storm; per idle step the open time plus 60 s), every
 server is stopped by PID.
