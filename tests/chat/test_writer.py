@@ -246,3 +246,47 @@ async def test_no_caller_is_left_waiting_when_publishing_or_answering_a_batch_fa
     async with asyncio.timeout(BOUND):
         with pytest.raises(WriteFailed):
             await broken.submit([write(chat["general"], chat["alice"], "unconfirmed")])
+
+
+async def test_the_next_batch_is_stored_while_the_previous_one_is_published_in_order_and_answered_after_its_commit(
+    chat,
+):
+    """The writer hands the next due batch to its thread before publishing the one that just committed (the
+    database works while the loop fans out); batches are still published in commit order and nobody is answered
+    before their own batch committed."""
+    log: list[tuple[str, object]] = []
+    first_in, release_first, next_started = threading.Event(), threading.Event(), threading.Event()
+
+    def logged_store(units):
+        bodies = tuple(unit[0].body for unit in units)
+        log.append(("store starts", bodies))
+        if bodies == ("b1",):
+            first_in.set()
+            release_first.wait(BOUND)  # batch 1 is "committing" while b2 and b3 queue up behind it
+        else:
+            next_started.set()
+        results = store(units)
+        log.append(("committed", bodies))
+        return results
+
+    def logged_publish(events):
+        bodies = tuple(e.message["body"] for e in events)
+        log.append(("published", bodies))
+        if bodies == ("b1",):  # batch 2 must already be in the writer thread (give the thread time to get there)
+            log.append(("next batch in the thread while publishing b1", next_started.wait(5)))
+
+    writer = make_writer(window=0.001, store=logged_store, publish=logged_publish)
+    async with asyncio.timeout(BOUND):
+        one = asyncio.ensure_future(writer.submit([write(chat["general"], chat["alice"], "b1")]))
+        assert await asyncio.to_thread(first_in.wait, BOUND)
+        two = asyncio.ensure_future(writer.submit([write(chat["general"], chat["bob"], "b2")]))
+        three = asyncio.ensure_future(writer.submit([write(chat["general"], chat["alice"], "b3")]))
+        await asyncio.sleep(0.05)  # both wait longer than the window while batch 1 is still committing
+        assert not one.done() and not two.done()  # nobody answered before their batch committed
+        release_first.set()
+        results = await asyncio.gather(one, two, three)
+    assert ("next batch in the thread while publishing b1", True) in log
+    assert [bodies for kind, bodies in log if kind == "published"] == [("b1",), ("b2", "b3")]  # commit order
+    assert log.index(("committed", ("b2", "b3"))) < log.index(("published", ("b2", "b3")))
+    ids = [events[0].seq for events in results]
+    assert ids == sorted(ids) and [r[2] for r in await rows()] == ["b1", "b2", "b3"]
