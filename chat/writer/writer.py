@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -91,8 +91,6 @@ class ChatWriter:
         self._waiting = 0  # messages in the queue
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        #: The batch handed to the writer thread and not yet answered (started early, see ``_write``).
-        self._next: tuple[list[_Pending], asyncio.Future[list[UnitResult]]] | None = None
         self.batches = 0  # batches stored (operations, tests)
 
     @classmethod
@@ -138,55 +136,37 @@ class ChatWriter:
         """The writer task: lives while there is something to store, then ends (no task left behind)."""
         loop = asyncio.get_running_loop()
         try:
-            while self._queue or self._next is not None:
-                if self._next is None:
-                    wait = self._queue[0].arrived + self.window - loop.time()
-                    if wait > 0 and self._waiting < self.batch_max:
-                        assert self._wakeup is not None
-                        self._wakeup.clear()
-                        try:
-                            async with asyncio.timeout(wait):
-                                await self._wakeup.wait()
-                        except TimeoutError:
-                            pass
-                    self._start_next()
-                assert self._next is not None
-                batch, storing = self._next
-                self._next = None
+            while self._queue:
+                wait = self._queue[0].arrived + self.window - loop.time()
+                if wait > 0 and self._waiting < self.batch_max:
+                    assert self._wakeup is not None
+                    self._wakeup.clear()
+                    try:
+                        async with asyncio.timeout(wait):
+                            await self._wakeup.wait()
+                    except TimeoutError:
+                        pass
+                batch = self._take()
                 try:
-                    await self._write(batch, storing)
+                    await self._write(batch)
                 except BaseException as exc:
                     # Cancelled (the loop is closing) or a bug: the batch may or may not have committed, but
                     # no caller may be left waiting. A retry with the same client_id stores nothing twice.
-                    _fail(batch, WriteFailed("the server could not confirm this message: resend it with its client_id"))
+                    error = WriteFailed("the server could not confirm this message: resend it with its client_id")
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
                     if not isinstance(exc, Exception):
                         raise
                     logger.exception("the chat writer failed answering a batch")
         finally:
             self._task = None
-            if self._next is not None:  # cancelled while the next batch was being stored: it may commit or not
-                batch, storing = self._next
-                self._next = None
-                storing.add_done_callback(_retrieve)
-                _fail(batch, WriteFailed("the server could not confirm this message: resend it with its client_id"))
             if self._queue:  # cancelled with work left (loop closing): nobody will answer these
-                _fail(self._queue, WriteFailed("the server stopped before storing this message"))
+                for pending in self._queue:
+                    if not pending.future.done():
+                        pending.future.set_exception(WriteFailed("the server stopped before storing this message"))
                 self._queue.clear()
                 self._waiting = 0
-
-    def _start_next(self) -> None:
-        """Take the next batch and hand it to the writer thread now (``self._next``)."""
-        batch = self._take()
-        units = [pending.unit for pending in batch]
-        loop = asyncio.get_running_loop()
-        self._next = (batch, loop.run_in_executor(self._executor or writer_executor(), self._store, units))
-
-    def _next_is_due(self) -> bool:
-        """Would ``_run`` take the next batch now (its oldest unit waited the window, or the size limit)?"""
-        if not self._queue:
-            return False
-        due = self._queue[0].arrived + self.window <= asyncio.get_running_loop().time()
-        return due or self._waiting >= self.batch_max
 
     def _take(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -198,20 +178,19 @@ class ChatWriter:
         self._waiting -= size
         return batch
 
-    async def _write(self, batch: list[_Pending], storing: asyncio.Future[list[UnitResult]]) -> None:
+    async def _write(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        units = [pending.unit for pending in batch]
         try:
-            results = await storing
+            results = await loop.run_in_executor(self._executor or writer_executor(), self._store, units)
         except Exception as exc:
-            logger.error("a chat write batch of %d units failed: %s", len(batch), exc, exc_info=exc)
-            _fail(batch, WriteFailed("the database failed while storing this message; nothing was stored: retry"))
+            logger.error("a chat write batch of %d units failed: %s", len(units), exc, exc_info=exc)
+            error = WriteFailed("the database failed while storing this message; nothing was stored: retry")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
             return
         self.batches += 1
-        # The next batch goes to the writer thread before this one is published and answered: PostgreSQL stores
-        # it while the event loop fans this one out (on a loaded machine the loop's part took as long as the
-        # batch's own commit, and the database sat idle meanwhile). Order holds: this batch's events are
-        # published in this callback, before the next batch's results can be handled on the loop.
-        if self._next_is_due():
-            self._start_next()
         events = [event for result in results if result.error is None for event in result.events]
         try:
             self._publish(events)
@@ -225,18 +204,6 @@ class ChatWriter:
                 pending.future.set_exception(result.error)
             else:
                 pending.future.set_result(result.events)
-
-
-def _fail(batch: Iterable[_Pending], error: Exception) -> None:
-    for pending in batch:
-        if not pending.future.done():
-            pending.future.set_exception(error)
-
-
-def _retrieve(future: asyncio.Future[object]) -> None:
-    """A done-callback for a future nobody awaits any more: its exception is not reported as never retrieved."""
-    if not future.cancelled():
-        future.exception()
 
 
 _executor: ThreadPoolExecutor | None = None
