@@ -10,6 +10,8 @@ It also feeds an HTTP request's body to the application chunk by chunk from the 
 to, as the application reads it, instead of queueing all of it in memory at once (``LazyBodyQueue``): a
 large upload no longer grows the worker by its size.
 
+It also writes WebSocket frames without autobahn's per-write debug-log arguments (``install_send_fast_path``).
+
 It also gives a closing WebSocket ``CLOSE_HANDSHAKE_TIMEOUT`` seconds (autobahn's default: 1) before the
 TCP connection is aborted, so a client that was slow, not dead, still reads the ERROR frame that
 explains the close; the abort then frees the buffer.
@@ -153,6 +155,38 @@ class BackpressureServer(Server):
         return queue
 
 
+def install_send_fast_path() -> None:
+    """autobahn's ``sendData`` without its debug-log call on the common path (idempotent).
+
+    autobahn builds that call's arguments on every write whether debug logging is on or not: ``hltype``
+    styles the method's qualified name through click (two ``click.style`` calls and an ``inspect`` check)
+    and ``hlval`` the peer and the length, several microseconds per WebSocket frame written, 3 % of a
+    daphne worker's samples in the chat benchmark (py-spy, docs/performance.md). Everything else is
+    autobahn's own: a synchronous or chopped write, or one behind queued data, goes through the original.
+    """
+    from daphne.ws_protocol import WebSocketProtocol
+
+    original = WebSocketProtocol.sendData
+    if getattr(original, "_chat_fast_path", False):
+        return
+    opening = (WebSocketProtocol.STATE_CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING)
+
+    def sendData(self: Any, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:  # noqa: N802 - autobahn's name
+        if sync or (chopsize and chopsize > 0) or self.send_queue:
+            original(self, data, sync, chopsize)
+            return
+        self.transport.write(data)
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in opening:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        if self.logOctets:
+            self.logTxOctets(data, False)
+
+    sendData._chat_fast_path = True  # type: ignore[attr-defined]
+    WebSocketProtocol.sendData = sendData
+
+
 class BackpressureCommandLineInterface(CommandLineInterface):
     """daphne's command line, running BackpressureServer."""
 
@@ -161,6 +195,7 @@ class BackpressureCommandLineInterface(CommandLineInterface):
 
 def main() -> None:
     """Run daphne with the adapter (the same arguments as ``daphne``)."""
+    install_send_fast_path()
     BackpressureCommandLineInterface.entrypoint()
 
 
