@@ -19,6 +19,8 @@ take thousands of handshakes at once, and then every client's CONNECT and SUBSCR
 10,000 subscribed after 30 s, against 5,673 with 50). Past 50 the kernel drops SYNs, which clients resend
 after 1, 3, 7… s, while the worker finishes the clients it took.
 
+It also writes WebSocket frames without autobahn's per-write debug-log arguments (``install_send_fast_path``).
+
 It also gives a closing WebSocket ``CLOSE_HANDSHAKE_TIMEOUT`` seconds (autobahn's default: 1) before the
 TCP connection is aborted, so a client that was slow, not dead, still reads the ERROR frame that
 explains the close; the abort then frees the buffer.
@@ -176,6 +178,38 @@ class BackpressureServer(Server):
         return queue
 
 
+def install_send_fast_path() -> None:
+    """autobahn's ``sendData`` without its debug-log call on the common path (idempotent).
+
+    autobahn builds that call's arguments on every write whether debug logging is on or not: ``hltype``
+    styles the method's qualified name through click (two ``click.style`` calls and an ``inspect`` check)
+    and ``hlval`` the peer and the length, several microseconds per WebSocket frame written, 3 % of a
+    daphne worker's samples in the chat benchmark (py-spy, docs/performance.md). Everything else is
+    autobahn's own: a synchronous or chopped write, or one behind queued data, goes through the original.
+    """
+    from daphne.ws_protocol import WebSocketProtocol
+
+    original = WebSocketProtocol.sendData
+    if getattr(original, "_chat_fast_path", False):
+        return
+    opening = (WebSocketProtocol.STATE_CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING)
+
+    def sendData(self: Any, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:  # noqa: N802 - autobahn's name
+        if sync or (chopsize and chopsize > 0) or self.send_queue:
+            original(self, data, sync, chopsize)
+            return
+        self.transport.write(data)
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in opening:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        if self.logOctets:
+            self.logTxOctets(data, False)
+
+    sendData._chat_fast_path = True  # type: ignore[attr-defined]
+    WebSocketProtocol.sendData = sendData
+
+
 class BackpressureCommandLineInterface(CommandLineInterface):
     """daphne's command line, running BackpressureServer."""
 
@@ -190,6 +224,7 @@ def defer_autobahn_config_log() -> None:
 def main() -> None:
     """Run daphne with the adapter (the same arguments as ``daphne``)."""
     defer_autobahn_config_log()
+    install_send_fast_path()
     BackpressureCommandLineInterface.entrypoint()
 
 

@@ -393,8 +393,11 @@ def _batch_state(
         sql = (
             f"SELECT {kind}, {room}, {user} FROM {membership} "  # noqa: S608 - quoted identifiers; values are parameters
             f"WHERE {room} = ANY(%s::bigint[]) AND {user} = ANY(%s::bigint[]) "
-            f"UNION ALL SELECT 1, m.{pk}, NULL FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS k(a, r, c) "
-            f"JOIN {message} m ON m.{author} = k.a AND m.{room} = k.r AND m.{client_id} = k.c "
+            # One probe of the unique (author, room, client_id) index per key, whatever the statistics say (a
+            # join was planned as a hash join over the whole table while its statistics were still small).
+            f"UNION ALL SELECT 1, f.i, NULL FROM (SELECT (SELECT m.{pk} FROM {message} m WHERE m.{author} = k.a "
+            f"AND m.{room} = k.r AND m.{client_id} = k.c) AS i FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) "
+            "AS k(a, r, c)) AS f WHERE f.i IS NOT NULL "
             f"UNION ALL SELECT 2, r, (SELECT MAX({pk}) FROM {message} WHERE {room} = r) "
             "FROM unnest(%s::bigint[]) AS t(r) "
             f"UNION ALL SELECT 4, r, (SELECT MAX({seq}) FROM {room_event} WHERE {room} = r) "

@@ -129,3 +129,48 @@ def test_autobahns_per_connection_config_dump_is_formatted_only_when_its_debug_l
     assert Counted.formatted == 0  # built on every connection, formatted by none
     assert f"{attrs}" == "[('openHandshakeTimeout', counted, 'WebSocketServerFactory')]"
     assert Counted.formatted == 1
+
+
+def test_daphnes_send_fast_path_writes_and_counts_what_autobahn_does_and_leaves_it_the_other_cases():
+    """chatproject/daphne_server.py's ``sendData`` without autobahn's debug-log arguments: the same bytes to
+    the transport and the same traffic counters; a synchronous, chopped or queued write is autobahn's own."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+    from daphne.ws_protocol import WebSocketProtocol
+
+    from chatproject.daphne_server import install_send_fast_path
+
+    original = WebSocketProtocol.sendData
+    install_send_fast_path()
+    install_send_fast_path()  # idempotent
+    try:
+        fast = WebSocketProtocol.sendData
+        assert fast is not original and fast._chat_fast_path
+
+        def stats():
+            return SimpleNamespace(**dict.fromkeys(("outgoingOctetsWireLevel", "preopenOutgoingOctetsWireLevel"), 0))
+
+        def protocol(state):
+            proto = WebSocketProtocol.__new__(WebSocketProtocol)
+            proto.transport = type("T", (), {"write": lambda self, data: written.append(data)})()
+            proto.send_queue, proto.state, proto.trafficStats = deque(), state, stats()
+            proto.logOctets, proto.peer = False, "tcp:127.0.0.1:1"
+            proto.triggered = []
+            proto._trigger = lambda: proto.triggered.append(True)
+            return proto
+
+        for state in (AutobahnProtocol.STATE_OPEN, AutobahnProtocol.STATE_CONNECTING):
+            results = []
+            for send in (original, fast):
+                written: list[bytes] = []
+                proto = protocol(state)
+                send(proto, b"\x81\x05hello")
+                send(proto, b"later", sync=True)  # queued and triggered, not written now
+                send(proto, b"behind the queue")  # something is queued: behind it, in order
+                results.append((written, list(proto.send_queue), proto.triggered, vars(proto.trafficStats)))
+            assert results[0] == results[1]
+            assert results[1][0] == [b"\x81\x05hello"]
+    finally:
+        WebSocketProtocol.sendData = original
