@@ -397,12 +397,6 @@ def _replay_read(slug: str, since: int, limit: int) -> tuple[list[dict], bool, i
     return messages, truncated, reached, reached_seq
 
 
-async def _messages_after(slug: str, since: int, limit: int) -> tuple[list[dict], bool, int]:
-    """``_replay_read`` without the reached message's creation number."""
-    messages, truncated, reached, _ = await _replay_read(slug, since, limit)
-    return messages, truncated, reached
-
-
 @read_only
 def _events_after(slug: str, since: int, limit: int) -> tuple[list[tuple[dict, dict[str, str]]], bool, int]:
     """The newest ``limit`` room events after number ``since`` (oldest first) as (body, headers) with each

@@ -10,7 +10,7 @@ import pytest
 from chat import services
 from chat.models import Message
 from chat.resume_coalescing import coalesced_resume
-from chat.stomp_destinations import _messages_after
+from chat.stomp_destinations import _replay_read
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,12 +28,12 @@ async def test_many_concurrent_resumes_of_one_room_share_queries_and_each_gets_e
     room_with_messages, limit
 ):
     ids = [m async for m in Message.objects.filter(room=room_with_messages).order_by("id").values_list("id", flat=True)]
-    resumes = coalesced_resume(_messages_after)
+    resumes = coalesced_resume(_replay_read)
     rng = random.Random(7)
     sinces = [rng.choice([0, ids[-1] + 5, *ids]) for _ in range(300)]
     got = await asyncio.gather(*(resumes.fetch(("general", limit), since) for since in sinces))
-    for since, (messages, truncated, reached) in zip(sinces, got, strict=True):
-        own = await _messages_after("general", since, limit)
+    for since, (messages, truncated, reached, _) in zip(sinces, got, strict=True):
+        own = await _replay_read("general", since, limit)
         assert ([m["id"] for m in messages], truncated, reached) == ([m["id"] for m in own[0]], own[1], own[2])
         expected = [i for i in ids if i > since]
         assert [m["id"] for m in messages] == expected[-limit:]  # once each, in order
@@ -47,7 +47,6 @@ async def test_each_resume_learns_where_to_go_live_from_the_shared_query_up_to_d
     from channels.db import database_sync_to_async
 
     from chat.models import RoomEvent
-    from chat.stomp_destinations import _replay_read
 
     @database_sync_to_async
     def room_with_events() -> tuple[list[int], dict[int, int]]:

@@ -101,7 +101,7 @@ async def test_a_made_up_since_id_never_moves_the_replay_boundary_past_the_newes
     from channels.db import database_sync_to_async
 
     from chat import services
-    from chat.stomp_destinations import _messages_after
+    from chat.stomp_destinations import _replay_read
 
     @database_sync_to_async
     def room_with_messages() -> list[int]:
@@ -110,6 +110,6 @@ async def test_a_made_up_since_id_never_moves_the_replay_boundary_past_the_newes
         return [services.message_create(room=room, author=alice, body=f"m{i}")[0].pk for i in range(3)]
 
     ids = await room_with_messages()
-    assert await _messages_after("general", 10_000_000, 50) == ([], False, ids[-1])
-    messages, truncated, reached = await _messages_after("general", ids[0], 50)
+    assert (await _replay_read("general", 10_000_000, 50))[:3] == ([], False, ids[-1])
+    messages, truncated, reached, _ = await _replay_read("general", ids[0], 50)
     assert ([m["id"] for m in messages], truncated, reached) == (ids[1:], False, ids[-1])
