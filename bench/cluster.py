@@ -117,8 +117,7 @@ def chat_loads(quick: bool) -> list[Scenario]:
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and its children, live and exited (the postmaster reaps its backends, so their
     time lands in its cutime/cstime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    total = cpu_seconds(pid, reaped_children=True)
     for child in postgres.children(pid):
         with contextlib.suppress(OSError):
             total += cpu_seconds(child)
