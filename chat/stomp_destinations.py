@@ -199,12 +199,18 @@ async def prepare_direct_message(ctx: SendContext, username: str) -> Prepared:
     return Prepared(write, _commit)
 
 
-async def _send(ctx: SendContext, prepared: Prepared) -> None:
+def _submitted(ctx: SendContext, prepared: Prepared) -> Completion:
+    """The SEND's ``Completion``: the writer's own future for its batch (no task per SEND); a refusal
+    names the SEND's destination and client_id."""
+    client_id = prepared.item.client_id
+
+    def refuse(exc: ChatError) -> Rejected:
+        return Rejected(str(exc), code=exc.code, destination=ctx.destination, client_id=client_id)
+
     try:
-        await prepared.commit([prepared.item])
-    except Rejected as exc:
-        client_id = prepared.item.client_id
-        raise Rejected(exc.detail, code=exc.code, destination=ctx.destination, client_id=client_id) from None
+        return Completion(get_writer().submit_nowait((prepared.item,), refuse=refuse))
+    except ChatError as exc:  # the writer's queue is full
+        raise refuse(exc) from None
 
 
 @app_destination(ROOM_SEND)
@@ -214,13 +220,13 @@ async def send_to_room(ctx: SendContext, slug: str) -> Completion:
     Validated now, in frame order; the write is handed back as a ``Completion``, so the connection reads its
     next frames while the batch is stored (the writer's FIFO keeps one connection's messages in order).
     """
-    return Completion(asyncio.ensure_future(_send(ctx, await prepare_room_message(ctx, slug))))
+    return _submitted(ctx, await prepare_room_message(ctx, slug))
 
 
 @app_destination(DM_SEND)
 async def send_direct_message(ctx: SendContext, username: str) -> Completion:
     """A direct message to ``username``, in the private room of the two users."""
-    return Completion(asyncio.ensure_future(_send(ctx, await prepare_direct_message(ctx, username))))
+    return _submitted(ctx, await prepare_direct_message(ctx, username))
 
 
 # --- Changing stored messages (edit, delete, react) ----------------------------------------------------------

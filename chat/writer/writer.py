@@ -1,10 +1,11 @@
 """The per-process (per event loop) chat writer: a bounded queue, a collection window, one batch at a time.
 
 Callers ``await writer.submit(unit)`` with the validated messages of one SEND (or of one whole STOMP
-transaction). The writer's task waits until the oldest waiting unit is ``window`` seconds old or
+transaction), or take the batch's own future from ``submit_nowait`` (a STOMP SEND's ``Completion``). The
+writer's task waits until the oldest waiting unit is ``window`` seconds old or
 ``batch_max`` messages wait, whichever comes first, stores up to ``batch_max`` messages in ONE
-transaction in its worker thread, publishes what committed (``publish``, on the event loop), and only
-then answers each caller. Past ``queue_limit`` waiting messages a submit is refused at once
+transaction in its worker thread, publishes what committed (``publish``, on the event loop), and each
+caller resumes only after that publish. Past ``queue_limit`` waiting messages a submit is refused at once
 (``WriterBusy``): never a wait without end. A database failure fails every unit of the batch
 (``WriteFailed``) and nothing of it is stored; the next batch starts afresh.
 
@@ -33,15 +34,25 @@ Store = Callable[[Sequence[Sequence[Write]]], list[UnitResult]]
 Publish = Callable[[Sequence[WriteEvent]], None]
 
 
+Refuse = Callable[[ChatError], BaseException]
+
+
 @dataclass
 class _Pending:
     unit: tuple[Write, ...]
     future: asyncio.Future[tuple[WriteEvent, ...]]
     arrived: float
+    #: What the future raises for a ``ChatError`` of this unit (``submit_nowait``'s ``refuse``).
+    refuse: Refuse | None = None
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.size = len(self.unit)
+
+    def fail(self, error: ChatError) -> None:
+        """Answer with ``error`` (as ``refuse`` turns it), unless answered already."""
+        if not self.future.done():
+            self.future.set_exception(error if self.refuse is None else self.refuse(error))
 
 
 def _default_store(units: Sequence[Sequence[Write]]) -> list[UnitResult]:
@@ -118,10 +129,23 @@ class ChatWriter:
         unit = tuple(unit)
         if not unit:
             return ()
+        # The batch runs on whether or not this caller is still waiting (a connection may drop meanwhile).
+        return await asyncio.shield(self.submit_nowait(unit))
+
+    def submit_nowait(
+        self, unit: Sequence[Write], *, refuse: Refuse | None = None
+    ) -> asyncio.Future[tuple[WriteEvent, ...]]:
+        """Queue ``unit`` (not empty) for the next batch; returns the future ``submit`` awaits, answered alike.
+
+        For a caller that finishes from a done callback (a STOMP SEND's ``Completion``): no task and no
+        shield per SEND. Never cancel the future (the batch would still store the unit). ``refuse`` turns
+        the unit's ``ChatError`` into what the future raises; ``WriterBusy`` is raised at once, as is.
+        """
+        unit = tuple(unit)
         if self._waiting and self._waiting + len(unit) > self.queue_limit:
             raise WriterBusy(f"the server is busy ({self._waiting} messages waiting to be stored): retry shortly")
         loop = asyncio.get_running_loop()
-        pending = _Pending(unit, loop.create_future(), loop.time())
+        pending = _Pending(unit, loop.create_future(), loop.time(), refuse)
         self._queue.append(pending)
         self._waiting += pending.size
         if self._task is None:
@@ -129,8 +153,7 @@ class ChatWriter:
             self._task = loop.create_task(self._run())
         elif self._waiting >= self.batch_max and self._wakeup is not None:
             self._wakeup.set()
-        # The batch runs on whether or not this caller is still waiting (a connection may drop meanwhile).
-        return await asyncio.shield(pending.future)
+        return pending.future
 
     async def _run(self) -> None:
         """The writer task: lives while there is something to store, then ends (no task left behind)."""
@@ -154,8 +177,7 @@ class ChatWriter:
                     # no caller may be left waiting. A retry with the same client_id stores nothing twice.
                     error = WriteFailed("the server could not confirm this message: resend it with its client_id")
                     for pending in batch:
-                        if not pending.future.done():
-                            pending.future.set_exception(error)
+                        pending.fail(error)
                     if not isinstance(exc, Exception):
                         raise
                     logger.exception("the chat writer failed answering a batch")
@@ -163,8 +185,7 @@ class ChatWriter:
             self._task = None
             if self._queue:  # cancelled with work left (loop closing): nobody will answer these
                 for pending in self._queue:
-                    if not pending.future.done():
-                        pending.future.set_exception(WriteFailed("the server stopped before storing this message"))
+                    pending.fail(WriteFailed("the server stopped before storing this message"))
                 self._queue.clear()
                 self._waiting = 0
 
@@ -187,23 +208,24 @@ class ChatWriter:
             logger.error("a chat write batch of %d units failed: %s", len(units), exc, exc_info=exc)
             error = WriteFailed("the database failed while storing this message; nothing was stored: retry")
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+                pending.fail(error)
             return
         self.batches += 1
+        # Answered first, yet still after the broadcast: a future's callbacks (and the tasks awaiting it) run
+        # only after this step, so after the publish below. Queued ahead of the connections' write flush that
+        # the publish starts, a SEND's RECEIPT joins its connection's queue before the flush: the MESSAGEs and
+        # the RECEIPT leave in one socket write instead of two.
+        for pending, result in zip(batch, results, strict=True):
+            if result.error is not None:
+                pending.fail(result.error)
+            elif not pending.future.done():
+                pending.future.set_result(result.events)
         events = [event for result in results if result.error is None for event in result.events]
         try:
             self._publish(events)
         except Exception:
             # Stored already: subscribers get them on resume (since-id), streams on replay.
             logger.exception("publishing a stored chat batch failed")
-        for pending, result in zip(batch, results, strict=True):
-            if pending.future.done():
-                continue
-            if result.error is not None:
-                pending.future.set_exception(result.error)
-            else:
-                pending.future.set_result(result.events)
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -32,7 +32,8 @@ A handler that has validated its SEND and only waits for slow work to finish (a 
 ``Completion(awaitable)`` instead of awaiting it: the connection then parses and handles the next frames
 while the work runs (at most ``STOMP_SEND_PIPELINE`` such SENDs per connection), and sends the RECEIPT,
 or the refusal the awaitable raises, strictly in frame order. Anything that must see the work done
-(another kind of frame, a refusal, DISCONNECT, shutdown) waits for every outstanding one first.
+(another kind of frame, a refusal, DISCONNECT, shutdown) waits for every outstanding one first. A future
+(such as the write batch's own) is cheapest: its RECEIPT needs no task at all.
 
 Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
 
@@ -193,8 +194,8 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Completion:
-    """What an ``/app`` handler returns to finish its SEND later (see the module docstring): a task, so the
-    work runs whether or not the connection still waits for it."""
+    """What an ``/app`` handler returns to finish its SEND later (see the module docstring): a task or a
+    future whose work runs whether or not the connection still waits for it (nobody cancels it)."""
 
     task: asyncio.Future[Any]
 
