@@ -234,6 +234,24 @@ async def test_mentions_in_a_batch_are_written_once_in_its_transaction_and_a_pri
     await database_sync_to_async(check)()
 
 
+async def test_a_futures_callbacks_run_after_its_batch_was_published_and_refusals_are_turned(chat):
+    # submit_nowait hands out the batch's own future (a STOMP SEND's Completion): its done callbacks, the
+    # RECEIPT's, run after the broadcast; ``refuse`` turns the unit's ChatError into the SEND's own refusal.
+    published: list = []
+    writer = make_writer(published, window=0.05)
+    seen: list = []
+    stored = writer.submit_nowait([write(chat["general"], chat["alice"], "hello")], refuse=lambda exc: None)
+    refused = writer.submit_nowait([write(chat["secret"], chat["carol"], "not a member")],
+                                   refuse=lambda exc: LookupError(f"refused: {exc.code}"))  # fmt: skip
+    for future in (stored, refused):
+        future.add_done_callback(lambda _f: seen.append(len(published)))
+    async with asyncio.timeout(BOUND):
+        await asyncio.wait({stored, refused})
+    assert seen == [1, 1]  # both callbacks saw the batch's one MessageStored published
+    assert isinstance(stored.result()[0], MessageStored)
+    assert isinstance(refused.exception(), LookupError) and str(refused.exception()) == "refused: not-found"
+
+
 async def test_no_caller_is_left_waiting_when_publishing_or_answering_a_batch_fails(chat):
     def failing_publish(events):
         raise RuntimeError("the broker fell over")

@@ -124,3 +124,19 @@ async def test_outstanding_sends_per_connection_are_bounded(broker, registry):
     await asyncio.wait_for(processing, 5)
     await transport.wait_for(lambda: len(answers(transport)) == 4, "four receipts")
     assert answers(transport) == ["r1", "r2", "r3", "r4"]
+
+
+async def test_a_receipt_answered_before_its_broadcast_shares_the_broadcasts_socket_write(broker, registry):
+    # As the chat writer does after a commit: the SEND's future first, then the broadcast, in one step. The
+    # client still reads the MESSAGE before the RECEIPT, and both arrive in one write, not two.
+    futures = pipelined_handler(registry)
+    connection, transport = await open_connection(broker, registry)
+    await connection.data_received(wire("SUBSCRIBE", id="s", destination="/topic/x", receipt="sub"))
+    await transport.wait_for(lambda: "RECEIPT" in transport.commands(), "the SUBSCRIBE's RECEIPT")
+    await connection.data_received(wire("SEND", b"1", destination="/app/w", receipt="r1"))
+    writes = len(transport.writes)
+    futures[b"1"].set_result(None)
+    broker.publish("/topic/x", "stored")
+    await transport.wait_for(lambda: transport.commands()[-1:] == ["RECEIPT"], "the SEND's RECEIPT")
+    assert transport.commands()[-2:] == ["MESSAGE", "RECEIPT"]
+    assert len(transport.writes) == writes + 1
