@@ -174,3 +174,58 @@ def test_daphnes_send_fast_path_writes_and_counts_what_autobahn_does_and_leaves_
             assert results[1][0] == [b"\x81\x05hello"]
     finally:
         WebSocketProtocol.sendData = original
+
+
+def test_daphnes_write_now_sends_at_once_and_queues_behind_what_twisted_still_holds():
+    """``write_now``: the bytes go to the socket without a reactor turn when Twisted holds nothing for it;
+    what the kernel does not take is Twisted's, and later writes wait behind it, in order."""
+    from twisted.internet import tcp
+
+    from chatproject.daphne_server import write_now
+
+    class CountingReactor(QuietReactor):
+        watched = 0
+
+        def addWriter(self, writer) -> None:
+            self.watched += 1
+
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    theirs.setblocking(False)
+    reactor = CountingReactor()
+    transport = tcp.Connection(ours, None, reactor=reactor)
+    transport.connected = 1
+
+    class Producer:  # as daphne's HTTP channel, which stays the socket's streaming producer
+        states: list[str] = []
+
+        def pauseProducing(self) -> None:
+            self.states.append("paused")
+
+        def resumeProducing(self) -> None:
+            self.states.append("resumed")
+
+    transport.registerProducer(Producer(), True)
+    try:
+        write_now(transport, b"first")
+        assert theirs.recv(100) == b"first"
+        assert reactor.watched == 0 and twisted_pending_bytes(transport) == 0  # no reactor turn, nothing held
+        big = bytes(range(256)) * (1 << 12)  # 1 MiB: more than the socket buffers take
+        write_now(transport, big)
+        assert reactor.watched == 1 and 0 < twisted_pending_bytes(transport) < len(big)
+        write_now(transport, b"after")  # behind what Twisted holds, never before it
+        assert twisted_pending_bytes(transport) > 5
+        received = b""
+        for _ in range(100_000):  # bounded: each turn moves some bytes while the peer reads
+            try:
+                received += theirs.recv(1 << 16)
+            except BlockingIOError:
+                transport.doWrite()
+            if len(received) == len(big) + 5:
+                break
+        assert received == big + b"after"
+        assert Producer.states[0] == "paused" and Producer.states[-1] == "resumed"  # by Twisted's buffer, as ever
+    finally:
+        ours.close()
+        theirs.close()
