@@ -212,8 +212,8 @@ def write_now(transport: Any, data: bytes) -> None:
 
 
 def install_send_fast_path() -> None:
-    """autobahn's ``sendData`` without its debug-log call on the common path, written at once (``write_now``;
-    idempotent).
+    """autobahn's ``sendData`` without its debug-log call on the common path, written at once (``write_now``),
+    and its ``dataReceived`` without that call either (idempotent).
 
     autobahn builds that call's arguments on every write whether debug logging is on or not: ``hltype``
     styles the method's qualified name through click (two ``click.style`` calls and an ``inspect`` check)
@@ -240,8 +240,13 @@ def install_send_fast_path() -> None:
         if self.logOctets:
             self.logTxOctets(data, False)
 
+    def dataReceived(self: Any, data: bytes) -> None:  # noqa: N802 - autobahn's name
+        # autobahn's twisted adapter, minus the same debug-log arguments built for every read of the socket.
+        self._dataReceived(data)
+
     sendData._chat_fast_path = True  # type: ignore[attr-defined]
     WebSocketProtocol.sendData = sendData
+    WebSocketProtocol.dataReceived = dataReceived
 
 
 class BackpressureCommandLineInterface(CommandLineInterface):

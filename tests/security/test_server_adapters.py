@@ -142,7 +142,7 @@ def test_daphnes_send_fast_path_writes_and_counts_what_autobahn_does_and_leaves_
 
     from chatproject.daphne_server import install_send_fast_path
 
-    original = WebSocketProtocol.sendData
+    original, received_original = WebSocketProtocol.sendData, WebSocketProtocol.dataReceived
     install_send_fast_path()
     install_send_fast_path()  # idempotent
     try:
@@ -172,8 +172,14 @@ def test_daphnes_send_fast_path_writes_and_counts_what_autobahn_does_and_leaves_
                 results.append((written, list(proto.send_queue), proto.triggered, vars(proto.trafficStats)))
             assert results[0] == results[1]
             assert results[1][0] == [b"\x81\x05hello"]
+        received: list[bytes] = []
+        proto = protocol(AutobahnProtocol.STATE_OPEN)
+        proto._dataReceived = received.append
+        proto.dataReceived(b"\x81\x85abcd")  # straight to autobahn's frame parser, as its own adapter does
+        assert received == [b"\x81\x85abcd"]
     finally:
         WebSocketProtocol.sendData = original
+        WebSocketProtocol.dataReceived = received_original
 
 
 def test_daphnes_write_now_sends_at_once_and_queues_behind_what_twisted_still_holds():
