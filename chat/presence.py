@@ -24,14 +24,13 @@ which read and write several keys, stay on one shard.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 
@@ -41,6 +40,13 @@ from stompengine.conf import stomp_settings
 logger = logging.getLogger(__name__)
 
 Announce = Callable[[str, str, str], None]  # (room, "join" | "leave", user)
+T = TypeVar("T")
+
+# Seconds one presence call on Redis may take as a whole (connecting, a NOSCRIPT reload, every reply) before it
+# counts as failed. Presence is best effort and sits on the SUBSCRIBE path and in shutdown: a Redis that stops
+# answering must cost a bounded wait whatever the client's own socket timeouts are (the bus's client has 5 s per
+# read, and a script call can take three round trips; a client may have none).
+CALL_TIMEOUT = 2.0
 
 
 class PresenceStore(Protocol):
@@ -164,6 +170,12 @@ return left
 """
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Done callback of a task given up on: take its outcome (no "exception never retrieved"); log a real error."""
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, REDIS_FAILURES):
+        logger.error("presence: a Redis call given up on failed", exc_info=exc)
+
+
 def _field(room: str, user: str) -> str:
     # Neither a room slug nor a username can hold a space.
     return f"{room} {user}"
@@ -179,11 +191,14 @@ class RedisPresence:
     """Several processes: one hash per room (user -> session count), and a lease per worker.
 
     Presence is best effort: while Redis is unreachable (or a pooled connection turns out dead after a
-    Redis restart) it reports nothing new instead of failing the SUBSCRIBE it is part of, which would
-    end the user's connection with an internal error.
+    Redis restart, or Redis stops answering) it reports nothing new instead of failing the SUBSCRIBE it is
+    part of, which would end the user's connection with an internal error. Every Redis call is bounded by
+    ``timeout`` seconds, and ``stop()`` returns within about that long whatever the lease task is doing.
     """
 
-    def __init__(self, redis: Any, prefix: str, *, lease: float, worker: str | None = None) -> None:
+    def __init__(
+        self, redis: Any, prefix: str, *, lease: float, worker: str | None = None, timeout: float = CALL_TIMEOUT
+    ) -> None:
         if isinstance(redis, str):  # a URL (tests); the server passes its bus's command connection
             import redis.asyncio as aioredis
 
@@ -198,6 +213,7 @@ class RedisPresence:
             prefix = f"{prefix}{{presence}}:"
         self._prefix = prefix
         self.lease = lease
+        self.timeout = timeout
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._mine: Counter[str] = Counter()  # field -> this worker's sessions, the truth its lease carries
         self._workers_key = f"{prefix}presence-workers"
@@ -223,18 +239,49 @@ class RedisPresence:
             self._lease_task = asyncio.get_running_loop().create_task(self._keep_lease(), name="presence-lease")
 
     async def stop(self) -> None:
-        """Stop renewing (tests; a stopped worker's shares expire with its lease)."""
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_task
-            self._lease_task = None
+        """Stop renewing (a stopped worker's shares expire with its lease); returns within about ``timeout`` s."""
+        task, self._lease_task = self._lease_task, None  # a lease task that is no longer this one ends by itself
+        if task is None or task.done():
+            return
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        # asyncio.wait rather than awaiting the task under suppress(CancelledError): that also swallowed the
+        # caller's own cancellation, and waited forever for a lease task that did not take the cancel.
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if not done:
+            logger.warning("presence: the lease task did not stop within %g s; it ends before its next renewal",
+                           self.timeout)  # fmt: skip
+
+    async def _call(self, call: Coroutine[Any, Any, T]) -> T:
+        """Await one Redis call for at most ``timeout`` s; then TimeoutError (an OSError: one of REDIS_FAILURES).
+
+        The call runs in a task of its own that the caller waits for with ``asyncio.wait``, instead of being
+        awaited directly (or under ``asyncio.timeout``): on Python 3.11, redis-py writes each command under
+        ``asyncio.wait_for``, which drops a cancellation that arrives as the write completes. Awaited directly,
+        the lease task being stopped went on renewing and ``stop()`` never returned; here the caller's
+        cancellation always reaches the caller, and the deadline holds even if the call ignores its own.
+        """
+        task = asyncio.ensure_future(call)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except BaseException:
+            task.cancel()
+            task.add_done_callback(_retrieve)
+            raise
+        if not done:
+            task.cancel()  # its connection is dropped by redis-py, and a later call opens another
+            task.add_done_callback(_retrieve)
+            raise TimeoutError(f"no answer from Redis within {self.timeout:g} s")
+        return task.result()
 
     async def _keep_lease(self) -> None:
+        me = asyncio.current_task()
         while True:
             await asyncio.sleep(self.lease / 3)
+            if self._lease_task is not me:  # stopped, though the cancellation did not reach this task
+                return
             try:
-                if not await self._scripts["renew"](keys=[self._alive_key], args=[self._lease_ms]):
+                if not await self._call(self._scripts["renew"](keys=[self._alive_key], args=[self._lease_ms])):
                     logger.warning("presence: this worker's lease had expired; writing its counts back")
                     await self._resync()
                 await self.reap()
@@ -247,9 +294,11 @@ class RedisPresence:
             if count > 0:
                 pairs += [field, count]
         try:
-            joined = await self._scripts["resync"](
-                keys=[self._worker_key, self._alive_key, self._workers_key],
-                args=[self._lease_ms, self.worker, f"{self._prefix}presence:", *pairs],
+            joined = await self._call(
+                self._scripts["resync"](
+                    keys=[self._worker_key, self._alive_key, self._workers_key],
+                    args=[self._lease_ms, self.worker, f"{self._prefix}presence:", *pairs],
+                )
             )
         except REDIS_FAILURES as exc:
             logger.warning("presence: could not register this worker (%s)", exc)
@@ -260,9 +309,11 @@ class RedisPresence:
 
     async def reap(self) -> int:
         """Take expired workers' sessions out of the counts; returns how many users thereby went offline."""
-        left = await self._scripts["reap"](
-            keys=[self._workers_key],
-            args=[f"{self._prefix}presence:", f"{self._prefix}presence-worker:", f"{self._prefix}presence-alive:"],
+        left = await self._call(
+            self._scripts["reap"](
+                keys=[self._workers_key],
+                args=[f"{self._prefix}presence:", f"{self._prefix}presence-worker:", f"{self._prefix}presence-alive:"],
+            )
         )
         for field in left:
             self._tell(*_split(field), "leave")
@@ -280,7 +331,8 @@ class RedisPresence:
         field = _field(room, user)
         self._mine[field] += 1
         try:
-            total = await self._scripts["enter"](keys=[self._key(room), self._worker_key], args=[user, field])
+            script = self._scripts["enter"](keys=[self._key(room), self._worker_key], args=[user, field])
+            total = await self._call(script)
             return int(total) == 1
         except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, %s not counted in %s (%s)", user, room, exc)
@@ -293,7 +345,8 @@ class RedisPresence:
         else:
             self._mine[field] -= 1
         try:
-            remaining = int(await self._scripts["leave"](keys=[self._key(room), self._worker_key], args=[user, field]))
+            script = self._scripts["leave"](keys=[self._key(room), self._worker_key], args=[user, field])
+            remaining = int(await self._call(script))
             return remaining == 0
         except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, %s not uncounted in %s (%s)", user, room, exc)
@@ -301,7 +354,7 @@ class RedisPresence:
 
     async def online(self, room: str) -> list[str]:
         try:
-            counts = await self._redis.hgetall(self._key(room))
+            counts = await self._call(self._redis.hgetall(self._key(room)))
         except REDIS_FAILURES as exc:
             logger.warning("presence: Redis unavailable, no snapshot of %s (%s)", room, exc)
             return []

@@ -74,6 +74,7 @@ from stompengine import (
     broker,
     on_subscribe,
     on_unsubscribe,
+    sequence_repair,
     subscription_guard,
     subscription_replay,
 )
@@ -415,18 +416,40 @@ def _events_after(slug: str, since: int, limit: int) -> tuple[list[tuple[dict, d
     truncated = len(newest_first) > limit
     events = list(reversed(newest_first[:limit]))
     reached = events[-1][0] if events else min(since, selectors.room_newest_seq(room_id=room.pk))
+    return [(body, headers) for _, body, headers in _event_frames(events)], truncated, reached
+
+
+@read_only
+def _events_between(slug: str, after: int, until: int) -> list[tuple[int, dict, dict[str, str]]]:
+    """Room events numbered after ``after`` up to ``until`` (at most the newest ``CHAT_RESUME_MAX``), oldest
+    first, as (number, body, headers)."""
+    rows = RoomEvent.objects.filter(room__slug=slug, seq__gt=after, seq__lte=until).order_by("-seq")
+    events = list(reversed(rows.values_list("seq", "kind", "message_id")[: settings.CHAT_RESUME_MAX]))
+    return _event_frames(events)
+
+
+def _event_frames(events: list[tuple[int, str, int | None]]) -> list[tuple[int, dict, dict[str, str]]]:
+    """(number, body, headers) of each (seq, kind, message_id) row, with its message's current state; an
+    event whose message was removed outright (a cascade) is left out: its number is covered, nothing to show."""
     ids = {message_id for _, _, message_id in events if message_id}
     messages = {m.pk: m for m in selectors.messages_for_json(Message.objects.filter(pk__in=ids))}
-    replay: list[tuple[dict, dict[str, str]]] = []
+    frames: list[tuple[int, dict, dict[str, str]]] = []
     for seq, kind, message_id in events:
         message = messages.get(message_id)
-        if message is None:  # removed outright (a cascade): its number is covered, nothing to show
+        if message is None:
             continue
         body = message_json(message)
         if kind == RoomEvent.Kind.REACTION:
             body = {"id": message.pk, "reactions": body["reactions"]}
-        replay.append((body, dict(event_headers(EVENT_NAMES[kind], seq))))
-    return replay, truncated, reached
+        frames.append((seq, body, dict(event_headers(EVENT_NAMES[kind], seq))))
+    return frames
+
+
+@sequence_repair(ROOM_TOPIC)
+async def room_events_missed(after: int, until: int, slug: str) -> list[tuple[int, dict, dict[str, str]]]:
+    """Events of a room that a process never heard through the bus (their publisher died after committing
+    them, maybe with their RECEIPTs already out): its subscribers get them from the database, in order."""
+    return await _events_between(slug, after, until)
 
 
 # A reconnect storm resumes a room from thousands of connections at once: one query per room serves them all.

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         app_prepare,
         on_subscribe,
         on_unsubscribe,
+        sequence_repair,
         subscription_guard,
         subscription_replay,
     )
@@ -44,6 +45,7 @@ __all__ = [
     "app_prepare",
     "on_subscribe",
     "on_unsubscribe",
+    "sequence_repair",
     "subscription_guard",
     "subscription_replay",
 ]

@@ -17,7 +17,9 @@ and replayed (the SSE stream's Last-Event-ID, STOMP's ``since-id``).
 
 A channel's queue holds ``capacity`` messages (``send`` to a full channel of this process raises
 ``ChannelFull``; a full channel drops what a group or another process sends it) for at most ``expiry``
-seconds.
+seconds. A consumer that ended without ``group_discard`` (it crashed) leaves its groups once nothing has
+received from its channel for ``group_expiry`` seconds (a day, as in channels_redis), so neither its
+membership nor the group's subscription outlives it for good; a consumer waiting in ``receive`` never expires.
 """
 
 from __future__ import annotations
@@ -183,10 +185,28 @@ class _LayerState:
             self.unroute(CHANNEL_KEY + channel)
 
     def sweep(self) -> None:
-        """Forget process-specific channels idle for longer than the expiry (consumers that ended)."""
-        stale = time.monotonic() - self.layer.expiry
-        for name in [n for n, inbox in self.inboxes.items() if "!" in n and inbox.touched < stale and inbox.idle()]:
-            del self.inboxes[name]
+        """Forget process-specific channels of consumers that ended: idle ones after the expiry, and ones
+        still in groups (a consumer that crashed before its group_discard) after the group expiry."""
+        now = time.monotonic()
+        stale, abandoned = now - self.layer.expiry, now - self.layer.group_expiry
+        for name, inbox in list(self.inboxes.items()):
+            if "!" not in name or inbox.waiters:
+                continue
+            if inbox.groups and inbox.touched < abandoned:
+                for group in inbox.groups:
+                    self.leave(group, name)
+                inbox.groups.clear()
+            if inbox.touched < stale and inbox.idle():
+                del self.inboxes[name]
+
+    def leave(self, group: str, channel: str) -> None:
+        """Take ``channel`` out of ``group``'s members here; the last one ends the group's subscription."""
+        members = self.groups.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self.groups[group]
+                self.unroute(GROUP_KEY + group)
 
     def close(self) -> None:
         for key in list(self.routes):
@@ -204,9 +224,14 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]  # channels sh
     extensions = ["groups", "flush"]
 
     def __init__(
-        self, expiry: float = 60, capacity: int = 1000, channel_capacity: dict[str, int] | None = None
+        self,
+        expiry: float = 60,
+        capacity: int = 1000,
+        channel_capacity: dict[str, int] | None = None,
+        group_expiry: float = 86400,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        self.group_expiry = group_expiry
         self.channel_capacity: list[tuple[Any, int]] = self.compile_capacities(self.channel_capacity)
         self._name = f"layer{id(self)}"
         self._local: _LayerState | None = None
@@ -311,12 +336,7 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]  # channels sh
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         state = self._state()
-        members = state.groups.get(group)
-        if members is not None:
-            members.discard(channel)
-            if not members:
-                del state.groups[group]
-                state.unroute(GROUP_KEY + group)
+        state.leave(group, channel)
         inbox = state.inboxes.get(channel)
         if inbox is not None:
             inbox.groups.discard(group)

@@ -42,6 +42,9 @@ __all__ = [
     "REDIS_RECONNECTS",
     "REDIS_UP",
     "SEND_QUEUE_DEPTH",
+    "SEQUENCE_GAPS",
+    "SEQUENCE_REPAIRED",
+    "SEQUENCE_SKIPPED",
     "SIZE_BUCKETS",
     "SLOW_CONSUMERS",
     "SOCKJS_SESSIONS",
@@ -109,6 +112,11 @@ DELIVERIES = make(Counter, "chat_stomp_deliveries_total", "MESSAGE frames queued
 SEND_QUEUE_DEPTH = make(Histogram, "chat_stomp_send_queue_depth", "Frames waiting in a connection's send queue "
                         "(sampled every METRICS_SAMPLE_INTERVAL per connection).", buckets=DEPTH_BUCKETS)  # fmt: skip
 SLOW_CONSUMERS = make(Counter, "chat_stomp_slow_consumer_disconnects_total", "Connections closed as slow consumers.")
+SEQUENCE_GAPS = make(Counter, "chat_stomp_sequence_gap_messages_total", "Sequenced messages that never came "
+                     "through the bus (their publisher died after its commit), by outcome: recovered from the "
+                     "store, or skipped (the store does not have them).", ("outcome",))  # fmt: skip
+SEQUENCE_REPAIRED = SEQUENCE_GAPS.labels("recovered")
+SEQUENCE_SKIPPED = SEQUENCE_GAPS.labels("skipped")
 HEARTBEAT_TIMEOUTS = make(
     Counter, "chat_stomp_heartbeat_timeouts_total", "Connections closed: client heart-beats stopped."
 )

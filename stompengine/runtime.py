@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from stompengine.broker.broker import Broker
 from stompengine.conf import stomp_settings
+from stompengine.realtime.registry import destinations
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Runtime:
             redis_prefix=redis_prefix,
             redis_cluster=redis_cluster,
             redis_linger=redis_linger,
+            gap_fill=destinations.stored,
         )
         self._config: Any = config
         self._limits: Any = None

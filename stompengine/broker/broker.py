@@ -18,7 +18,7 @@ import itertools
 import json
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from stompengine.broker.destinations import user_routing_key, user_visible_destination, validate_destination
@@ -47,6 +47,18 @@ def encode_body(body: Body, content_type: str | None) -> tuple[bytes, str]:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), content_type or JSON
 
 
+def frame_parts(body: Body, content_type: str | None, headers: HeaderItems) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body bytes and the headers after ``destination``/``message-id`` of a message published from code."""
+    data, ctype = encode_body(body, content_type)
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return data, [("content-type", ctype), *((k, v) for k, v in items if k not in ("content-type", "content-length"))]
+
+
+#: ``gap_fill(destination, after, until)``: the stored messages of a sequenced destination numbered after
+#: ``after`` up to ``until``, each ``(seq, body, headers)`` (the project's store; see ``Sequencer``).
+GapFill = Callable[[str, int, int], Awaitable[Sequence[tuple[int, Any, HeaderItems]]]]
+
+
 class Broker:
     """Destinations -> subscribers for this process, with optional Redis fan-out to the other processes."""
 
@@ -57,12 +69,15 @@ class Broker:
         redis_prefix: str = "stomp:",
         redis_cluster: bool = False,
         redis_linger: float = 0.0,
+        gap_fill: GapFill | None = None,
     ) -> None:
         """``redis_cluster``: ``redis_url`` names a node of a Redis Cluster (sharded pub/sub);
-        ``redis_linger``: seconds the Redis writer waits for more messages to join a short batch."""
+        ``redis_linger``: seconds the Redis writer waits for more messages to join a short batch;
+        ``gap_fill``: where the sequencer reads sequenced messages that never came through the bus."""
         self.node = secrets.token_hex(4)
         self.local = LocalBroker()
-        self.sequencer = Sequencer(self.local.deliver)
+        self._gap_fill = gap_fill
+        self.sequencer = Sequencer(self.local.deliver, repair=self._stored if gap_fill is not None else None)
         self._ids = itertools.count(1)
         self._own = self.node.encode("ascii")
         # Own publications sent to Redis for their echo, oldest first, by message id.
@@ -153,10 +168,8 @@ class Broker:
         before it (0: none), for destinations whose messages must reach everyone in that order.
         """
         validate_destination(destination)
-        data, ctype = encode_body(body, content_type)
-        items = headers.items() if isinstance(headers, Mapping) else headers
-        extra = [(k, v) for k, v in items if k not in ("content-type", "content-length")]
-        return self.publish_frame(destination, destination, [("content-type", ctype), *extra], data, seq=seq, prev=prev)
+        data, shown = frame_parts(body, content_type, headers)
+        return self.publish_frame(destination, destination, shown, data, seq=seq, prev=prev)
 
     def publish_to_user(
         self,
@@ -171,10 +184,20 @@ class Broker:
         without the ``/user`` prefix)."""
         visible = user_visible_destination(destination)
         validate_destination(visible)
-        data, ctype = encode_body(body, content_type)
-        items = headers.items() if isinstance(headers, Mapping) else headers
-        extra = [(k, v) for k, v in items if k not in ("content-type", "content-length")]
-        return self.publish_frame(user_routing_key(user_id, visible), visible, [("content-type", ctype), *extra], data)
+        data, shown = frame_parts(body, content_type, headers)
+        return self.publish_frame(user_routing_key(user_id, visible), visible, shown, data)
+
+    async def _stored(self, key: str, after: int, until: int) -> list[Publication]:
+        """The sequencer's repair: what ``gap_fill`` finds of ``key`` (a destination) numbered after
+        ``after`` up to ``until``, as publications for this process's subscribers only."""
+        assert self._gap_fill is not None
+        found = []
+        for seq, body, headers in await self._gap_fill(key, after, until):
+            data, shown = frame_parts(body, None, headers)
+            message_id = self.next_message_id()
+            found.append(Publication(key, message_id, (("destination", key), ("message-id", message_id), *shown),
+                                     data, seq=seq, prev=seq - 1))  # fmt: skip
+        return found
 
     def _on_remote(self, key: str, payload: bytes) -> None:
         if payload.startswith(self._own):

@@ -44,6 +44,13 @@ Two more hooks run once a SUBSCRIBE is authorised and live in the broker:
   and no duplicate (even when a message in the replay is published late, by a slower process).
 - ``@on_subscribe(template)`` / ``@on_unsubscribe(template)``: told when a subscription starts and when it
   ends (UNSUBSCRIBE, DISCONNECT, ERROR or a lost connection alike); presence is built on them.
+
+And one for destinations published with a sequence (``seq``/``prev``):
+
+- ``@sequence_repair(template)``: ``(after, until, **params)`` returns the stored messages numbered after
+  ``after`` up to ``until``, each ``(seq, body, headers)``. A process whose subscribers wait for a number
+  that never came through the bus (its publisher died between its commit and its publish) reads it here
+  and delivers it in its place (``stompengine/broker/sequencer.py``).
 """
 
 from __future__ import annotations
@@ -207,6 +214,7 @@ Preparer = Callable[..., Awaitable[Prepared]]
 #: ``on_subscribe`` hooks get ``(SubscribeContext, **params)``; ``on_unsubscribe`` hooks get
 #: ``(ConnectionHandle, destination, **params)``.
 Watcher = Callable[..., Awaitable[None]]
+Repairer = Callable[..., Awaitable[Sequence[tuple[int, Any, Mapping[str, str]]]]]
 
 
 def compile_template(template: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -239,6 +247,7 @@ class DestinationRegistry:
         self._replayers: list[_Route] = []
         self._subscribed: list[_Route] = []
         self._unsubscribed: list[_Route] = []
+        self._repairers: list[_Route] = []
 
     def register_app(self, template: str | re.Pattern[str], handler: AppHandler) -> None:
         """Route SENDs matching ``template`` to ``handler(ctx, **params)``; the first matching route wins."""
@@ -265,6 +274,11 @@ class DestinationRegistry:
         """Call ``watcher(handle, destination, **params)`` when such a subscription ends, however it ends
         (``handle``: the connection's ``ConnectionHandle``)."""
         self._unsubscribed.append(_Route(compile_template(template), watcher))
+
+    def register_repair(self, template: str | re.Pattern[str], repairer: Repairer) -> None:
+        """Read missing numbers of a sequenced destination matching ``template`` with
+        ``repairer(after, until, **params)`` (the first matching route wins)."""
+        self._repairers.append(_Route(compile_template(template), repairer))
 
     def app(self, template: str | re.Pattern[str]) -> Callable[[AppHandler], AppHandler]:
         """Decorator form of ``register_app``."""
@@ -299,6 +313,10 @@ class DestinationRegistry:
     def unsubscribed(self, template: str | re.Pattern[str]) -> Callable[[Watcher], Watcher]:
         """Decorator form of ``register_unsubscribed``."""
         return self._decorator(self.register_unsubscribed, template)
+
+    def repair(self, template: str | re.Pattern[str]) -> Callable[[Repairer], Repairer]:
+        """Decorator form of ``register_repair``."""
+        return self._decorator(self.register_repair, template)
 
     @staticmethod
     def _decorator(register: Callable[[Any, Any], None], template: str | re.Pattern[str]) -> Callable[[Any], Any]:
@@ -337,6 +355,14 @@ class DestinationRegistry:
         """Every on_unsubscribe hook for ``destination``."""
         return self._matching(self._unsubscribed, destination)
 
+    async def stored(self, destination: str, after: int, until: int) -> Sequence[tuple[int, Any, Mapping[str, str]]]:
+        """The broker's ``gap_fill``: what the destination's repair hook finds (nothing without one)."""
+        found = self._matching(self._repairers, destination)
+        if not found:
+            return ()
+        repairer: Repairer = found[0][0]
+        return await repairer(after, until, **found[0][1])
+
     @staticmethod
     def _matching(routes: list[_Route], destination: str) -> list[tuple[Any, dict[str, str]]]:
         found = []
@@ -348,7 +374,8 @@ class DestinationRegistry:
 
     def unregister(self, function: Callable[..., Any]) -> None:
         """Remove a handler or guard (tests)."""
-        for name in ("_handlers", "_preparers", "_guards", "_replayers", "_subscribed", "_unsubscribed"):
+        for name in ("_handlers", "_preparers", "_guards", "_replayers", "_subscribed", "_unsubscribed",
+                     "_repairers"):  # fmt: skip
             setattr(self, name, [r for r in getattr(self, name) if r.function is not function])
 
 
@@ -360,6 +387,7 @@ subscription_guard = destinations.guard
 subscription_replay = destinations.replay
 on_subscribe = destinations.subscribed
 on_unsubscribe = destinations.unsubscribed
+sequence_repair = destinations.repair
 
 _discovered = False
 

@@ -1,16 +1,20 @@
 """Presence leases against a real redis-server, with RedisPresence objects as the workers (issue 16 item 15):
 a worker that stops renewing loses its users after the lease; one that stalled past it and comes back
-writes its users back; a debounced leave followed by a join announces nothing."""
+writes its users back; a debounced leave followed by a join announces nothing. And against a Redis that
+stops answering (a TCP listener on 127.0.0.1 that accepts and reads but never replies): every presence
+call gives up within its bound and stop() returns, even when the lease task is cancelled mid-write."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from chat.presence import MemoryPresence, Presence, RedisPresence
+from chat.presence import CALL_TIMEOUT, MemoryPresence, Presence, RedisPresence
 
 pytestmark = pytest.mark.live
 LEASE = 0.6
@@ -106,3 +110,89 @@ def test_a_leave_then_a_join_within_the_window_announces_nothing_and_a_real_leav
 
     asyncio.run(scenario())
     assert told == [("lobby", "join", "bob"), ("lobby", "leave", "bob")]
+
+
+class _Silent(asyncio.Protocol):
+    """One connection to a Redis that stopped answering (stalled, or the far end of a half-open connection):
+    what the client writes is read and never answered."""
+
+    def __init__(self, on_data) -> None:
+        self.on_data = on_data
+
+    def data_received(self, data: bytes) -> None:
+        self.on_data(data)
+
+
+async def silent_redis(on_data=lambda data: None) -> tuple[asyncio.Server, int]:
+    server = await asyncio.get_running_loop().create_server(lambda: _Silent(on_data), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def run_bounded(scenario, *, bound: float, what: str):
+    """Run ``scenario()`` on a loop of its own; fail naming ``what`` if it has not returned after ``bound`` s
+    (instead of hanging the suite until pytest-timeout). The bound is a hang detector, far above the
+    expected time, not a timing assertion."""
+
+    async def guarded():
+        task = asyncio.ensure_future(scenario())
+        done, _ = await asyncio.wait({task}, timeout=bound)
+        if not done:
+            for other in asyncio.all_tasks():  # end them, so that asyncio.run can close the loop
+                if other is not asyncio.current_task():
+                    other.cancel()
+            raise AssertionError(f"{what} did not return within {bound:g} s")
+        return task.result()
+
+    return asyncio.run(guarded())
+
+
+def test_every_presence_call_gives_up_when_redis_stops_answering_and_stop_returns(caplog):
+    """A client with no socket timeouts of its own (the worst the server could pass): enter, leave and the
+    snapshot each fail as "Redis unavailable" after CALL_TIMEOUT instead of holding the SUBSCRIBE."""
+    caplog.set_level(logging.WARNING, logger="chat.presence")
+
+    async def scenario() -> None:
+        server, port = await silent_redis()
+        client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=None, socket_connect_timeout=None)
+        store = RedisPresence(client, f"t{uuid.uuid4().hex[:6]}:", lease=LEASE, worker="stalled")
+        store.start()
+        assert await store.enter("lobby", "ann") is False  # not counted, and the caller goes on
+        assert await store.leave("lobby", "ann") is False
+        assert await store.online("lobby") == []
+        await store.stop()
+        server.close()
+
+    run_bounded(scenario, bound=10 * CALL_TIMEOUT, what="presence on a Redis that stopped answering")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not counted in lobby" in w and "no answer from Redis" in w for w in warnings), warnings
+    assert any("not uncounted in lobby" in w for w in warnings), warnings
+    assert any("no snapshot of lobby" in w for w in warnings), warnings
+
+
+def test_a_lease_task_cancelled_as_its_redis_write_completes_still_stops():
+    """The CI hang: stop() cancelled the lease task while redis-py was writing a command under
+    asyncio.wait_for (it does when the client has a socket timeout, as the bus's has); Python 3.11's wait_for
+    drops a cancellation that arrives as the write completes, so the lease task went on renewing and stop()
+    waited for it forever. The listener cancels the lease task in exactly that window: as the write arrives."""
+
+    async def scenario() -> None:
+        cancelled = asyncio.Event()
+        store: RedisPresence | None = None
+
+        def on_data(_data: bytes) -> None:
+            if store is not None and not cancelled.is_set():
+                store._lease_task.cancel()  # what stop() does, at the moment the bug needs
+                cancelled.set()
+
+        server, port = await silent_redis(on_data)
+        store = RedisPresence(f"redis://127.0.0.1:{port}/0", f"t{uuid.uuid4().hex[:6]}:", lease=LEASE, worker="w")
+        store.start()
+        lease_task = store._lease_task
+        await cancelled.wait()
+        done, _ = await asyncio.wait({lease_task}, timeout=5 * CALL_TIMEOUT)
+        assert done, "the lease task went on after being cancelled"
+        assert lease_task.cancelled()
+        await store.stop()
+        server.close()
+
+    run_bounded(scenario, bound=10 * CALL_TIMEOUT, what="stopping the lease task")

@@ -72,6 +72,66 @@ async def test_forget_drops_what_was_held_and_known():
     assert delivered == [5, 20]
 
 
+class Store:
+    """A repair that answers from a dict of stored numbers, counting its calls."""
+
+    def __init__(self, stored: dict[int, Publication], *, fail: bool = False, delay: float = 0.0) -> None:
+        self.stored, self.fail, self.delay, self.asked = stored, fail, delay, []
+
+    async def __call__(self, key: str, after: int, until: int) -> list[Publication]:
+        self.asked.append((after, until))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("the database is away")
+        return [p for seq, p in self.stored.items() if after < seq <= until]
+
+
+async def test_a_predecessor_that_never_comes_is_read_from_the_store_and_delivered_in_its_place():
+    delivered = Delivered()
+    store = Store({10: message(10, 9), 11: message(11, 10)})
+    sequencer = Sequencer(delivered, wait=0.05, repair=store)
+    sequencer.offer(message(9, 8))
+    sequencer.offer(message(12, 11))  # 10 and 11 were committed, then their publisher died
+    sequencer.offer(message(13, 12))
+    await asyncio.sleep(0.2)
+    assert delivered == [9, 10, 11, 12, 13] and store.asked == [(9, 11)]
+    sequencer.offer(message(14, 13))
+    assert delivered[-1] == 14 and sequencer.held(KEY) == 0
+
+
+async def test_numbers_the_store_lacks_are_passed_over_and_a_later_gap_waits_on_its_own():
+    delivered = Delivered()
+    store = Store({})  # removed since (a cascade): nothing to show
+    sequencer = Sequencer(delivered, wait=0.05, repair=store)
+    sequencer.offer(message(9, 8))
+    sequencer.offer(message(11, 10))
+    sequencer.offer(message(14, 13))  # a second gap: 12 and 13
+    await asyncio.sleep(0.03)
+    sequencer.offer(message(13, 12))  # 13 comes live while the first gap waits
+    await asyncio.sleep(0.3)
+    assert delivered == [9, 11, 13, 14]
+    assert store.asked == [(9, 10), (11, 12)]
+
+
+async def test_a_failing_store_delivers_what_was_held_and_a_late_live_one_is_not_sent_twice():
+    delivered = Delivered()
+    sequencer = Sequencer(delivered, wait=0.05, repair=Store({}, fail=True))
+    sequencer.offer(message(9, 8))
+    sequencer.offer(message(11, 10))
+    await asyncio.sleep(0.2)
+    assert delivered == [9, 11]
+    slow = Store({12: message(12, 11)}, delay=0.1)
+    sequencer = Sequencer(delivered := Delivered(), wait=0.05, repair=slow)
+    sequencer.offer(message(11, 10))
+    sequencer.offer(message(13, 12))
+    await asyncio.sleep(0.08)  # the store is being read ...
+    sequencer.offer(message(12, 11))  # ... when the missing one arrives after all
+    sequencer.offer(message(15, 14))  # held while the read runs: no second timer
+    await asyncio.sleep(0.1)
+    assert delivered == [11, 12, 13] and slow.asked == [(11, 12)]
+    sequencer.forget(KEY)
+
+
 @settings(max_examples=200, deadline=None)
 @given(order=st.permutations(range(101, 113)))
 def test_any_arrival_order_is_delivered_in_sequence_order_exactly_once(order):

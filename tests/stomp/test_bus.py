@@ -11,7 +11,7 @@ from channels.exceptions import ChannelFull
 from stompengine import runtime
 from stompengine.broker.local import Publication
 from stompengine.gating import ReplayGate, replay_then_live
-from stompengine.layers import GROUP_KEY, BrokerChannelLayer
+from stompengine.layers import GROUP_KEY, SWEEP_EVERY, BrokerChannelLayer
 
 WAIT = 5.0
 
@@ -70,6 +70,23 @@ async def test_expired_messages_are_not_received(bus):
     await asyncio.sleep(0.01)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(layer.receive(channel), 0.2)
+
+
+async def test_a_consumer_that_crashed_in_a_group_leaves_it_after_the_group_expiry(bus):
+    layer = BrokerChannelLayer(expiry=0.05, group_expiry=0.05)
+    crashed, waiting = await layer.new_channel(), await layer.new_channel()
+    for channel in (crashed, waiting):
+        await layer.group_add("room", channel)
+    await layer.group_add("ops", crashed)  # its only member: the group's subscription ends with it
+    receiving = asyncio.ensure_future(layer.receive(waiting))  # alive, however long it waits
+    await asyncio.sleep(0.1)
+    for _ in range(SWEEP_EVERY):  # the sweep runs every SWEEP_EVERY new channels
+        await layer.new_channel()
+    state = layer._state()
+    assert state.groups == {"room": {waiting}}
+    assert GROUP_KEY + "ops" not in state.routes and crashed not in state.inboxes
+    await layer.group_send("room", {"type": "still.here"})
+    assert await asyncio.wait_for(receiving, WAIT) == {"type": "still.here"}
 
 
 def run_elsewhere(coroutine_function) -> threading.Thread:
