@@ -55,14 +55,20 @@ def stomp_frame(command: str, headers: dict[str, str], body: str = "") -> str:
     return "\n".join(lines) + "\x00"
 
 
-def read_frame(ws) -> tuple[str, dict[str, str], str]:
-    while True:
-        raw = ws.recv()
-        if raw.strip("\n"):
-            break
-    head, _, body = raw.partition("\n\n")
-    command, *header_lines = head.lstrip("\n").split("\n")
-    return command, dict(line.split(":", 1) for line in header_lines), body.rstrip("\x00")
+class FrameReader:
+    """STOMP frames from a raw WebSocket: one WebSocket message may carry several (the server joins what it
+    queued for a connection in one write: a SEND's MESSAGE and its RECEIPT, for one)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.pending: list[str] = []
+
+    def __call__(self) -> tuple[str, dict[str, str], str]:
+        while not self.pending:
+            self.pending += [part for part in self.ws.recv().split("\x00") if part.strip("\n")]
+        head, _, body = self.pending.pop(0).partition("\n\n")
+        command, *header_lines = head.lstrip("\n").split("\n")
+        return command, dict(line.split(":", 1) for line in header_lines), body
 
 
 def test_stomp_send_carries_an_upload_once(daphne_factory, tmp_path, alice, room):
@@ -75,22 +81,23 @@ def test_stomp_send_carries_an_upload_once(daphne_factory, tmp_path, alice, room
         timeout=30,
     ).json()
     ws = websocket.create_connection(f"{proc.ws_url}/ws/websocket", timeout=15, subprotocols=["v12.stomp"])
+    read_frame = FrameReader(ws)
     try:
         ws.send(stomp_frame("CONNECT", {"accept-version": "1.2", "host": "chat", "Authorization": f"Bearer {token}"}))
-        assert read_frame(ws)[0] == "CONNECTED"
+        assert read_frame()[0] == "CONNECTED"
         ws.send(stomp_frame("SUBSCRIBE", {"id": "s1", "destination": f"/topic/rooms.{room.slug}"}))
         ws.send(stomp_frame("SUBSCRIBE", {"id": "e1", "destination": "/user/queue/errors"}))
         body = json.dumps({"body": "", "client_id": "c1", "attachments": [info["id"]]})
         ws.send(stomp_frame("SEND", {"destination": f"/app/rooms.{room.slug}", "content-type": "application/json",
                                      "receipt": "r1"}, body))  # fmt: skip
-        frames = [read_frame(ws) for _ in range(2)]
+        frames = [read_frame() for _ in range(2)]
         message = next(json.loads(b) for c, h, b in frames if c == "MESSAGE" and h["subscription"] == "s1")
         assert [a["name"] for a in message["attachments"]] == ["hi.txt"]
         assert any(c == "RECEIPT" and h["receipt-id"] == "r1" for c, h, _ in frames)
         again = json.dumps({"body": "again", "client_id": "c2", "attachments": [info["id"]]})
         ws.send(stomp_frame("SEND", {"destination": f"/app/rooms.{room.slug}", "content-type": "application/json",
                                      "receipt": "r2"}, again))  # fmt: skip
-        command, headers, error = read_frame(ws)
+        command, headers, error = read_frame()
         assert command == "MESSAGE" and headers["subscription"] == "e1", (command, headers, error)
         assert "already attached" in error
     finally:
