@@ -240,17 +240,24 @@ class Context:
                 return self.logged_in
             url = self.frontend_url(o.login_path)
             self.logged_in = False
-            try:
-                form = await self.browser.get(url)
-                match = _CSRF_INPUT.search(form.text)
-                data = {"username": o.username, "password": o.password}
-                if match:
-                    data["csrfmiddlewaretoken"] = match.group(1)
-                response = await self.browser.post(url, data=data, headers={"Referer": url, "Origin": self.frontend})
-            except httpx.HTTPError as exc:
-                logger.info("form login at %s failed: %s", url, describe_error(exc))
-                return False
-            self.logged_in = response.is_redirect and not is_login_redirect(response, o.login_path)
+            # A client of its own: the pages fetched meanwhile (the login page among them) set CSRF cookies of
+            # their own in the shared jar, and a form token sent with another request's cookie is refused.
+            async with http_client(timeout=o.timeout, insecure=o.insecure, cookies=True) as form_client:
+                try:
+                    form = await form_client.get(url)
+                    match = _CSRF_INPUT.search(form.text)
+                    data = {"username": o.username, "password": o.password}
+                    if match:
+                        data["csrfmiddlewaretoken"] = match.group(1)
+                    response = await form_client.post(url, data=data, headers={"Referer": url, "Origin": self.frontend})
+                except httpx.HTTPError as exc:
+                    logger.info("form login at %s failed: %s", url, describe_error(exc))
+                    return False
+                self.logged_in = response.is_redirect and not is_login_redirect(response, o.login_path)
+                if self.logged_in:
+                    self.browser.cookies.update(form_client.cookies)  # the session, for every page from now on
+                else:
+                    logger.info("form login at %s was refused (HTTP %d)", url, response.status_code)
             return self.logged_in
 
     # --- scripts and stylesheets ----------------------------------------------------------------------------
