@@ -22,6 +22,7 @@ import re
 import sqlite3
 import statistics
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,6 +219,29 @@ def references(database: Database, cfg: ChatConfig) -> dict:
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------
+WRITER_METRICS = re.compile(r"^(chat_writer_batch_units|chat_writer_commit_seconds)_(sum|count) (\S+)$", re.M)
+
+
+def writer_stats(ws_url: str) -> dict:
+    """The server's chat-writer figures after a load (its /metrics on loopback): batches, units per batch,
+    time per batch in the database. Empty for a tree without them (--compare against an older revision)."""
+    url = re.sub(r"^ws://([^/]+)/.*$", r"http://\1/metrics", ws_url)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+            text = response.read().decode()
+    except OSError:
+        return {}
+    found = {f"{name}_{kind}": float(value) for name, kind, value in WRITER_METRICS.findall(text)}
+    batches = found.get("chat_writer_batch_units_count") or 0
+    if not batches:
+        return {}
+    return {
+        "batches": int(batches),
+        "units_per_batch": round(found.get("chat_writer_batch_units_sum", 0) / batches, 1),
+        "store_ms_per_batch": round(1000 * found.get("chat_writer_commit_seconds_sum", 0) / batches, 2),
+    }
+
+
 def summarise_max(result: dict, check: dict, room_size: int) -> dict:
     steps = result.get("steps") or []
     if not steps:
@@ -240,6 +264,7 @@ def summarise_max(result: dict, check: dict, room_size: int) -> dict:
         "refused": result.get("other_messages", 0),
         "first_refusal": (result.get("first_other_message") or "")[:300],
         "closes": result.get("unexpected_closes", 0),
+        "writer": result.get("writer") or {},
         "verified": check,
     }
 
@@ -345,6 +370,7 @@ def one_load(
         logger.info("%s (%s)", label, started.url)
         result = loadgen(loadgen_args(cfg, kind), started, tokens, label, cfg.loadgen_timeout)
         database.wait_quiet()
+        result["writer"] = writer_stats(started.url)
     check = verify(database, since, result, kind=kind)
     summary = summarise_max(result, check, cfg.room_size) if kind == "max" else summarise_paced(result, check)
     logger.info("%s: %s", label, {k: v for k, v in summary.items() if k != "verified"})
