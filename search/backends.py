@@ -15,6 +15,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connections
 
+from chatproject.dbcursors import array_cursor, json_rows
 from search.query import Query, fts5_string
 
 #: The PostgreSQL table: one row per message (its id, its room and its tsvector).
@@ -75,15 +76,15 @@ class PostgresBackend:
     def index_rows(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        ids, rooms, bodies = zip(*rows, strict=True)
         sql = (
             f"INSERT INTO {PG_TABLE} (message_id, room_id, vector) "  # noqa: S608 - a constant table name
-            "SELECT i, r, to_tsvector(%s::regconfig, b) "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS t(i, r, b) "
+            "SELECT (e->>0)::bigint, (e->>1)::bigint, to_tsvector(%s::regconfig, e->>2) "
+            "FROM json_array_elements(%s::json) AS e "
             "ON CONFLICT (message_id) DO UPDATE SET room_id = EXCLUDED.room_id, vector = EXCLUDED.vector"
         )
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute(sql, [self.config, list(ids), list(rooms), list(bodies)])
+        # Bound on the server, the rows as one JSON parameter: the bodies are not quoted into the text.
+        with array_cursor(connections[self.alias]) as cursor:
+            cursor.execute(sql, [self.config, json_rows(list(rows))])
 
     def remove(self, message_ids: Sequence[int]) -> None:
         with connections[self.alias].cursor() as cursor:

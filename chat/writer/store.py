@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
@@ -37,6 +36,7 @@ from chat.writer.events import (
     Write,
     WriteEvent,
 )
+from chatproject.dbcursors import array_cursor, json_rows
 from search.indexing import index_messages
 
 logger = logging.getLogger(__name__)
@@ -63,19 +63,18 @@ def messages_store(*, units: Sequence[Unit]) -> list[UnitResult]:
     """
     try:
         with _pipelined(), transaction.atomic():
-            rooms = _lock_rooms(units)
-            return _store_units(units, rooms)
+            return _store_units(units, _batch_start(units))
     except ROW_ERRORS as exc:
         if len(units) == 1:
             return [UnitResult(error=_row_error(exc))]
         logger.warning("a chat write batch of %d units hit %s; storing unit by unit", len(units), type(exc).__name__)
     results: list[UnitResult] = []
     with transaction.atomic():
-        rooms = _lock_rooms(units)
+        rooms = _batch_start(units).rooms
         for unit in units:
             try:
                 with transaction.atomic():
-                    results.extend(_store_units([unit], rooms))
+                    results.extend(_store_units([unit], _batch_start([unit], locked=rooms)))
             except ROW_ERRORS as exc:
                 results.append(UnitResult(error=_row_error(exc)))
     return results
@@ -95,20 +94,8 @@ def _pipelined() -> contextlib.AbstractContextManager[object]:
 
 
 def _array_cursor() -> CursorWrapper:
-    """A cursor for the batch's statements of array parameters: on PostgreSQL, one binding them on the server.
-
-    Django's psycopg cursors bind on the client: psycopg quotes every element of every array into the
-    statement's text, in Python (a fifth of the writer thread's time in the chat benchmark, py-spy). Bound
-    on the server, the arrays travel as parameters, and psycopg prepares a statement run again and again,
-    so PostgreSQL no longer plans it per batch. Django's wrapper still turns errors into ``django.db``'s.
-    """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    import psycopg
-
-    connection.ensure_connection()
-    raw: Any = psycopg.Cursor(connection.connection)  # django-stubs type these methods' DB-API cursor as their wrapper
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    """The batch's cursor for statements of array parameters (bound on the server on PostgreSQL)."""
+    return array_cursor(connection)
 
 
 def _row_error(exc: Exception) -> ChatError:
@@ -118,16 +105,67 @@ def _row_error(exc: Exception) -> ChatError:
     return InvalidInput("the database refused this message (a constraint failed); it was not stored")
 
 
-def _lock_rooms(units: Sequence[Unit]) -> dict[int, Room]:
-    """Lock the batch's rooms in pk order (FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE BEGIN locks all)."""
-    ids = sorted({write.room.pk for unit in units for write in unit})
-    return {room.pk: room for room in Room.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+@dataclass
+class _Start:
+    """What a batch reads under its room locks before it writes (``_batch_start``)."""
+
+    rooms: dict[int, Room]  # locked, fresh
+    members: set[tuple[int, int]]  # (room, user)
+    repeated_ids: set[int]  # stored messages with one of the batch's (room, author, client_id)
+    last_ids: dict[int, int]  # room -> its newest message id before the batch
+    owners: set[tuple[int, int]]
+    last_seqs: dict[int, int]  # room -> its newest event number before the batch
+    new_ids: list[int] | None  # PostgreSQL: ids taken under the locks for the batch's new messages, ascending
 
 
-def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResult]:
+def _batch_start(units: Sequence[Unit], *, locked: dict[int, Room] | None = None) -> _Start:
+    """Lock the batch's rooms in pk order (FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE BEGIN locks all), then
+    read the batch's state (``_batch_state``) and, on PostgreSQL, take ids for its new messages.
+
+    On PostgreSQL the three statements go out together in the batch's pipeline and come back in one round
+    trip: PostgreSQL runs them in order, so the state is read (each statement its own snapshot) and the ids
+    are taken only once every lock is held. Ids taken under the room locks still commit in order per room,
+    and the INSERT that uses them needs no answer, so it goes out with the COMMIT: a batch of new messages
+    costs two round trips instead of four. A refused or repeated message leaves its id unused (a sequence
+    has gaps anyway). ``locked``: the rooms, locked already (the unit-by-unit retry).
+    """
+    room_ids = sorted({write.room.pk for unit in units for write in unit})
+    fields = list(Room._meta.concrete_fields)
+    postgres = connection.vendor == "postgresql"
+    with contextlib.ExitStack() as cursors:
+        lock = None
+        if locked is None:
+            lock = cursors.enter_context(_array_cursor())
+            q = connection.ops.quote_name
+            columns = ", ".join(q(f.column) for f in fields)
+            # Only quoted identifiers and placeholders are formatted into these statements (noqa: S608).
+            head = f"SELECT {columns} FROM {q(Room._meta.db_table)} WHERE {q('id')}"  # noqa: S608
+            if postgres:
+                lock.execute(f"{head} = ANY(%s::bigint[]) ORDER BY {q('id')} FOR UPDATE", [room_ids])
+            else:
+                lock.execute(f"{head} IN ({', '.join(['%s'] * len(room_ids))}) ORDER BY {q('id')}", room_ids)
+        state = _batch_state(units, cursors.enter_context(_array_cursor()))
+        ids = None
+        wanted = sum(1 for unit in units for write in unit if isinstance(write, MessageWrite))
+        if postgres and wanted:
+            ids = cursors.enter_context(_array_cursor())
+            sequence = f"pg_get_serial_sequence('{Message._meta.db_table}', 'id')"
+            ids.execute(f"SELECT nextval({sequence}) FROM generate_series(1, %s)", [wanted])  # noqa: S608 - constants
+        if lock is not None:
+            names = [f.attname for f in fields]
+            rows = [Room.from_db(connection.alias, names, row) for row in lock.fetchall()]
+            locked = {room.pk: room for room in rows}
+        members, repeated_ids, last_ids, owners, last_seqs = state()
+        new_ids = sorted(row[0] for row in ids.fetchall()) if ids is not None else None
+    assert locked is not None
+    return _Start(locked, members, repeated_ids, last_ids, owners, last_seqs, new_ids)
+
+
+def _store_units(units: Sequence[Unit], start: _Start) -> list[UnitResult]:
     """Store the units (all inside the caller's transaction, rooms locked); raises ROW_ERRORS on a constraint."""
     errors: dict[int, ChatError] = {}
-    members, repeated_ids, last_ids, owners, last_seqs = _batch_state(units)
+    rooms, members, repeated_ids, last_ids = start.rooms, start.members, start.repeated_ids, start.last_ids
+    owners, last_seqs = start.owners, start.last_seqs
     joins: dict[tuple[int, int], Membership] = {}
     for index, unit in enumerate(units):
         for write in unit:
@@ -186,7 +224,7 @@ def _store_units(units: Sequence[Unit], rooms: dict[int, Room]) -> list[UnitResu
             plan.append((index, write, message, True))
 
     if new:
-        _insert(new)
+        _insert(new, start.new_ids)
         index_messages(new)  # the search index, in this transaction: no message is ever stored unindexed
     changes.store()
     # Uploads are bound in this transaction: a refused unit (savepoint rolled back) binds none of them.
@@ -280,10 +318,10 @@ def _insert_events(rows: Sequence[tuple[int, int, str, int]], now: datetime) -> 
     with _array_cursor() as cursor:
         if connection.vendor == "postgresql":  # one constant statement (see _insert)
             sql = (
-                f"INSERT INTO {table} SELECT r, s, k, m, %s "  # noqa: S608 - quoted identifiers; values are parameters
-                "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[]) AS t(r, s, k, m)"
+                f"INSERT INTO {table} SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, (e->>3)::bigint, %s "  # noqa: S608 - quoted identifiers; values are parameters
+                "FROM json_array_elements(%s::json) AS e"
             )
-            cursor.execute(sql, [created, *(list(column) for column in zip(*rows, strict=True))])
+            cursor.execute(sql, [created, json_rows(rows)])
             return
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             chunk = rows[start : start + _ROWS_PER_INSERT]
@@ -330,57 +368,72 @@ def _stored_client_ids(
     return found
 
 
-def _insert(messages: Sequence[Message]) -> None:
-    """One multi-row ``INSERT … RETURNING id`` per ``_ROWS_PER_INSERT`` messages; sets each one's id and
-    ``created`` (one timestamp for the batch). What ``bulk_create`` does, without compiling every value
-    through the ORM (a third of the writer's time in a 200-message batch)."""
+def _insert(messages: Sequence[Message], ids: Sequence[int] | None) -> None:
+    """Insert the batch's new messages and set each one's id and ``created`` (one timestamp for the batch).
+    What ``bulk_create`` does, without compiling every value through the ORM (a third of the writer's time in
+    a 200-message batch).
+
+    PostgreSQL: with ``ids`` (taken under the room locks, ascending, at least one per message) in ONE
+    statement that waits for no answer: it goes out with the batch's next statements. Elsewhere: one
+    multi-row ``INSERT … RETURNING id`` per ``_ROWS_PER_INSERT`` messages."""
     now = timezone.now()
     quote = connection.ops.quote_name
     columns = ("room_id", "author_id", "body", "created", "client_id", "reply_to_id", "deleted")
-    table = f"{quote(Message._meta.db_table)} ({', '.join(quote(c) for c in columns)})"
-    head = f"INSERT INTO {table} VALUES "  # noqa: S608 - quoted identifiers; values are parameters
+    table_name = quote(Message._meta.db_table)
     created = connection.ops.adapt_datetimefield_value(now)
-    postgres = connection.vendor == "postgresql"
-    chunk_size = len(messages) if postgres else _ROWS_PER_INSERT
-    for start in range(0, len(messages), chunk_size):
-        chunk = messages[start : start + chunk_size]
-        if postgres:
-            # One statement of constant text whatever the batch size, the values as five arrays: psycopg
-            # converts a query's text once and caches it, but a VALUES list of 100 rows is new text every
-            # time, and its parsing (psycopg's _split_query) was the largest part of the writer thread.
-            # WITH ORDINALITY … ORDER BY: rows go in (and RETURNING lists them) in the batch's order.
-            sql = (
-                f"INSERT INTO {table} SELECT r, a, b, %s, c, p, false FROM unnest(%s::bigint[], %s::bigint[], "  # noqa: S608 - quoted identifiers; values are parameters
-                f"%s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY AS t(r, a, b, c, p, n) ORDER BY n "
-                f"RETURNING {quote('id')}"
-            )
-            params: list = [created, [m.room_id for m in chunk], [m.author_id for m in chunk], [m.body for m in chunk],
-                            [m.client_id for m in chunk], [m.reply_to_id for m in chunk]]  # fmt: skip
-        else:
-            params = []
-            for message in chunk:
-                params += (message.room_id, message.author_id, message.body, created, message.client_id)
-                params += (message.reply_to_id, False)
-            sql = head + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}"
+    if connection.vendor == "postgresql":
+        if ids is None or len(ids) < len(messages):
+            raise RuntimeError("the batch took fewer message ids than it has new messages")
+        taken = list(ids[: len(messages)])
+        # One statement of constant text whatever the batch size (psycopg converts a query's text once and
+        # caches it; a VALUES list of 100 rows is new text every time), the rows as one JSON parameter
+        # (``json_rows``).
+        sql = (
+            f"INSERT INTO {table_name} ({quote('id')}, {', '.join(quote(c) for c in columns)}) "  # noqa: S608 - quoted identifiers; values are parameters
+            "SELECT i, r, a, b, %s, c, p, false FROM json_to_recordset(%s::json) "
+            "AS t(i bigint, r bigint, a bigint, b text, c text, p bigint)"
+        )
+        rows = [{"i": pk, "r": m.room_id, "a": m.author_id, "b": m.body, "c": m.client_id, "p": m.reply_to_id}
+                for pk, m in zip(taken, messages, strict=True)]  # fmt: skip
+        with _array_cursor() as cursor:
+            cursor.execute(sql, [created, json_rows(rows)])
+        _stored(messages, taken, now)
+        return
+    head = f"INSERT INTO {table_name} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608 - quoted identifiers
+    for start in range(0, len(messages), _ROWS_PER_INSERT):
+        chunk = messages[start : start + _ROWS_PER_INSERT]
+        params = []
+        for message in chunk:
+            params += (message.room_id, message.author_id, message.body, created, message.client_id)
+            params += (message.reply_to_id, False)
+        sql = head + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + f" RETURNING {quote('id')}"
         with _array_cursor() as cursor:
             cursor.execute(sql, params)
-            ids = [row[0] for row in cursor.fetchall()]
-        if len(ids) != len(chunk):
+            returned = [row[0] for row in cursor.fetchall()]
+        if len(returned) != len(chunk):
             raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
-        for message, pk in zip(chunk, ids, strict=True):  # RETURNING lists the rows in VALUES order
-            message.pk = pk
-            message.created = now
-            message._state.adding = False
-            message._state.db = connection.alias
+        _stored(chunk, returned, now)  # RETURNING lists the rows in VALUES order
+
+
+def _stored(messages: Sequence[Message], ids: Sequence[int], now: datetime) -> None:
+    for message, pk in zip(messages, ids, strict=True):
+        message.pk = pk
+        message.created = now
+        message._state.adding = False
+        message._state.db = connection.alias
 
 
 _ROWS_PER_INSERT = 500  # 3,500 parameters per statement at most
 
 
-def _batch_state(
-    units: Sequence[Unit],
-) -> tuple[set[tuple[int, int]], set[int], dict[int, int], set[tuple[int, int]], dict[int, int]]:
-    """What the batch needs to know, read under the room locks in ONE round trip (usually): the (room, user)
+State = tuple[set[tuple[int, int]], set[int], dict[int, int], set[tuple[int, int]], dict[int, int]]
+
+
+def _batch_state(units: Sequence[Unit], cursor: CursorWrapper) -> Callable[[], State]:
+    """Send the read of what the batch needs to know on ``cursor``; the returned function reads its answer (so
+    on PostgreSQL it shares a round trip with the statements sent before it is called).
+
+    What the batch needs to know, read under the room locks in ONE round trip (usually): the (room, user)
     memberships of its authors (and which of them own the room), the ids of stored messages with one of its
     (room, author, client_id), each room's newest message id and newest event number before the batch. One
     statement of ``UNION ALL``ed parts, every value a parameter: on a busy machine every round trip to
@@ -394,7 +447,7 @@ def _batch_state(
     """
     writes = [w for unit in units for w in unit]
     if not writes:
-        return set(), set(), {}, set(), {}
+        return lambda: (set(), set(), {}, set(), {})
     room_ids = sorted({w.room.pk for w in writes})
     author_ids = sorted({w.author.pk for w in writes})
     keys = sorted({(w.room.pk, w.author.pk, w.client_id) for w in writes if w.client_id})
@@ -451,22 +504,28 @@ def _batch_state(
     repeated: set[int] = set()
     last_ids: dict[int, int] = {}
     last_seqs: dict[int, int] = {}
-    with _array_cursor() as cursor:
-        for query, query_params in queries:
-            cursor.execute(query, query_params)
-            for kind, a, b in cursor.fetchall():
-                if kind in (0, 3):
-                    members.add((a, b))
-                    if kind == 3:
-                        owners.add((a, b))
-                elif kind == 1:
-                    repeated.add(a)
-                elif kind == 4:
-                    if b is not None:
-                        last_seqs[a] = b
-                elif b is not None:
-                    last_ids[a] = b
-    return members, repeated, last_ids, owners, last_seqs
+    rows: list[tuple] = []
+    for query, query_params in queries[:-1]:  # SQLite, a large batch: the parts that did not fit in one
+        cursor.execute(query, query_params)
+        rows += cursor.fetchall()
+    cursor.execute(*queries[-1])
+
+    def read() -> State:
+        for kind, a, b in [*rows, *cursor.fetchall()]:
+            if kind in (0, 3):
+                members.add((a, b))
+                if kind == 3:
+                    owners.add((a, b))
+            elif kind == 1:
+                repeated.add(a)
+            elif kind == 4:
+                if b is not None:
+                    last_seqs[a] = b
+            elif b is not None:
+                last_ids[a] = b
+        return members, repeated, last_ids, owners, last_seqs
+
+    return read
 
 
 _KEYS_PER_PART = 300  # parameters per statement stay far below every backend's limit
