@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 _tracer: trace.Tracer | None = None
 _originals: dict[tuple[type, str], Any] = {}
 _submits: dict[int, trace.SpanContext] = {}  # id of a unit's first message -> the span of the SEND waiting for it
+_batches: dict[int, tuple[Any, Any]] = {}  # id of a batch (list) -> its span and the context it makes current
 
 # Session-core events (by class name) -> span names.
 _EVENT_SPANS = {
@@ -73,7 +74,9 @@ def install(provider: Any) -> None:
     _tracer = provider.get_tracer("chat-server")
     _wrap(StompConnection, "_handle", _traced_handle)
     _wrap(ChatWriter, "submit", _traced_submit)
-    _wrap(ChatWriter, "_write", _traced_write)
+    _wrap(ChatWriter, "_start", _traced_start)
+    _wrap(ChatWriter, "_stored", _traced_stored)
+    _wrap(ChatWriter, "_answer", _traced_answer)
     _wrap(Broker, "publish_frame", _traced_publish_frame)
     _wrap(NotificationStreamConsumer, "replay_and_go_live", _traced_replay)
 
@@ -84,6 +87,7 @@ def uninstall() -> None:
         setattr(cls, name, original)
     _originals.clear()
     _submits.clear()
+    _batches.clear()
     _tracer = None
 
 
@@ -126,26 +130,72 @@ def _traced_submit(original: Any) -> Any:
     return submit
 
 
-def _traced_write(original: Any) -> Any:
-    async def write(self: Any, batch: list[Any]) -> None:
-        assert _tracer is not None
+def _traced_start(original: Any) -> Any:
+    """A batch's span opens when its store starts; its commit runs in a child span, in the writer's thread."""
+
+    def start(self: Any, batch: list[Any]) -> Any:
+        if _tracer is None:
+            return original(self, batch)
         waiting = [_submits[id(p.unit[0])] for p in batch if p.unit and id(p.unit[0]) in _submits]
         # Explicitly: the writer's task inherited the context of the SEND that happened to start it.
         root = otel_context.Context()
         parent = trace.set_span_in_context(trace.NonRecordingSpan(waiting[0]), root) if waiting else root
-        with _tracer.start_as_current_span("chat.writer.batch", context=parent, links=[Link(c) for c in waiting],
-                                           attributes={"chat.batch.units": len(batch)}):  # fmt: skip
-            batch_context = otel_context.get_current()
-            store, publish = self._store, self._publish
-            # One batch at a time per writer: swapping the callables for this batch is safe.
-            self._store = _in_span("chat.writer.commit", store, batch_context)
-            self._publish = _in_span("chat.writer.publish", publish, batch_context)
-            try:
-                return await original(self, batch)
-            finally:
-                self._store, self._publish = store, publish
+        span = _tracer.start_span("chat.writer.batch", context=parent, links=[Link(c) for c in waiting],
+                                  attributes={"chat.batch.units": len(batch)})  # fmt: skip
+        batch_context = trace.set_span_in_context(span, root)
+        _batches[id(batch)] = (span, batch_context)
+        store = self._store
+        # ``original`` hands the store to the thread at once: swapping the callable around the call is safe
+        # even though the previous batch may still be publishing.
+        self._store = _in_span("chat.writer.commit", store, batch_context)
+        try:
+            return original(self, batch)
+        finally:
+            self._store = store
 
-    return write
+    return start
+
+
+def _traced_stored(original: Any) -> Any:
+    """A batch the database failed (or whose wait was cancelled) ends its span here."""
+
+    async def stored(self: Any, batch: list[Any], storing: Any) -> Any:
+        try:
+            results = await original(self, batch, storing)
+        except BaseException:
+            _end_batch(batch, failed=True)
+            raise
+        if results is None:
+            _end_batch(batch, failed=True)
+        return results
+
+    return stored
+
+
+def _traced_answer(original: Any) -> Any:
+    """A committed batch's answers and publish, in a child span of its batch's; then the batch's span ends."""
+
+    def answer(self: Any, batch: list[Any], results: Any) -> Any:
+        entry = _batches.get(id(batch))
+        if entry is None:
+            return original(self, batch, results)
+        publish = self._publish
+        self._publish = _in_span("chat.writer.publish", publish, entry[1])
+        try:
+            return original(self, batch, results)
+        finally:
+            self._publish = publish
+            _end_batch(batch, failed=False)
+
+    return answer
+
+
+def _end_batch(batch: list[Any], *, failed: bool) -> None:
+    entry = _batches.pop(id(batch), None)
+    if entry is not None:
+        if failed:
+            entry[0].set_status(trace.Status(trace.StatusCode.ERROR, "the batch was not stored"))
+        entry[0].end()
 
 
 def _in_span(name: str, function: Any, parent: Any) -> Any:

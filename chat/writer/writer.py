@@ -156,31 +156,43 @@ class ChatWriter:
         return pending.future
 
     async def _run(self) -> None:
-        """The writer task: lives while there is something to store, then ends (no task left behind)."""
+        """The writer task: lives while there is something to store, then ends (no task left behind).
+
+        Stores and publishes overlap: once a batch is stored, the next one (if due) starts in the thread
+        before this one is answered and published on the loop, so the thread does not sit idle while the loop
+        builds a batch's MESSAGEs. Batches still commit one at a time, in order, and are published in the
+        order they committed (a batch is published before the next one's store is awaited).
+        """
         loop = asyncio.get_running_loop()
+        batch: list[_Pending] = []  # in the thread now
+        stored: list[_Pending] = []  # being answered
+        storing: asyncio.Future[list[UnitResult]] | None = None
         try:
-            while self._queue:
-                wait = self._queue[0].arrived + self.window - loop.time()
-                if wait > 0 and self._waiting < self.batch_max:
-                    assert self._wakeup is not None
-                    self._wakeup.clear()
-                    try:
-                        async with asyncio.timeout(wait):
-                            await self._wakeup.wait()
-                    except TimeoutError:
-                        pass
-                batch = self._take()
+            while self._queue or storing is not None:
                 try:
-                    await self._write(batch)
+                    if storing is None:
+                        await self._window(loop)
+                        batch = self._take()
+                        storing = self._start(batch)
+                    stored, batch = batch, []
+                    results = await self._stored(stored, storing)
+                    storing = None
+                    if self._queue and self._due(loop):
+                        batch = self._take()
+                        storing = self._start(batch)
+                    if results is not None:
+                        self._answer(stored, results)
+                    stored = []
                 except BaseException as exc:
-                    # Cancelled (the loop is closing) or a bug: the batch may or may not have committed, but
-                    # no caller may be left waiting. A retry with the same client_id stores nothing twice.
+                    # Cancelled (the loop is closing) or a bug: a batch may or may not have committed, but no
+                    # caller may be left waiting. A retry with the same client_id stores nothing twice.
                     error = WriteFailed("the server could not confirm this message: resend it with its client_id")
-                    for pending in batch:
+                    for pending in [*stored, *(batch if not isinstance(exc, Exception) else ())]:
                         pending.fail(error)
+                    stored = []
                     if not isinstance(exc, Exception):
                         raise
-                    logger.exception("the chat writer failed answering a batch")
+                    logger.exception("the chat writer failed answering a batch")  # the next batch goes on
         finally:
             self._task = None
             if self._queue:  # cancelled with work left (loop closing): nobody will answer these
@@ -188,6 +200,22 @@ class ChatWriter:
                     pending.fail(WriteFailed("the server stopped before storing this message"))
                 self._queue.clear()
                 self._waiting = 0
+
+    def _due(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the oldest waiting unit's window is over or a full batch waits."""
+        return self._waiting >= self.batch_max or self._queue[0].arrived + self.window <= loop.time()
+
+    async def _window(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the oldest waiting unit is ``window`` old or ``batch_max`` messages wait."""
+        wait = self._queue[0].arrived + self.window - loop.time()
+        if wait > 0 and self._waiting < self.batch_max:
+            assert self._wakeup is not None
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
 
     def _take(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -199,17 +227,27 @@ class ChatWriter:
         self._waiting -= size
         return batch
 
-    async def _write(self, batch: list[_Pending]) -> None:
+    def _start(self, batch: list[_Pending]) -> asyncio.Future[list[UnitResult]]:
+        """Start storing ``batch`` in the writer thread."""
         loop = asyncio.get_running_loop()
         units = [pending.unit for pending in batch]
+        return loop.run_in_executor(self._executor or writer_executor(), self._store, units)
+
+    async def _stored(
+        self, batch: list[_Pending], storing: asyncio.Future[list[UnitResult]]
+    ) -> list[UnitResult] | None:
+        """The batch's results, or None when the database failed it (every unit refused, nothing stored)."""
         try:
-            results = await loop.run_in_executor(self._executor or writer_executor(), self._store, units)
+            return await storing
         except Exception as exc:
-            logger.error("a chat write batch of %d units failed: %s", len(units), exc, exc_info=exc)
+            logger.error("a chat write batch of %d units failed: %s", len(batch), exc, exc_info=exc)
             error = WriteFailed("the database failed while storing this message; nothing was stored: retry")
             for pending in batch:
                 pending.fail(error)
-            return
+            return None
+
+    def _answer(self, batch: list[_Pending], results: list[UnitResult]) -> None:
+        """Answer a committed batch's callers, then publish it (on the loop)."""
         self.batches += 1
         # Answered first, yet still after the broadcast: a future's callbacks (and the tasks awaiting it) run
         # only after this step, so after the publish below. Queued ahead of the connections' write flush that

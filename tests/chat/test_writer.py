@@ -264,3 +264,46 @@ async def test_no_caller_is_left_waiting_when_publishing_or_answering_a_batch_fa
     async with asyncio.timeout(BOUND):
         with pytest.raises(WriteFailed):
             await broken.submit([write(chat["general"], chat["alice"], "unconfirmed")])
+
+
+async def test_the_next_batch_is_stored_while_the_last_one_is_published_and_batches_publish_in_commit_order(chat):
+    # The thread must not sit idle while the loop builds a batch's MESSAGEs: the next due batch starts storing
+    # before the stored one is published; the publishes still follow the commits, one batch after the other.
+    log: list[str] = []
+    release, second_started, first_published = threading.Event(), threading.Event(), threading.Event()
+    calls = 0
+
+    def ordered_store(units):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            release.wait(BOUND)  # until the second unit is queued (and due: window 0)
+        else:
+            second_started.set()
+            first_published.wait(BOUND)  # the order of the log below stays deterministic
+        result = store(units)
+        log.append(f"stored {[w.body for unit in units for w in unit]}")
+        return result
+
+    def publish(events):
+        if not first_published.is_set():
+            log.append(f"the second batch was in the thread before the first was published: {second_started.wait(5)}")
+        log.append(f"published {[e.message['body'] for e in events]}")
+        first_published.set()
+
+    writer = make_writer(window=0, store=ordered_store, publish=publish)
+    g, a = chat["general"], chat["alice"]
+    first = writer.submit_nowait([write(g, a, "early")])
+    await asyncio.sleep(0.05)  # the first batch is in the thread, waiting on `release`
+    second = writer.submit_nowait([write(g, a, "late")])
+    release.set()
+    async with asyncio.timeout(BOUND):
+        await asyncio.wait({first, second})
+    assert log == [
+        "stored ['early']",
+        "the second batch was in the thread before the first was published: True",
+        "published ['early']",
+        "stored ['late']",
+        "published ['late']",
+    ]
+    assert first.result()[0].seq < second.result()[0].seq
