@@ -213,11 +213,28 @@ def message_validate(*, body: str, client_id: str | None, attachments: Any = Non
         raise InvalidInput("a message must not be empty")
     if len(body) > settings.CHAT_MESSAGE_MAX_LENGTH:
         raise InvalidInput(f"a message is at most {settings.CHAT_MESSAGE_MAX_LENGTH} characters")
+    _storable(body, "a message")
     if client_id is not None:
         client_id = str(client_id).strip() or None
         if client_id is not None and len(client_id) > 64:
             raise InvalidInput("client_id is at most 64 characters")
+        if client_id is not None:
+            _storable(client_id, "client_id")
     return body, client_id
+
+
+def _storable(text: str, what: str) -> None:
+    """Refuse text no database stores: NUL, or a lone surrogate (JSON's ``"\\ud800"`` decodes to one).
+
+    Checked before the message joins a batch: found by the database inside it, such a value failed the whole
+    batch (encoding to UTF-8 raises before any statement runs), refusing everyone's messages with it.
+    """
+    if "\x00" in text:
+        raise InvalidInput(f"{what} must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} must be valid Unicode text (no unpaired surrogates)") from None
 
 
 def reply_to_parse(raw: Any) -> int | None:

@@ -3,6 +3,7 @@
 import pytest
 
 from chat import services
+from chat.exceptions import InvalidInput
 from chat.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -111,6 +112,24 @@ def test_message_validation_errors_are_json(make_user, auth_client, settings):
     assert long.status_code == 400 and "at most 10" in long.json()["detail"]
     bad_cursor = client.get(f"/api/rooms/{room.slug}/messages/?before=abc")
     assert bad_cursor.status_code == 400
+
+
+def test_text_no_database_can_store_is_refused_before_it_joins_a_batch(make_user, auth_client):
+    # A lone surrogate (JSON "\ud800") or NUL inside a write batch failed the whole batch, everyone's messages
+    # with it. The STOMP SEND path validates with message_prepare; REST with its serializer first.
+    user = make_user("w")
+    room = services.room_create(creator=user, name="W")
+    for body, client_id in (("half \ud800 a pair", None), ("fine", "x\ud83d"), ("nul \x00 inside", None)):
+        with pytest.raises(InvalidInput) as refused:
+            services.message_prepare(room=room, author=user, body=body, client_id=client_id)
+        assert "Unicode" in str(refused.value) or "NUL" in str(refused.value)
+    client = auth_client(user)
+    url = f"/api/rooms/{room.slug}/messages/"
+    for raw in ('{"body": "half \\ud800 a pair"}', '{"body": "nul \\u0000 inside"}'):
+        refused = client.post(url, raw, content_type="application/json")
+        assert refused.status_code == 400 and refused.json()["detail"], raw
+    assert client.post(url, {"body": "still fine"}, format="json").status_code == 201
+    assert [m["body"] for m in client.get(url).json()["results"]] == ["still fine"]
 
 
 def test_repeated_client_id_is_stored_once(make_user, auth_client):
