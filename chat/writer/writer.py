@@ -1,12 +1,13 @@
-"""The per-process (per event loop) chat writer: a bounded queue, a collection window, one batch at a time.
+"""The per-process (per event loop) chat writer: a bounded queue, a collection window, one commit at a time.
 
 Callers ``await writer.submit(unit)`` with the validated messages of one SEND (or of one whole STOMP
 transaction), or take the batch's own future from ``submit_nowait`` (a STOMP SEND's ``Completion``). The
 writer's task waits until the oldest waiting unit is ``window`` seconds old or
 ``batch_max`` messages wait, whichever comes first, stores up to ``batch_max`` messages in ONE
 transaction in its worker thread, publishes what committed (``publish``, on the event loop), and each
-caller resumes only after that publish. Past ``queue_limit`` waiting messages a submit is refused at once
-(``WriterBusy``): never a wait without end. A database failure fails every unit of the batch
+caller resumes only after that publish. While the loop publishes a batch, the thread already stores the
+next. Past ``queue_limit`` waiting messages a submit is refused at once (``WriterBusy``): never a wait
+without end. A database failure fails every unit of the batch
 (``WriteFailed``) and nothing of it is stored; the next batch starts afresh.
 
 The worker thread is one per process, shared by every loop's writer: it is the process's one database

@@ -307,3 +307,8 @@ async def test_the_next_batch_is_stored_while_the_last_one_is_published_and_batc
         "published ['late']",
     ]
     assert first.result()[0].seq < second.result()[0].seq
+
+
+def test_an_empty_batch_stores_nothing(chat):
+    assert messages_store(units=[]) == []
+    assert stored_rows() == []
