@@ -245,9 +245,12 @@ def latency_run(work: Path, *, messages: int, rooms: int, queries: int) -> dict:
 
 def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
     """The database's side alone: 100-message transactions like the writer's multi-row INSERT, with and without
-    the search rows the writer adds (the same INSERT … unnest … to_tsvector as PostgresBackend.index_rows),
+    the search rows the writer adds (PostgresBackend.index_rows's own statement, ``PG_INDEX_ROWS``),
     alternated; rows/s of each and the microseconds a message's index row costs. Rows deleted afterwards."""
     import psycopg
+
+    from chatproject.dbcursors import json_rows
+    from search.backends import PG_INDEX_ROWS
 
     rng = random.Random(7)
     words = vocabulary(rng)
@@ -257,10 +260,6 @@ def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
         connection.commit()
         head = "INSERT INTO chat_message (room_id, author_id, body, created, client_id) VALUES "
         sql = head + ", ".join(["(%s, %s, %s, now(), NULL)"] * 100) + " RETURNING id"
-        index = (
-            "INSERT INTO search_message (message_id, room_id, vector) SELECT i, r, to_tsvector('english', b) "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS t(i, r, b)"
-        )
         first = one_row(connection, "SELECT coalesce(max(id), 0) FROM chat_message")[0]
         for _ in range(rounds):
             for side in ("off", "on"):
@@ -269,7 +268,8 @@ def index_cost(url: str, *, seconds: float, rounds: int) -> dict:
                     bodies = ["#I " + " ".join(rng.choices(words, k=rng.randint(6, 14))) for _ in range(100)]
                     ids = [r[0] for r in connection.execute(sql, [v for b in bodies for v in (room, author, b)])]
                     if side == "on":
-                        connection.execute(index, [ids, [room] * len(ids), bodies])
+                        indexed = [[pk, room, body] for pk, body in zip(ids, bodies, strict=True)]
+                        connection.execute(PG_INDEX_ROWS, ["english", json_rows(indexed)])
                     connection.commit()
                     rows += len(ids)
                 samples[side].append(rows / (time.perf_counter() - started))

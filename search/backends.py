@@ -28,6 +28,15 @@ _WORDS = re.compile(r"\w+", re.UNICODE)
 
 Row = tuple[int, int, str]  # (message id, room id, body)
 
+#: ``PostgresBackend.index_rows``'s statement (bench/search.py measures its database cost alone): the text
+#: search configuration, then the rows as one JSON array of ``[message id, room id, body]``.
+PG_INDEX_ROWS = (
+    f"INSERT INTO {PG_TABLE} (message_id, room_id, vector) "  # noqa: S608 - a constant table name
+    "SELECT (e->>0)::bigint, (e->>1)::bigint, to_tsvector(%s::regconfig, e->>2) "
+    "FROM json_array_elements(%s::json) AS e "
+    "ON CONFLICT (message_id) DO UPDATE SET room_id = EXCLUDED.room_id, vector = EXCLUDED.vector"
+)
+
 
 @dataclass(frozen=True)
 class Bounds:
@@ -76,15 +85,9 @@ class PostgresBackend:
     def index_rows(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        sql = (
-            f"INSERT INTO {PG_TABLE} (message_id, room_id, vector) "  # noqa: S608 - a constant table name
-            "SELECT (e->>0)::bigint, (e->>1)::bigint, to_tsvector(%s::regconfig, e->>2) "
-            "FROM json_array_elements(%s::json) AS e "
-            "ON CONFLICT (message_id) DO UPDATE SET room_id = EXCLUDED.room_id, vector = EXCLUDED.vector"
-        )
         # Bound on the server, the rows as one JSON parameter: the bodies are not quoted into the text.
         with array_cursor(connections[self.alias]) as cursor:
-            cursor.execute(sql, [self.config, json_rows(list(rows))])
+            cursor.execute(PG_INDEX_ROWS, [self.config, json_rows(list(rows))])
 
     def remove(self, message_ids: Sequence[int]) -> None:
         with connections[self.alias].cursor() as cursor:
