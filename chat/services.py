@@ -216,9 +216,9 @@ def message_validate(*, body: str, client_id: str | None, attachments: Any = Non
     _storable(body, "a message")
     if client_id is not None:
         client_id = str(client_id).strip() or None
-        if client_id is not None and len(client_id) > 64:
-            raise InvalidInput("client_id is at most 64 characters")
         if client_id is not None:
+            if len(client_id) > 64:
+                raise InvalidInput("client_id is at most 64 characters")
             _storable(client_id, "client_id")
     return body, client_id
 

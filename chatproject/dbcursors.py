@@ -1,10 +1,10 @@
 """Passing a batch's rows to PostgreSQL as a few parameters (the chat writer, the search index).
 
-Django's psycopg cursors bind parameters on the client: psycopg then quotes every element of every array into
-the statement's text, in Python (a fifth of the chat writer thread's time in the chat benchmark, py-spy). A
-cursor that binds on the server sends the arrays as parameters, and psycopg prepares a statement run again
-and again, so PostgreSQL no longer plans it per batch. Django's wrapper still turns errors into
-``django.db``'s, and the statement still joins the connection's pipeline (chat/writer/store.py).
+Django's psycopg cursors bind parameters on the client: psycopg then quotes every value into the statement's
+text, in Python, and the text changes with every batch. A cursor that binds on the server sends the values
+as parameters beside a constant text (which the chat writer also has prepared: chat/writer/store.py's
+``_pipelined``). Django's wrapper still turns errors into ``django.db``'s, and the statement still joins the
+connection's pipeline.
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ def _row_error(exc: Exception) -> ChatError:
 
 @dataclass
 class _Start:
-    """What a batch reads under its room locks before it writes (``_batch_start``)."""
+    """What a batch reads under its room locks before it writes (``_batch_start``); the fields from ``members``
+    to ``last_seqs`` are ``_batch_state``'s, in its order."""
 
     rooms: dict[int, Room]  # locked, fresh
     members: set[tuple[int, int]]  # (room, user)
@@ -162,16 +163,17 @@ def _batch_start(units: Sequence[Unit], *, locked: dict[int, Room] | None = None
         wanted = sum(1 for unit in units for write in unit if isinstance(write, MessageWrite))
         if postgres and wanted:
             ids = cursors.enter_context(_array_cursor())
-            sequence = f"pg_get_serial_sequence('{Message._meta.db_table}', 'id')"
+            # The sequence is looked up once (a scalar subquery), not once per id.
+            sequence = f"(SELECT pg_get_serial_sequence('{Message._meta.db_table}', 'id')::regclass)"
             ids.execute(f"SELECT nextval({sequence}) FROM generate_series(1, %s)", [wanted])  # noqa: S608 - constants
         if lock is not None:
             names = [f.attname for f in fields]
             rows = [Room.from_db(connection.alias, names, row) for row in lock.fetchall()]
             locked = {room.pk: room for room in rows}
-        members, repeated_ids, last_ids, owners, last_seqs = state()
+        read_state = state()
         new_ids = sorted(row[0] for row in ids.fetchall()) if ids is not None else None
     assert locked is not None
-    return _Start(locked, members, repeated_ids, last_ids, owners, last_seqs, new_ids)
+    return _Start(locked, *read_state, new_ids)
 
 
 def _store_units(units: Sequence[Unit], start: _Start) -> list[UnitResult]:
@@ -410,7 +412,7 @@ def _insert(messages: Sequence[Message], ids: Sequence[int] | None) -> None:
                 for pk, m in zip(taken, messages, strict=True)]  # fmt: skip
         with _array_cursor() as cursor:
             cursor.execute(sql, [created, json_rows(rows)])
-        _stored(messages, taken, now)
+        _mark_stored(messages, taken, now)
         return
     head = f"INSERT INTO {table_name} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608 - quoted identifiers
     for start in range(0, len(messages), _ROWS_PER_INSERT):
@@ -425,10 +427,11 @@ def _insert(messages: Sequence[Message], ids: Sequence[int] | None) -> None:
             returned = [row[0] for row in cursor.fetchall()]
         if len(returned) != len(chunk):
             raise RuntimeError("this database cannot return ids from a multi-row INSERT (SQLite >= 3.35 can)")
-        _stored(chunk, returned, now)  # RETURNING lists the rows in VALUES order
+        _mark_stored(chunk, returned, now)  # RETURNING lists the rows in VALUES order
 
 
-def _stored(messages: Sequence[Message], ids: Sequence[int], now: datetime) -> None:
+def _mark_stored(messages: Sequence[Message], ids: Sequence[int], now: datetime) -> None:
+    """Give inserted messages their ids and ``created``, as the ORM does after a save."""
     for message, pk in zip(messages, ids, strict=True):
         message.pk = pk
         message.created = now

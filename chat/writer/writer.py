@@ -187,11 +187,13 @@ class ChatWriter:
                 except BaseException as exc:
                     # Cancelled (the loop is closing) or a bug: a batch may or may not have committed, but no
                     # caller may be left waiting. A retry with the same client_id stores nothing twice.
+                    # A bug leaves the batch in the thread to be awaited next; a cancellation ends the task.
+                    cancelled = not isinstance(exc, Exception)
                     error = WriteFailed("the server could not confirm this message: resend it with its client_id")
-                    for pending in [*stored, *(batch if not isinstance(exc, Exception) else ())]:
+                    for pending in [*stored, *batch] if cancelled else stored:
                         pending.fail(error)
                     stored = []
-                    if not isinstance(exc, Exception):
+                    if cancelled:
                         raise
                     logger.exception("the chat writer failed answering a batch")  # the next batch goes on
         finally:
