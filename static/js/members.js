@@ -22,7 +22,9 @@
   const REFRESH_MS = 30_000;
   const SEARCH_DELAY_MS = 200;
   const PRESENCE_SETTLE_MS = 500;
-  const state = { room: null, members: [], searchTimer: null, searchSeq: 0 };
+  // leaving: set when Leave is confirmed. The room stops existing for this page once the server has
+  // the leave, so no read may start after it (it would be a 404); loading: the read in flight, if any.
+  const state = { room: null, members: [], searchTimer: null, searchSeq: 0, leaving: false, loading: null };
 
   const isOwner = () => state.room && state.room.role === "owner";
   const manages = () => isOwner() && state.room.is_private && state.room.kind !== "direct";
@@ -58,11 +60,21 @@
     el.leave.hidden = !state.room || state.room.kind === "direct" || !state.room.is_member;
   }
 
-  async function load() {
+  async function read() {
     const [room, members] = await Promise.all([api(`${base}/`), api(`${base}/members/`)]);
+    if (state.leaving) return;
     state.room = room;
     state.members = members.results;
     render();
+  }
+
+  function load() {
+    if (state.leaving) return Promise.resolve();
+    const loading = read();
+    state.loading = loading;
+    return loading.finally(() => {
+      if (state.loading === loading) state.loading = null;
+    });
   }
 
   async function remove(username) {
@@ -133,11 +145,15 @@
     if (!window.confirm(question)) return;
     clearError();
     el.leave.disabled = true;
+    state.leaving = true;
+    // A read already sent must be answered before the leave, or the server would refuse it afterwards.
+    if (state.loading) await state.loading.catch(() => {});
     try {
       await api(`${base}/leave/`, { method: "POST" });
       // Away at once: staying would re-join a public room through the page's live subscription.
       window.location.assign("/");
     } catch (error) {
+      state.leaving = false;
       el.leave.disabled = false;
       showError(error);
     }

@@ -86,6 +86,37 @@ def test_owner_adds_and_removes_members_while_they_watch_and_anyone_can_leave(cr
     assert carol.locator("[data-member-add]").is_visible()
 
 
+def test_leaving_while_the_panel_reads_the_room_again_asks_nothing_after_the_leave(crew, split_site, browser_page):
+    """Someone going offline makes the panel read the room again half a second later. A leave the server
+    has done but not yet answered must not let that read go out: the room would be a 404 by then."""
+    alice, _ = browser_page()
+    bob, _ = browser_page()
+    log_in(alice, split_site, "alice")
+    log_in(bob, split_site, "bob")
+    open_room(alice, split_site, "crew")
+    open_room(bob, split_site, "crew")
+    alice.locator("[data-presence] [data-user=bob]").wait_for()
+    reads_after_leave = []
+
+    def read_after_leave(request):
+        if request.method == "GET" and "/api/rooms/crew/" in request.url:
+            reads_after_leave.append(request.url)
+
+    def slow_leave(route):
+        response = route.fetch()  # the server has the leave from here on
+        alice.on("request", read_after_leave)
+        alice.wait_for_timeout(1_000)  # the panel's read (due 0.5 s after the presence change) would go out now
+        route.fulfill(response=response)
+
+    alice.route("**/api/rooms/crew/leave/", slow_leave)
+    bob.goto(f"{split_site.site}/")  # bob goes offline here: alice's presence list changes
+    alice.locator("[data-presence] [data-user=bob]").wait_for(state="detached")
+    alice.once("dialog", lambda dialog: dialog.accept())
+    alice.get_by_role("button", name="Leave room").click()
+    alice.wait_for_url(f"{split_site.site}/")
+    assert reads_after_leave == []
+
+
 def test_user_directory_opens_a_direct_conversation(crew, split_site, browser_page):
     alice, _ = browser_page()
     carol, _ = browser_page()
