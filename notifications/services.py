@@ -202,6 +202,8 @@ def notifications_mark_room_read(*, user: AbstractBaseUser, room_slug: str) -> i
 def mentioned_names(body: str) -> list[str]:
     """The distinct ``@names`` of a message body, in order, at most MENTION_LIMIT (case preserved)."""
     names: dict[str, str] = {}
+    if "@" not in body:  # most messages: no scan at all (the writer asks for every message of its batch)
+        return []
     for match in _MENTION.finditer(body):
         names.setdefault(match.group(1).lower(), match.group(1))
         if len(names) >= MENTION_LIMIT:
@@ -270,7 +272,6 @@ def notifications_for_messages(
     rows: list[Notification] = []
     mentions = {m.pk: names for m, names in wanted}
     for message in messages:
-        payload = _message_payload(message)
         if message.room.is_direct:
             recipients = {uid: Notification.Kind.DIRECT_MESSAGE for uid in direct_members.get(message.room_id, ())
                           if uid != message.author_id and uid in direct_active}  # fmt: skip
@@ -283,6 +284,9 @@ def notifications_for_messages(
                 if message.room.is_private and (message.room_id, uid) not in private_members:
                     continue
                 recipients[uid] = Notification.Kind.MENTION
+        if not recipients:
+            continue
+        payload = _message_payload(message)
         rows.extend(Notification(recipient_id=uid, kind=kind, payload=payload) for uid, kind in recipients.items())
     if not rows:
         return []
