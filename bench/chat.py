@@ -219,7 +219,11 @@ def references(database: Database, cfg: ChatConfig) -> dict:
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------
-WRITER_METRICS = re.compile(r"^(chat_writer_batch_units|chat_writer_commit_seconds)_(sum|count) (\S+)$", re.M)
+WRITER_METRICS = re.compile(
+    r"^(chat_writer_batch_units|chat_writer_commit_seconds|chat_writer_phase_seconds)_(sum|count)"
+    r'(?:\{phase="(\w+)"\})? (\S+)$',
+    re.M,
+)
 
 
 def writer_stats(ws_url: str) -> dict:
@@ -231,7 +235,7 @@ def writer_stats(ws_url: str) -> dict:
             text = response.read().decode()
     except OSError:
         return {}
-    found = {f"{name}_{kind}": float(value) for name, kind, value in WRITER_METRICS.findall(text)}
+    found = {f"{name}_{kind}{phase}": float(value) for name, kind, phase, value in WRITER_METRICS.findall(text)}
     batches = found.get("chat_writer_batch_units_count") or 0
     if not batches:
         return {}
@@ -239,6 +243,12 @@ def writer_stats(ws_url: str) -> dict:
         "batches": int(batches),
         "units_per_batch": round(found.get("chat_writer_batch_units_sum", 0) / batches, 1),
         "store_ms_per_batch": round(1000 * found.get("chat_writer_commit_seconds_sum", 0) / batches, 2),
+        # Of those, per phase (lock: the room locks and state read; build: the writer's Python; commit).
+        **{
+            f"{phase}_ms_per_batch": round(1000 * found[f"chat_writer_phase_seconds_sum{phase}"] / batches, 2)
+            for phase in ("lock", "build", "commit")
+            if f"chat_writer_phase_seconds_sum{phase}" in found
+        },
     }
 
 

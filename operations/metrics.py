@@ -22,6 +22,10 @@ WRITER_BATCH_SIZE = _make(Histogram, "chat_writer_batch_units", "Units (SENDs or
                           buckets=SIZE_BUCKETS)  # fmt: skip
 WRITER_COMMIT = _make(Histogram, "chat_writer_commit_seconds", "Time to store one chat write batch (one transaction).",
                       buckets=LATENCY_BUCKETS)  # fmt: skip
+WRITER_PHASE = _make(Histogram, "chat_writer_phase_seconds", "Time of each phase of a chat write batch: lock (the "
+                     "room locks and the batch's state read), build (the writer's Python), commit (the rows and the "
+                     "COMMIT).", ("phase",), buckets=LATENCY_BUCKETS)  # fmt: skip
+WRITER_PHASES = {phase: WRITER_PHASE.labels(phase) for phase in ("lock", "build", "commit")}
 WRITER_FAILURES = _make(Counter, "chat_writer_batch_failures_total", "Chat write batches the database failed.")
 DRAINING = _make(Gauge, "chat_worker_draining", "1 once the worker got SIGTERM and is closing its connections.",
                  multiprocess_mode="livemax")  # fmt: skip
@@ -83,6 +87,13 @@ def timed_store(store: Any) -> Any:
             WRITER_COMMIT.observe(now() - started)
 
     return timed
+
+
+def writer_phases(lock: float, build: float, commit: float) -> None:
+    """One stored chat write batch's phases (``chat_writer_phase_seconds``), in seconds."""
+    WRITER_PHASES["lock"].observe(lock)
+    WRITER_PHASES["build"].observe(build)
+    WRITER_PHASES["commit"].observe(commit)
 
 
 def sse_replayed(after: int | None, events: int) -> None:

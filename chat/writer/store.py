@@ -37,6 +37,7 @@ from chat.writer.events import (
     WriteEvent,
 )
 from chatproject.dbcursors import array_cursor, json_rows
+from operations import metrics
 from search.indexing import index_messages
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,14 @@ def messages_store(*, units: Sequence[Unit]) -> list[UnitResult]:
     unit); any other database error propagates and nothing of the batch is stored.
     """
     try:
+        started = metrics.now()
         with _pipelined(), transaction.atomic():
-            return _store_units(units, _batch_start(units))
+            start = _batch_start(units)
+            locked = metrics.now()
+            results = _store_units(units, start)
+            built = metrics.now()
+        metrics.writer_phases(locked - started, built - locked, metrics.now() - built)
+        return results
     except ROW_ERRORS as exc:
         if len(units) == 1:
             return [UnitResult(error=_row_error(exc))]

@@ -162,8 +162,21 @@ def test_writer_store_wrapper_records_batch_size_commit_time_and_failures():
     assert (size_sum.delta(), commits.delta(), failures.delta()) == (4, 2, 1)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_batch_records_its_three_phases(make_user):
+    from chat import services
+    from chat.writer.store import messages_store
+
+    alice = make_user("alice")
+    room = services.room_create(creator=alice, name="Phases", slug="phases", is_private=False)
+    phases = {phase: Sample("chat_writer_phase_seconds_count", phase=phase) for phase in ("lock", "build", "commit")}
+    units = [(services.message_prepare(room=room, author=alice, body=f"m{i}", client_id=f"c{i}"),) for i in range(3)]
+    assert all(result.error is None for result in messages_store(units=units))
+    assert {phase: sample.delta() for phase, sample in phases.items()} == {"lock": 1, "build": 1, "commit": 1}
+
+
 def test_no_label_carries_a_user_or_a_room():
-    bounded = {"transport", "command", "outcome", "generation"}  # generation: 0, 1 or 2
+    bounded = {"transport", "command", "outcome", "generation", "phase"}  # generation: 0, 1 or 2
     for family in REGISTRY.collect():
         if family.name.startswith(("chat_", "notifications_")):
             for sample in family.samples:
