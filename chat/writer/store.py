@@ -514,7 +514,13 @@ def _batch_state(units: Sequence[Unit], cursor: CursorWrapper) -> Callable[[], S
             f"UNION ALL SELECT 1, f.i, NULL FROM (SELECT (SELECT m.{pk} FROM {message} m WHERE m.{author} = k.a "
             f"AND m.{room} = k.r AND m.{client_id} = k.c) AS i FROM json_to_recordset(%s::json) "
             "AS k(a bigint, r bigint, c text)) AS f WHERE f.i IS NOT NULL "
-            f"UNION ALL SELECT 2, r, (SELECT MAX({pk}) FROM {message} WHERE {room} = r) "
+            # The newest id of each room: one descent of the (room, id) index, from (room, +inf) backwards (the
+            # row of the next lower room when the room has none: NULL). ``MAX(id) WHERE room = r`` left the
+            # choice to the statistics: with a table analysed while small PostgreSQL read every row of every
+            # room of the batch through the room index (4-9 ms per batch by 15,000 messages, and growing),
+            # and with fresh ones it may walk the primary key backwards past every other room's messages.
+            f"UNION ALL SELECT 2, r, (SELECT CASE WHEN m.{room} = r THEN m.{pk} END FROM {message} m "
+            f"WHERE (m.{room}, m.{pk}) <= (r, 9223372036854775807) ORDER BY m.{room} DESC, m.{pk} DESC LIMIT 1) "
             "FROM unnest(%s::bigint[]) AS t(r) "
             f"UNION ALL SELECT 4, r, (SELECT MAX({seq}) FROM {room_event} WHERE {room} = r) "
             "FROM unnest(%s::bigint[]) AS t(r)"
