@@ -32,6 +32,18 @@ def open_room(page, site, slug: str) -> None:
     page.wait_for_selector("[data-connection][data-state=connected]")
 
 
+def alice_and_bob_in(browser_page, site, slug: str) -> tuple:
+    """alice's and bob's pages, each logged in and connected in room ``slug``."""
+    pages = []
+    for name in ("alice", "bob"):
+        page, _ = browser_page()
+        log_in(page, site, name)
+        pages.append(page)
+    for page in pages:
+        open_room(page, site, slug)
+    return pages[0], pages[1]
+
+
 def members(page) -> list[str]:
     return page.locator("[data-member-list] [data-member]").evaluate_all("nodes => nodes.map(n => n.dataset.member)")
 
@@ -89,12 +101,7 @@ def test_owner_adds_and_removes_members_while_they_watch_and_anyone_can_leave(cr
 def test_leaving_while_the_panel_reads_the_room_again_asks_nothing_after_the_leave(crew, split_site, browser_page):
     """Someone going offline makes the panel read the room again half a second later. A leave the server
     has done but not yet answered must not let that read go out: the room would be a 404 by then."""
-    alice, _ = browser_page()
-    bob, _ = browser_page()
-    log_in(alice, split_site, "alice")
-    log_in(bob, split_site, "bob")
-    open_room(alice, split_site, "crew")
-    open_room(bob, split_site, "crew")
+    alice, bob = alice_and_bob_in(browser_page, split_site, "crew")
     alice.locator("[data-presence] [data-user=bob]").wait_for()
     reads_after_leave = []
 
@@ -146,12 +153,7 @@ def test_user_directory_opens_a_direct_conversation(crew, split_site, browser_pa
 
 
 def test_at_completes_member_names_with_the_keyboard(crew, split_site, browser_page):
-    alice, _ = browser_page()
-    bob, _ = browser_page()
-    log_in(alice, split_site, "alice")
-    log_in(bob, split_site, "bob")
-    open_room(alice, split_site, "lobby")
-    open_room(bob, split_site, "lobby")
+    alice, bob = alice_and_bob_in(browser_page, split_site, "lobby")
     box = alice.get_by_label("Message to")
     suggestions = alice.locator("#mention-suggestions")
 
