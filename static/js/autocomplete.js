@@ -7,7 +7,7 @@
  * members appear). Runs after global.js (deferred, listed in room.html) and declares no globals. */
 (function () {
   "use strict";
-  const { api, h, USER } = window.Chat;
+  const { roomApi, h, USER } = window.Chat;
   const root = document.querySelector("[data-room]");
   const input = document.getElementById("message-input");
   if (!root || !input || !input.form) return;
@@ -30,7 +30,7 @@
   function members() {
     const fresh = Date.now() - state.loadedAt < MEMBERS_FRESH_MS;
     if (fresh || state.loading) return state.loading || Promise.resolve(state.names);
-    state.loading = api(`/api/rooms/${encodeURIComponent(slug)}/members/`)
+    state.loading = roomApi(`/api/rooms/${encodeURIComponent(slug)}/members/`)
       .then(({ results }) => {
         state.names = results.map((m) => m.username).filter((name) => name !== USER);
         state.loadedAt = Date.now();

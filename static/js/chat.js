@@ -8,7 +8,8 @@
 (function () {
   "use strict";
   const Chat = window.Chat;
-  const { api, h } = Chat;
+  // roomApi for anything about this room: a leave (members.js) orders those around itself.
+  const { api, roomApi, h } = Chat;
   const root = document.querySelector("[data-room]");
   if (!root) return;
 
@@ -372,7 +373,7 @@
       }
       form.querySelector("button[type=submit]").disabled = true;
       try {
-        const updated = await api(messagePath(id), { method: "PATCH", json: { body: text } });
+        const updated = await roomApi(messagePath(id), { method: "PATCH", json: { body: text } });
         form.remove();
         updateMessage(updated);
       } catch (e) {
@@ -403,7 +404,7 @@
     const what = m.author === ME ? "your message" : `${m.author}'s message`;
     if (!window.confirm(`Delete ${what}? This cannot be undone.`)) return;
     try {
-      updateMessage(await api(messagePath(id), { method: "DELETE" }));
+      updateMessage(await roomApi(messagePath(id), { method: "DELETE" }));
     } catch (e) {
       actionError(e, "delete the message");
     }
@@ -412,7 +413,7 @@
   async function toggleReaction(id, emoji) {
     closePicker();
     try {
-      const result = await api(`${messagePath(id)}reactions/`, { method: "POST", json: { emoji } });
+      const result = await roomApi(`${messagePath(id)}reactions/`, { method: "POST", json: { emoji } });
       updateReactions(result.id ?? id, result.reactions);
     } catch (e) {
       actionError(e, "react");
@@ -536,7 +537,7 @@
     const previous = state.readSent;
     state.readSent = id;
     try {
-      await api(`${roomPath}/read/`, { method: "POST", json: { message_id: id, last_read_message_id: id } });
+      await roomApi(`${roomPath}/read/`, { method: "POST", json: { message_id: id, last_read_message_id: id } });
     } catch (e) {
       state.readSent = previous; // the next scroll or message retries
     }
@@ -561,7 +562,7 @@
   /** The room detail: the caller's role (owners delete any message), the read markers. */
   async function loadRoom() {
     try {
-      state.room = await api(`${roomPath}/`);
+      state.room = await roomApi(`${roomPath}/`);
     } catch (e) {
       state.room = null;
       return;
@@ -614,7 +615,7 @@
 
   /** The newest page; opened where the user left off when there are new messages ("New messages"). */
   async function loadLatest() {
-    const page = await api(`${roomPath}/messages/`, { query: { limit: PAGE_SIZE } });
+    const page = await roomApi(`${roomPath}/messages/`, { query: { limit: PAGE_SIZE } });
     resetList();
     if (!page.results.length) el.messages.append(h("li", { class: "empty muted" }, "No messages yet. Say hello!"));
     placeDivider(page.results);
@@ -630,7 +631,7 @@
     if (!state.nextBefore) return;
     el.older.disabled = true;
     try {
-      const page = await api(`${roomPath}/messages/`, { query: { before: state.nextBefore, limit: PAGE_SIZE } });
+      const page = await roomApi(`${roomPath}/messages/`, { query: { before: state.nextBefore, limit: PAGE_SIZE } });
       prependMessages(page.results); // oldest first, all before the current first
       setOlder(page.next_before);
     } finally {
@@ -642,8 +643,8 @@
   /** Opened from a search result (?message=<id>): that message amid its context, marked and centred; the
    * newer messages up to the live end come with "Load newer messages". */
   async function loadAround(id) {
-    const page = await api(`${roomPath}/messages/`, { query: { around: id, limit: PAGE_SIZE } });
-    const latest = page.next_after ? await api(`${roomPath}/messages/`, { query: { limit: 1 } }) : null;
+    const page = await roomApi(`${roomPath}/messages/`, { query: { around: id, limit: PAGE_SIZE } });
+    const latest = page.next_after ? await roomApi(`${roomPath}/messages/`, { query: { limit: 1 } }) : null;
     resetList();
     state.anchored = true;
     appendMessages(page.results);
@@ -668,7 +669,7 @@
     if (!state.nextAfter) return;
     el.newer.disabled = true;
     try {
-      const page = await api(`${roomPath}/messages/`, { query: { after: state.nextAfter, limit: PAGE_SIZE } });
+      const page = await roomApi(`${roomPath}/messages/`, { query: { after: state.nextAfter, limit: PAGE_SIZE } });
       appendMessages(page.results); // in id order, before the live messages that came meanwhile
       const seenAll = !page.next_after || page.results.some((m) => m.id >= state.newestId);
       setNewer(seenAll ? null : page.next_after);
@@ -689,14 +690,14 @@
     if (shown.length) {
       let after = Math.min(...shown) - 1;
       for (let pages = 0; pages < 20 && after < state.newestId; pages += 1) {
-        const page = await api(`${roomPath}/messages/`, { query: { after, limit: 200 } });
+        const page = await roomApi(`${roomPath}/messages/`, { query: { after, limit: 200 } });
         for (const m of page.results) if (state.seen.has(m.id)) updateMessage(m);
         if (!page.next_after || !page.results.length) break;
         after = page.results[page.results.length - 1].id;
       }
     }
     for (;;) {
-      const page = await api(`${roomPath}/messages/`, { query: { after: state.newestId, limit: 200 } });
+      const page = await roomApi(`${roomPath}/messages/`, { query: { after: state.newestId, limit: 200 } });
       appendMessages(page.results);
       if (!page.next_after || !page.results.length) return;
     }
@@ -936,7 +937,7 @@
       return;
     }
     try { // not connected right now: the REST API stores it; the broadcast arrives when we are back
-      appendMessages([await api(`${roomPath}/messages/`, { method: "POST", json: sendPayload(clientId, body, attachments, replyTo) })]);
+      appendMessages([await roomApi(`${roomPath}/messages/`, { method: "POST", json: sendPayload(clientId, body, attachments, replyTo) })]);
     } catch (error) {
       el.error.textContent = `Not sent: ${error.message}`;
       el.error.hidden = false;
@@ -968,7 +969,7 @@
     const rooms = await refreshRooms();
     const room = rooms.find((r) => r.slug === slug);
     if (room && !room.is_member && !room.is_private) {
-      await api(`${roomPath}/join/`, { method: "POST" });
+      await roomApi(`${roomPath}/join/`, { method: "POST" });
       refreshRooms();
     }
     await loadRoom();

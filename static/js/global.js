@@ -271,6 +271,42 @@
     }
   }
 
+  // --- The room a page shows: requests about it, and leaving it ------------------------------------------
+  // Several scripts of the room page ask the server about its room (messages, the read marker, the members
+  // panel, mention completion), each on its own timers. Once the user has left, the room is a 404 for
+  // them, so every such request goes through roomApi() and leaveRoom() orders them around the leave: it
+  // waits for the ones in flight, holds any new one until the server has answered the leave, then drops
+  // the held ones (the page is going away) or lets them go (the leave was refused).
+  const roomRequests = { inflight: new Set(), leaving: null };
+
+  async function roomApi(path, options) {
+    while (roomRequests.leaving) {
+      if (await roomRequests.leaving) return new Promise(() => {}); // left: never answered, never sent
+    }
+    const request = api(path, options);
+    const settled = request.then(() => {}, () => {});
+    roomRequests.inflight.add(settled);
+    settled.then(() => roomRequests.inflight.delete(settled));
+    return request;
+  }
+
+  /** Leaves the page's room: send() asks the server once nothing else about the room is in flight. */
+  async function leaveRoom(send) {
+    if (roomRequests.leaving) throw new Error("already leaving this room");
+    let decide;
+    roomRequests.leaving = new Promise((resolve) => { decide = resolve; });
+    try {
+      await Promise.all([...roomRequests.inflight]);
+      const result = await send();
+      decide(true); // roomRequests.leaving stays set: nothing about the room goes out from now on
+      return result;
+    } catch (error) {
+      roomRequests.leaving = null;
+      decide(false);
+      throw error;
+    }
+  }
+
   // --- Logout: blacklist the refresh token at the API, then end the session ---------------------------
 
   document.addEventListener("submit", async (event) => {
@@ -359,7 +395,7 @@
   else startDrawers();
 
   window.Chat = Object.freeze({
-    API_ORIGIN, USER, ApiError, ready, api, accessToken, tokens, saveTokens, clearTokens,
+    API_ORIGIN, USER, ApiError, ready, api, roomApi, leaveRoom, accessToken, tokens, saveTokens, clearTokens,
     h, toast, formatTime,
   });
 })();

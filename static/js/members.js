@@ -5,7 +5,7 @@
  * (deferred, listed in room.html) and declares no globals; every node is built with Chat.h (text only). */
 (function () {
   "use strict";
-  const { api, h, USER } = window.Chat;
+  const { api, roomApi, leaveRoom, h, USER } = window.Chat;
   const root = document.querySelector("[data-room]");
   const panel = document.querySelector("[data-members]");
   if (!root || !panel) return;
@@ -22,9 +22,7 @@
   const REFRESH_MS = 30_000;
   const SEARCH_DELAY_MS = 200;
   const PRESENCE_SETTLE_MS = 500;
-  // leaving: set when Leave is confirmed. The room stops existing for this page once the server has
-  // the leave, so no read may start after it (it would be a 404); loading: the read in flight, if any.
-  const state = { room: null, members: [], searchTimer: null, searchSeq: 0, leaving: false, loading: null };
+  const state = { room: null, members: [], searchTimer: null, searchSeq: 0 };
 
   const isOwner = () => state.room && state.room.role === "owner";
   const manages = () => isOwner() && state.room.is_private && state.room.kind !== "direct";
@@ -60,27 +58,19 @@
     el.leave.hidden = !state.room || state.room.kind === "direct" || !state.room.is_member;
   }
 
-  async function read() {
-    const [room, members] = await Promise.all([api(`${base}/`), api(`${base}/members/`)]);
-    if (state.leaving) return;
+  // Every request about the room goes through roomApi: Leave (below) waits for those in flight, and none
+  // goes out once the server has the leave (the room is a 404 for this user from then on).
+  async function load() {
+    const [room, members] = await Promise.all([roomApi(`${base}/`), roomApi(`${base}/members/`)]);
     state.room = room;
     state.members = members.results;
     render();
   }
 
-  function load() {
-    if (state.leaving) return Promise.resolve();
-    const loading = read();
-    state.loading = loading;
-    return loading.finally(() => {
-      if (state.loading === loading) state.loading = null;
-    });
-  }
-
   async function remove(username) {
     clearError();
     try {
-      await api(`${base}/members/${encodeURIComponent(username)}/`, { method: "DELETE" });
+      await roomApi(`${base}/members/${encodeURIComponent(username)}/`, { method: "DELETE" });
       await load();
     } catch (error) {
       showError(error);
@@ -90,7 +80,7 @@
   async function add(username) {
     clearError();
     try {
-      await api(`${base}/members/`, { method: "POST", json: { username } });
+      await roomApi(`${base}/members/`, { method: "POST", json: { username } });
       el.search.value = "";
       el.results.replaceChildren();
       await load();
@@ -145,15 +135,11 @@
     if (!window.confirm(question)) return;
     clearError();
     el.leave.disabled = true;
-    state.leaving = true;
-    // A read already sent must be answered before the leave, or the server would refuse it afterwards.
-    if (state.loading) await state.loading.catch(() => {});
     try {
-      await api(`${base}/leave/`, { method: "POST" });
+      await leaveRoom(() => api(`${base}/leave/`, { method: "POST" }));
       // Away at once: staying would re-join a public room through the page's live subscription.
       window.location.assign("/");
     } catch (error) {
-      state.leaving = false;
       el.leave.disabled = false;
       showError(error);
     }
