@@ -226,16 +226,21 @@ WRITER_METRICS = re.compile(
 )
 
 
-def writer_stats(ws_url: str) -> dict:
-    """The server's chat-writer figures after a load (its /metrics on loopback): batches, units per batch,
-    time per batch in the database. Empty for a tree without them (--compare against an older revision)."""
-    url = re.sub(r"^ws://([^/]+)/.*$", r"http://\1/metrics", ws_url)
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
-            text = response.read().decode()
-    except OSError:
-        return {}
-    found = {f"{name}_{kind}{phase}": float(value) for name, kind, phase, value in WRITER_METRICS.findall(text)}
+def writer_stats(ws_urls: str) -> dict:
+    """The server's chat-writer figures after a load (the /metrics of each worker of ``ws_urls``, comma-separated,
+    on loopback, summed): batches, units per batch, time per batch in the database. Empty for a tree without
+    them (--compare against an older revision)."""
+    found: dict[str, float] = {}
+    for ws_url in ws_urls.split(","):
+        url = re.sub(r"^ws://([^/]+)/.*$", r"http://\1/metrics", ws_url)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+                text = response.read().decode()
+        except OSError:
+            return {}
+        for name, kind, phase, value in WRITER_METRICS.findall(text):
+            key = f"{name}_{kind}{phase}"
+            found[key] = found.get(key, 0.0) + float(value)
     batches = found.get("chat_writer_batch_units_count") or 0
     if not batches:
         return {}

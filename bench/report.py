@@ -309,7 +309,12 @@ def chat_table(chat: dict) -> list[str]:
         f"to `/app/rooms.<slug>`, as the frontend does; max: at most {cfg['window']} messages per connection not "
         "yet seen by the whole room; paced: the highest rate (messages/s over all connections) with p99 ≤ 50 ms, "
         "nothing lost and every RECEIPT. Stored/s = deliveries/s ÷ room size (each message reaches all "
-        "members). The rows are read back from the database after each load.",
+        "members). The rows are read back from the database after each load."
+        + (
+            f" Each server: {chat['workers']} worker processes over one Redis, the connections spread over them."
+            if chat.get("workers", 1) > 1
+            else ""
+        ),
         "",
         "| database | server | stored msg/s at max | latency at max (p50 / p99) | x one-commit-per-row "
         "| x 100-rows-per-commit | paced, p99 ≤ 50 ms | x one-commit-per-row | check (max) | check (paced) |",

@@ -552,6 +552,20 @@ def main(argv: list[str] | None = None) -> int:
         "--chat-rates", default="", help="the paced chat sweep: messages/s, comma-separated (default 5 to 6000)"
     )
     parser.add_argument(
+        "--chat-window",
+        type=int,
+        default=None,
+        help="the chat max load: messages per connection sent and not yet RECEIPTed and received by its room "
+        "(default 2)",
+    )
+    parser.add_argument(
+        "--chat-workers",
+        type=int,
+        default=1,
+        help="the chat scenario's server processes (2: the production recipe on this 2-core box, over one Redis; "
+        "connections spread over them)",
+    )
+    parser.add_argument(
         "--pg-fsync", choices=["on", "off"], default="on", help="the chat PostgreSQL's fsync (on: production)"
     )
     parser.add_argument(
@@ -574,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="", help="directory for py-spy profiles of the project servers")
     parser.add_argument("--max-time", type=float, default=2400, help="stop starting scenarios after this many s")
     args = parser.parse_args(argv)
+    for option, value in (("--chat-workers", args.chat_workers), ("--chat-window", args.chat_window)):
+        if value is not None and value < 1:
+            parser.error(f"{option}: at least 1")
     WORK = Path(args.work).resolve()
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
@@ -790,7 +807,7 @@ def compare_items(
             for kind in chat_loads(args):
 
                 def load(root: Path, label: str, database=database, name=name, kind=kind, tokens=tokens) -> dict:
-                    tree_running = functools.partial(running, root=root)
+                    tree_running = functools.partial(chat_running(args), root=root)
                     # PostgreSQL: the plain-insert references right before each load, as chat.run does, so
                     # that every load has its issue-17 ratios from the same minutes (the disk drifts).
                     reference = chat.references(database, cfg) if database.kind == "postgres" else None
@@ -865,6 +882,8 @@ def compare_run(
 def chat_config(args: argparse.Namespace) -> chat.ChatConfig:
     """The chat scenario's settings, with ``--chat-rates`` as the paced sweep (a shorter sweep for a compare)."""
     cfg = chat.config(args.quick)
+    if args.chat_window is not None:  # at least 1: main() checks
+        cfg = replace(cfg, window=args.chat_window)
     if args.chat_rates:
         try:
             rates = [int(rate) for rate in args.chat_rates.split(",")]
@@ -881,6 +900,11 @@ def chat_loads(args: argparse.Namespace) -> tuple[str, ...]:
     if not loads or set(loads) - {"max", "paced"}:
         raise SystemExit(f"--chat-loads: choose among max,paced (got {args.chat_loads!r})")
     return loads
+
+
+def chat_running(args: argparse.Namespace) -> chat.Runner:
+    """How the chat scenario starts a server: one process, or ``--chat-workers`` of them over one Redis."""
+    return functools.partial(running, redis_processes=args.chat_workers) if args.chat_workers > 1 else running
 
 
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
@@ -925,9 +949,10 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
             return run_loadgen(Scenario("chat", "chat", chat_args, kind="chat"), server, token_file, label, timeout,
                                profile=profile, profile_seconds=4, profile_delay=3)  # fmt: skip
 
-        result = chat.run(databases=databases, servers=servers, cfg=cfg, running=running, loadgen=loadgen,
+        result = chat.run(databases=databases, servers=servers, cfg=cfg, running=chat_running(args), loadgen=loadgen,
                           tokens=tokens, deadline=started + args.max_time, loads=chat_loads(args))  # fmt: skip
     result["databases"] = info
+    result["workers"] = args.chat_workers
     result["limits"] = next(iter(limits.values()), {})
     result["database_limits"] = limits
     return result

@@ -82,3 +82,40 @@ def test_compare_runs_the_chat_scenario_on_both_trees(tmp_path):
     assert "| chat on SQLite, max, daphne | stored_per_s |" in table
     assert "STOMP_SEND_RATE" in table  # the limits this tree ran with
     assert (out / "compare.png").stat().st_size > 1000
+
+
+@pytest.mark.live
+@pytest.mark.timeout(300)
+def test_chat_on_two_workers_with_a_deeper_window(tmp_path):
+    """``--chat-workers 2`` runs the chat on two processes over one Redis (the production recipe of a 2-core box),
+    ``--chat-window`` sets the max load's messages in flight per connection: both reach the report, the stored
+    rows are still checked, and the writer's figures are those of both workers together."""
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--scenarios", "chat", "--servers", "uvicorn",
+         "--databases", "sqlite", "--chat-loads", "max", "--chat-workers", "2", "--chat-window", "4",
+         "--out", str(out), "--work", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    chat = json.loads((out / "results.json").read_text())["chat"]
+    assert chat["workers"] == 2 and chat["config"]["window"] == 4
+    summary = chat["results"]["sqlite"]["uvicorn"]["max"]
+    assert summary["verified"]["ok"], summary["verified"]
+    assert summary["lost"] == 0 and summary["stored_per_s"] > 0
+    raw = chat["raw"]["sqlite"]["uvicorn"]["max"]
+    assert raw["url"].count("ws://") == 2  # the connections went to both workers
+    # Both workers stored: the summed batches hold every message the load sent.
+    sent = summary["verified"]["stored"]
+    assert summary["writer"]["batches"] >= 2
+    assert summary["writer"]["batches"] * summary["writer"]["units_per_batch"] == pytest.approx(sent, rel=0.01)
+    assert "2 worker processes over one Redis" in (out / "results.md").read_text()
+
+
+def test_chat_workers_and_window_must_be_positive():
+    for option in ("--chat-workers", "--chat-window"):
+        done = subprocess.run(
+            [sys.executable, "bench/run.py", "--scenarios", "chat", option, "0", "--out", "/nonexistent"],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode != 0 and f"{option}: at least 1" in done.stderr
