@@ -62,6 +62,7 @@
     dividerBefore: null, // id of the first message that was new when the page opened
     otherRead: 0, // direct rooms: the other member's read marker ("seen")
     replyTo: null, // {id, author, excerpt} of the message the next send answers
+    closed: false, // the server took the room from this user (roomClosed): the page only shows why
   };
 
   // --- Times and dates ------------------------------------------------------------------------------------
@@ -312,6 +313,7 @@
   }
 
   function setStatus(text, transport) {
+    if (state.closed) return; // roomClosed() said why, for good
     el.status.textContent = text;
     el.status.dataset.state = transport ? "connected" : "disconnected";
     if (transport) el.status.dataset.transport = transport;
@@ -871,8 +873,22 @@
     });
   }
 
+  /** The server took this room from the user (removed by its owner, left on another tab, archived or deleted):
+   * the page says so and stops: no more sends, no live connection that would subscribe again on a reconnect,
+   * and no request about the room (Chat.roomGone). */
+  function roomClosed(reason) {
+    Chat.roomGone(reason);
+    setStatus(reason, null);
+    state.closed = true;
+    client.deactivate();
+    for (const control of el.form.querySelectorAll("textarea, button, input")) control.disabled = true;
+    el.error.textContent = reason;
+    el.error.hidden = false;
+  }
+
   /** A SEND the server refused (empty, too long, not a member): the connection stays open. */
   function onSendError(error) {
+    if ((error.code === "removed" || error.code === "room-closed") && error.room === slug) roomClosed(error.detail);
     const item = error.client_id && state.pending.get(error.client_id);
     if (item) {
       state.pending.delete(error.client_id);

@@ -276,13 +276,16 @@
   // panel, mention completion), each on its own timers. Once the user has left, the room is a 404 for
   // them, so every such request goes through roomApi() and leaveRoom() orders them around the leave: it
   // waits for the ones in flight, holds any new one until the server has answered the leave, then drops
-  // the held ones (the page is going away) or lets them go (the leave was refused).
-  const roomRequests = { inflight: new Set(), leaving: null };
+  // the held ones (the page is going away) or lets them go (the leave was refused). roomGone() says the
+  // server took the room away (removed, archived, deleted): from then on every request about it is
+  // refused here with the server's reason, none goes out.
+  const roomRequests = { inflight: new Set(), leaving: null, gone: null };
 
   async function roomApi(path, options) {
     while (roomRequests.leaving) {
       if (await roomRequests.leaving) return new Promise(() => {}); // left: never answered, never sent
     }
+    if (roomRequests.gone) throw roomRequests.gone;
     const request = api(path, options);
     const settled = request.then(() => {}, () => {});
     roomRequests.inflight.add(settled);
@@ -290,8 +293,14 @@
     return request;
   }
 
+  /** The server ended this user's place in the page's room (``reason``: its notice): stop asking about it. */
+  function roomGone(reason) {
+    roomRequests.gone = roomRequests.gone || new ApiError(404, reason || "this room is no longer yours", null);
+  }
+
   /** Leaves the page's room: send() asks the server once nothing else about the room is in flight. */
   async function leaveRoom(send) {
+    if (roomRequests.gone) throw roomRequests.gone;
     if (roomRequests.leaving) throw new Error("already leaving this room");
     let decide;
     roomRequests.leaving = new Promise((resolve) => { decide = resolve; });
@@ -395,7 +404,7 @@
   else startDrawers();
 
   window.Chat = Object.freeze({
-    API_ORIGIN, USER, ApiError, ready, api, roomApi, leaveRoom, accessToken, tokens, saveTokens, clearTokens,
+    API_ORIGIN, USER, ApiError, ready, api, roomApi, leaveRoom, roomGone, accessToken, tokens, saveTokens, clearTokens,
     h, toast, formatTime,
   });
 })();

@@ -79,11 +79,20 @@ def test_owner_adds_and_removes_members_while_they_watch_and_anyone_can_leave(cr
     alice.get_by_role("button", name="Remove bob").click()
     alice.locator("[data-member=bob]").wait_for(state="detached")
     bob.locator(".toast", has_text="you are no longer a member of crew").wait_for()
+    # His page stops there: no sending, no reconnecting into the room, no request about it (it would be a 404),
+    # though the read marker, the members panel and mention completion all have timers of their own.
+    assert bob.get_by_label("Message to").is_disabled()
+    assert bob.locator("[data-connection]").inner_text() == "you are no longer a member of crew"
+    asked = []
+    bob.on("request", lambda request: "/api/rooms/crew/" in request.url and asked.append(request.url))
+    bob.evaluate("() => { window.dispatchEvent(new Event('focus')); document.dispatchEvent(new Event('visibilitychange')); }")
+    bob.locator("[data-members-error]", has_text="you are no longer a member of crew").wait_for()
     alice.get_by_label("Message to").fill("after bob left")
     alice.get_by_role("button", name="Send").click()
     alice.locator(".message[data-id] .body", has_text="after bob left").wait_for()
     carol.locator(".message[data-id] .body", has_text="after bob left").wait_for()
     assert bob.locator(".message .body", has_text="after bob left").count() == 0
+    assert asked == []
     assert bob.reload().status == 404  # the room is gone for him now
     bob_log.forgive("/rooms/crew/")  # provoked on purpose
 
