@@ -392,6 +392,9 @@ CHAT_RESUME_MAX = env_int("CHAT_RESUME_MAX", 500, minimum=1)
 CHAT_WRITE_WINDOW_MS = env_float("CHAT_WRITE_WINDOW_MS", 3.0)
 CHAT_WRITE_BATCH_MAX = env_int("CHAT_WRITE_BATCH_MAX", 500, minimum=1)
 CHAT_WRITE_QUEUE_LIMIT = env_int("CHAT_WRITE_QUEUE_LIMIT", 20_000, minimum=1)
+# The writer's batches stored in a process of its own (chat/writer/process.py) instead of a thread sharing the
+# server's GIL with the event loop.
+CHAT_WRITER_PROCESS = env_bool("CHAT_WRITER_PROCESS", False)
 
 # --- STOMP engine (stompengine/) ------------------------------------------------------------------------
 # stompengine.conf holds every engine setting's default and minimum (README "Configuration" lists them):

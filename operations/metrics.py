@@ -77,23 +77,48 @@ def timed_store(store: Any) -> Any:
 
     def timed(units: Any) -> Any:
         started = now()
+        failed = True
         try:
-            return store(units)
-        except BaseException:
-            WRITER_FAILURES.inc()
-            raise
+            result = store(units)
+            failed = False
+            return result
         finally:
-            WRITER_BATCH_SIZE.observe(len(units))
-            WRITER_COMMIT.observe(now() - started)
+            writer_batch(len(units), now() - started, failed=failed)
 
     return timed
 
 
+def writer_batch(units: int, seconds: float, *, failed: bool) -> None:
+    """One chat write batch of ``units`` stored (or failed by the database) in ``seconds``."""
+    if failed:
+        WRITER_FAILURES.inc()
+    WRITER_BATCH_SIZE.observe(units)
+    WRITER_COMMIT.observe(seconds)
+
+
+_phases: dict[str, Any] = {"deferred": False, "last": None}
+
+
 def writer_phases(lock: float, build: float, commit: float) -> None:
-    """One stored chat write batch's phases (``chat_writer_phase_seconds``), in seconds."""
+    """One stored chat write batch's phases (``chat_writer_phase_seconds``), in seconds. In the writer's own
+    process (``defer_writer_phases``) they are only kept, for the server to record (``last_writer_phases``)."""
+    _phases["last"] = (lock, build, commit)
+    if _phases["deferred"]:
+        return
     WRITER_PHASES["lock"].observe(lock)
     WRITER_PHASES["build"].observe(build)
     WRITER_PHASES["commit"].observe(commit)
+
+
+def defer_writer_phases() -> None:
+    """This process stores batches for a server process, which records their metrics (chat/writer/process.py)."""
+    _phases["deferred"] = True
+
+
+def last_writer_phases() -> tuple[float, float, float] | None:
+    """The phases of the batch stored last in this process (None before the first, or after a failed one)."""
+    last, _phases["last"] = _phases["last"], None
+    return last
 
 
 def sse_replayed(after: int | None, events: int) -> None:

@@ -17,6 +17,7 @@ writer for chat messages (SQLite keeps a single writer; on PostgreSQL one thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -32,6 +33,8 @@ from operations import metrics
 logger = logging.getLogger(__name__)
 
 Store = Callable[[Sequence[Sequence[Write]]], list[UnitResult]]
+#: Stores a batch elsewhere and answers on the loop (chat/writer/process.py's ``ProcessStore.submit``).
+RemoteStore = Callable[[Sequence[Sequence[Write]]], "asyncio.Future[list[UnitResult]]"]
 Publish = Callable[[Sequence[WriteEvent]], None]
 
 
@@ -92,6 +95,7 @@ class ChatWriter:
         store: Store = _default_store,
         publish: Publish = _default_publish,
         executor: ThreadPoolExecutor | None = None,
+        remote: RemoteStore | None = None,
     ) -> None:
         self.window = window
         self.batch_max = max(1, batch_max)
@@ -99,6 +103,7 @@ class ChatWriter:
         self._store = store
         self._publish = publish
         self._executor = executor
+        self._remote = remote
         self._queue: deque[_Pending] = deque()
         self._waiting = 0  # messages in the queue
         self._wakeup: asyncio.Event | None = None
@@ -109,7 +114,16 @@ class ChatWriter:
     def from_settings(cls) -> ChatWriter:
         from django.conf import settings
 
+        remote = None
+        if settings.CHAT_WRITER_PROCESS:
+            from chat.writer.process import ProcessStore
+
+            process = ProcessStore()
+            with contextlib.suppress(RuntimeError):  # no running loop here: the first batch starts it
+                process.start()  # Django's start-up in the child overlaps what comes before the first batch
+            remote = process.submit
         return cls(
+            remote=remote,
             store=metrics.timed_store(_default_store),
             window=settings.CHAT_WRITE_WINDOW_MS / 1000,
             batch_max=settings.CHAT_WRITE_BATCH_MAX,
@@ -231,9 +245,11 @@ class ChatWriter:
         return batch
 
     def _start(self, batch: list[_Pending]) -> asyncio.Future[list[UnitResult]]:
-        """Start storing ``batch`` in the writer thread."""
+        """Start storing ``batch`` in the writer thread (or the writer process: ``CHAT_WRITER_PROCESS``)."""
         loop = asyncio.get_running_loop()
         units = [pending.unit for pending in batch]
+        if self._remote is not None:
+            return self._remote(units)
         return loop.run_in_executor(self._executor or writer_executor(), self._store, units)
 
     async def _stored(
@@ -244,7 +260,12 @@ class ChatWriter:
             return await storing
         except Exception as exc:
             logger.error("a chat write batch of %d units failed: %s", len(batch), exc, exc_info=exc)
-            error = WriteFailed("the database failed while storing this message; nothing was stored: retry")
+            # WriteFailed as is: the writer process says what it knows (e.g. "not confirmed", when it died).
+            error = (
+                exc
+                if isinstance(exc, WriteFailed)
+                else WriteFailed("the database failed while storing this message; nothing was stored: retry")
+            )
             for pending in batch:
                 pending.fail(error)
             return None

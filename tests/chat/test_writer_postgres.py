@@ -5,6 +5,9 @@ connection dying mid-batch refuses that batch's SENDs, and the next batches succ
 from __future__ import annotations
 
 import json
+import os
+import signal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,6 +15,7 @@ from django.contrib.auth import get_user_model
 
 from tests.chat.test_writer_live import ROOMS, burst, client, errors_of, ids_on
 from tests.conftest import access_token_for, wait_for
+from tests.observability.scrape import scrape, total
 from tests.reliability.live_stomp import LiveStomp
 
 pytestmark = pytest.mark.live
@@ -64,11 +68,15 @@ def pg(postgres_cluster):
     db.connection.close()
 
 
-@pytest.fixture
-def servers(daphne_factory, redis_server, postgres_cluster):
+@pytest.fixture(params=["thread", "process"])
+def servers(request, daphne_factory, redis_server, postgres_cluster):
+    """Two daphne processes on the cluster and one Redis; each test runs with the writer's batches stored in a
+    thread of the server and in a process of its own (``CHAT_WRITER_PROCESS``), which must behave the same."""
+
     def start(**env: str):
         url = f"redis://127.0.0.1:{redis_server.port}/0"
-        common = {"REDIS_URL": url, "DATABASE_URL": postgres_cluster.url, **env}
+        common = {"REDIS_URL": url, "DATABASE_URL": postgres_cluster.url,
+                  "CHAT_WRITER_PROCESS": "1" if request.param == "process" else "0", **env}  # fmt: skip
         return daphne_factory(**common), daphne_factory(**common)
 
     return start
@@ -275,3 +283,68 @@ def test_a_statement_that_fails_late_in_the_pipeline_refuses_its_unit_alone_and_
     finally:
         db.rows("DROP TRIGGER IF EXISTS poison_event ON chat_roomevent")
         db.rows("DROP FUNCTION IF EXISTS poison_event()")
+
+
+def writer_process_of(server) -> int:
+    """The pid of the server's chat writer process (its one child started by multiprocessing's spawn)."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    found = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(found) == 1, found
+    return found[0]
+
+
+SLOW_TRIGGER = """
+CREATE FUNCTION slow_or_poison() RETURNS trigger AS $$
+BEGIN
+  IF NEW.body LIKE 'slow%' THEN
+    PERFORM pg_sleep(3);
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+
+
+def test_the_writer_process_killed_in_a_batch_leaves_it_unconfirmed_and_the_next_batch_starts_a_new_one(
+    daphne_factory, redis_server, postgres_cluster, pg
+):
+    """CHAT_WRITER_PROCESS: the batch the dead process held is refused as unconfirmed, with no RECEIPT (it may
+    or may not have committed: PostgreSQL finishes what it had been sent); the server and its connections stay
+    up, the next batch runs in a new process, the SEND resent with its client_id is stored exactly once, and
+    /metrics counts every batch, the lost one as failed."""
+    db, users = pg
+    db.rows(SLOW_TRIGGER)
+    db.rows("CREATE TRIGGER slow_or_poison BEFORE INSERT ON chat_message "
+            "FOR EACH ROW EXECUTE FUNCTION slow_or_poison()")  # fmt: skip
+    server = daphne_factory(REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/0", DATABASE_URL=postgres_cluster.url,
+                            CHAT_WRITER_PROCESS="1")  # fmt: skip
+    alice = client(server, users[0], rooms=("alpha",))
+    alice.send_json("/app/rooms.alpha", {"body": "before", "client_id": "before"}, receipt="before")
+    alice.receipt("before")
+    first = writer_process_of(server)
+
+    alice.send_json("/app/rooms.alpha", {"body": "slow", "client_id": "slow"}, receipt="slow")
+    sleeping = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+    wait_for(lambda: bool(db.rows(sleeping)), timeout=20, what="the batch to be inside its INSERT")
+    os.kill(first, signal.SIGKILL)
+    alice.until(lambda _f: errors_of(alice), "the unconfirmed SEND's error", 20)
+    (error,) = errors_of(alice)
+    assert (error["receipt"], error["code"]) == ("slow", "write-failed")
+    assert "could not confirm" in error["detail"]
+    assert "slow" not in alice.receipts()
+
+    # The client resends what was not confirmed, with its client_id, then goes on.
+    alice.send_json("/app/rooms.alpha", {"body": "slow", "client_id": "slow"}, receipt="slow again")
+    alice.send_json("/app/rooms.alpha", {"body": "after", "client_id": "after"}, receipt="after")
+    alice.receipt("slow again", timeout=30)
+    alice.receipt("after", timeout=30)
+    assert writer_process_of(server) != first
+    assert db.bodies() == ["before", "slow", "after"]
+    alice.until(lambda _f: len(set(ids_on(alice, "alpha"))) >= 3, "three broadcasts")
+    assert sorted(set(ids_on(alice, "alpha"))) == db.room_ids("alpha")
+    assert alice.close_code is None
+    alice.close()
+    samples = scrape(server.url)
+    assert total(samples, "chat_writer_batch_failures_total") == 1
+    stored = total(samples, "chat_writer_batch_units_count") - 1
+    assert stored >= 2  # "before", then the resent one and "after" (one batch or two), recorded by the server
+    assert total(samples, "chat_writer_phase_seconds_count", phase="commit") == stored  # measured in the child
