@@ -19,7 +19,7 @@
 
 import WebSocket from 'ws';
 import { performance } from 'node:perf_hooks';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const OPTIONS = {
   url: 'ws://127.0.0.1:8000/ws/websocket', mode: 'fanout',
@@ -68,13 +68,37 @@ const totals = { sent: 0, receipts: 0 };
 const progress = (...m) => console.error(`[loadgen ${A.label} ${((now() - t0Process) / 1000).toFixed(1)}s]`, ...m);
 
 // -- /proc sampling: server CPU seconds and RSS, our own CPU --------------------------------------------------
-function proc(pid) {
+function procOne(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
     return { cpu: (Number(fields[11]) + Number(fields[12])) / 100, rss_kb: rss ? Number(rss[1]) : null };
   } catch { return { cpu: null, rss_kb: null }; }
+}
+// A server process and every process below it (a server's own helper processes, e.g. its chat writer
+// process with CHAT_WRITER_PROCESS=1, do its work too).
+function descendants(pid) {
+  const found = [];
+  const stack = [pid];
+  while (stack.length && found.length < 64) {
+    const p = stack.pop();
+    found.push(p);
+    let tasks = [];
+    try { tasks = readdirSync(`/proc/${p}/task`); } catch { continue; }
+    for (const t of tasks) {
+      try {
+        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'latin1').split(' ')) if (c) stack.push(Number(c));
+      } catch { /* the task ended */ }
+    }
+  }
+  return found;
+}
+function proc(pid) {
+  const parts = descendants(pid).map(procOne);
+  if (parts[0].cpu === null) return parts[0];
+  return { cpu: parts.reduce((sum, p) => sum + (p.cpu ?? 0), 0),
+    rss_kb: parts.reduce((sum, p) => sum + (p.rss_kb ?? 0), 0) };
 }
 function sample() {
   const servers = PIDS.map(proc);

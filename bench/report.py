@@ -314,6 +314,12 @@ def chat_table(chat: dict) -> list[str]:
             f" Each server: {chat['workers']} worker processes over one Redis, the connections spread over them."
             if chat.get("workers", 1) > 1
             else ""
+        )
+        + (
+            " The writer's batches are stored in a process of their own (`CHAT_WRITER_PROCESS=1`), whose CPU"
+            " counts as the server's."
+            if chat.get("writer") == "process"
+            else ""
         ),
         "",
         "| database | server | stored msg/s at max | latency at max (p50 / p99) | x one-commit-per-row "

@@ -348,8 +348,12 @@ def bench_secret() -> str:
     return _secret
 
 
-def start_server(name: str, database: str, *, redis_processes: int = 0, root: Path = REPO) -> Server:
-    """``database``: the project's DATABASE_URL; ``root``: the project's tree (another revision's, --compare)."""
+def start_server(
+    name: str, database: str, *, redis_processes: int = 0, root: Path = REPO, env: dict[str, str] | None = None
+) -> Server:
+    """``database``: the project's DATABASE_URL; ``root``: the project's tree (another revision's, --compare);
+    ``env``: more of the project's environment (e.g. ``CHAT_WRITER_PROCESS``)."""
+    env = env or {}
     log = WORK / f"{name}.log"
     if name == "rabbitmq":
         return start_rabbitmq()
@@ -360,16 +364,16 @@ def start_server(name: str, database: str, *, redis_processes: int = 0, root: Pa
     if redis_processes:
         redis, redis_port = start_redis()
         server = Server(name, "", [redis], [redis.pid])
-        env = project_env(database, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+        worker_env = project_env(database, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", **env)
         urls = []
         for _ in range(redis_processes):
-            process, port = start_python_server(name, env, log, root=root)
+            process, port = start_python_server(name, worker_env, log, root=root)
             server.processes.append(process)
             server.cpu_pids.append(process.pid)
             urls.append(f"ws://127.0.0.1:{port}/ws/websocket")
         server.url = ",".join(urls)
         return server
-    process, port = start_python_server(name, project_env(database), log, root=root)
+    process, port = start_python_server(name, project_env(database, **env), log, root=root)
     return Server(name, f"ws://127.0.0.1:{port}/ws/websocket", [process], [process.pid])
 
 
@@ -564,6 +568,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="the chat scenario's server processes (2: the production recipe on this 2-core box, over one Redis; "
         "connections spread over them)",
+    )
+    parser.add_argument(
+        "--chat-writer",
+        choices=["thread", "process"],
+        default="thread",
+        help="the chat writer's batches in a thread of the server (default) or a process of their own "
+        "(CHAT_WRITER_PROCESS=1); the server's CPU counts its child processes",
     )
     parser.add_argument(
         "--pg-fsync", choices=["on", "off"], default="on", help="the chat PostgreSQL's fsync (on: production)"
@@ -903,8 +914,12 @@ def chat_loads(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def chat_running(args: argparse.Namespace) -> chat.Runner:
-    """How the chat scenario starts a server: one process, or ``--chat-workers`` of them over one Redis."""
-    return functools.partial(running, redis_processes=args.chat_workers) if args.chat_workers > 1 else running
+    """How the chat scenario starts a server: one process, or ``--chat-workers`` of them over one Redis; the writer's
+    batches in a thread of each (the default) or in a process of their own (``--chat-writer process``)."""
+    env = {"CHAT_WRITER_PROCESS": "1" if args.chat_writer == "process" else "0"}
+    if args.chat_workers > 1:
+        return functools.partial(running, redis_processes=args.chat_workers, env=env)
+    return functools.partial(running, env=env)
 
 
 def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> dict:
@@ -953,6 +968,7 @@ def chat_run(args: argparse.Namespace, servers: list[str], started: float) -> di
                           tokens=tokens, deadline=started + args.max_time, loads=chat_loads(args))  # fmt: skip
     result["databases"] = info
     result["workers"] = args.chat_workers
+    result["writer"] = args.chat_writer
     result["limits"] = next(iter(limits.values()), {})
     result["database_limits"] = limits
     return result

@@ -86,20 +86,22 @@ def test_compare_runs_the_chat_scenario_on_both_trees(tmp_path):
 
 @pytest.mark.live
 @pytest.mark.timeout(300)
-def test_chat_on_two_workers_with_a_deeper_window(tmp_path):
+def test_chat_on_two_workers_with_a_deeper_window_and_writer_processes(tmp_path):
     """``--chat-workers 2`` runs the chat on two processes over one Redis (the production recipe of a 2-core box),
-    ``--chat-window`` sets the max load's messages in flight per connection: both reach the report, the stored
-    rows are still checked, and the writer's figures are those of both workers together."""
+    ``--chat-window`` sets the max load's messages in flight per connection, ``--chat-writer process`` stores each
+    worker's batches in a process of its own: all reach the report, the stored rows are still checked, and the
+    writer's figures are those of both workers together (measured in their writer processes)."""
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "bench/run.py", "--quick", "--scenarios", "chat", "--servers", "uvicorn",
          "--databases", "sqlite", "--chat-loads", "max", "--chat-workers", "2", "--chat-window", "4",
+         "--chat-writer", "process",
          "--out", str(out), "--work", str(tmp_path / "work")],
         cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     chat = json.loads((out / "results.json").read_text())["chat"]
-    assert chat["workers"] == 2 and chat["config"]["window"] == 4
+    assert chat["workers"] == 2 and chat["config"]["window"] == 4 and chat["writer"] == "process"
     summary = chat["results"]["sqlite"]["uvicorn"]["max"]
     assert summary["verified"]["ok"], summary["verified"]
     assert summary["lost"] == 0 and summary["stored_per_s"] > 0
@@ -109,7 +111,9 @@ def test_chat_on_two_workers_with_a_deeper_window(tmp_path):
     sent = summary["verified"]["stored"]
     assert summary["writer"]["batches"] >= 2
     assert summary["writer"]["batches"] * summary["writer"]["units_per_batch"] == pytest.approx(sent, rel=0.01)
-    assert "2 worker processes over one Redis" in (out / "results.md").read_text()
+    assert summary["writer"]["commit_ms_per_batch"] > 0  # the phases the writer processes measured
+    table = (out / "results.md").read_text()
+    assert "2 worker processes over one Redis" in table and "process of their own" in table
 
 
 def test_chat_workers_and_window_must_be_positive():
