@@ -7,10 +7,15 @@ first. The settings come from the environment the server was started with (DJANG
 
 from __future__ import annotations
 
+import signal
 import socket
 
 
 def main(sock: socket.socket) -> None:
+    # The server decides when this process ends, by closing the socket once it has drained: a SIGTERM or a
+    # Ctrl-C sent to the whole group (systemd's stop, a terminal) must not end a batch the server still waits for.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import django
 
     django.setup()

@@ -12,12 +12,14 @@ fields (no model instance: pickling those cost more than the thread did), and ba
 
 One process per server process, started with the writer and again after it dies; a batch in flight when it
 dies is answered ``write-failed`` ("not confirmed": it may have committed, and a retry with the same
-``client_id`` stores nothing twice). It stops when the server does (end of file on its socket).
+``client_id`` stores nothing twice). It ignores SIGTERM and SIGINT (a stop signal sent to the whole group must
+not cut a batch the draining server waits for) and ends when the server does: end of file on its socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import logging
 import multiprocessing
@@ -149,6 +151,8 @@ class ProcessStore:
         finally:
             theirs.close()
         self._process = process
+        # At the server's exit, before multiprocessing joins its children: the end of file ends the child.
+        atexit.register(mine.close)
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_connection(lambda: _Answers(self), sock=mine)
         logger.info("chat writer process %s started", process.pid)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +16,7 @@ from django.db import connection
 
 from chat import services
 from chat.models import Message, Room
-from tests.conftest import access_token_for
+from tests.conftest import access_token_for, wait_for
 from tests.reliability.live_stomp import LiveStomp
 
 pytestmark = pytest.mark.live
@@ -254,3 +257,29 @@ def test_a_rest_post_goes_through_the_writer_and_is_announced_before_its_respons
     watcher.until(lambda _f: len(ids_on(watcher, "alpha")) >= 2, "the message and its re-announcement")
     assert set(ids_on(watcher, "alpha")) == {first.json()["id"]}
     watcher.close()
+
+
+def test_the_writer_process_outlives_a_stop_signal_to_its_group_and_ends_with_its_server(daphne_factory, crowd):
+    """CHAT_WRITER_PROCESS=1: systemd's stop (SIGTERM to the whole group) or a terminal's Ctrl-C reaches the
+    writer process too; it keeps serving while the server drains and ends once the server has exited."""
+    server = daphne_factory(CHAT_WRITER_PROCESS="1")
+    alice = client(server, crowd[0], rooms=("alpha",))
+    alice.send_json("/app/rooms.alpha", {"body": "one", "client_id": "one"}, receipt="one")
+    alice.receipt("one", timeout=30)
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    (writer,) = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(writer, signal.SIGTERM)
+    os.kill(writer, signal.SIGINT)
+    alice.send_json("/app/rooms.alpha", {"body": "two", "client_id": "two"}, receipt="two")
+    alice.receipt("two", timeout=30)
+    assert room_ids("alpha") == sorted(room_ids("alpha")) and len(room_ids("alpha")) == 2
+    assert _state(writer) in (b"S", b"R")  # the same writer process stored "two": the signals did not end it
+    alice.close()
+    server.stop()
+    wait_for(lambda: not Path(f"/proc/{writer}").exists() or b"Z" in _state(writer), timeout=20,
+             what="the writer process to end with its server")  # fmt: skip
+
+
+def _state(pid: int) -> bytes:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return stat[stat.rindex(b")") + 2 :][:1]
