@@ -7,6 +7,7 @@ first. The settings come from the environment the server was started with (DJANG
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 
@@ -16,6 +17,8 @@ def main(sock: socket.socket) -> None:
     # Ctrl-C sent to the whole group (systemd's stop, a terminal) must not end a batch the server still waits for.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One batch at a time: one database connection is all this process uses (PostgreSQL's pool keeps one).
+    os.environ["DB_POOL_MIN_SIZE"] = "1"
     import django
 
     django.setup()

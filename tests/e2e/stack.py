@@ -204,6 +204,7 @@ class Stack:
             "DB_POOL_MIN_SIZE": "2",
             "DB_POOL_MAX_SIZE": "10",
             "DB_POOL_TIMEOUT": "10",
+            "CHAT_WRITER_PROCESS": "1",  # deploy/env.example's writer processes
             "REDIS_URL": self.redis_url,
             "SITE_ORIGIN": self.frontend,
             "API_ORIGIN": self.api,
