@@ -198,9 +198,13 @@ def attachments_attach(*, message: Message, ids: Sequence[int]) -> None:
     """
     if not ids:
         return
-    bound = Attachment.objects.filter(
+    Attachment.objects.filter(
         pk__in=ids, owner_id=message.author_id, room_id=message.room_id, message__isnull=True
     ).update(message=message)
+    # Counted by a query, not taken from the UPDATE's row count: in the writer's batch on PostgreSQL (psycopg's
+    # pipeline mode) a statement's row count is unknown until its results are read, and the UPDATE's are read
+    # only at the next sync (it said -1, and every message with files was refused). A query syncs.
+    bound = Attachment.objects.filter(pk__in=ids, message=message).count()
     if bound != len(ids):
         raise AttachConflict(AlreadyAttached("an upload of this message was attached to another message meanwhile"))
 

@@ -285,6 +285,49 @@ def test_a_statement_that_fails_late_in_the_pipeline_refuses_its_unit_alone_and_
         db.rows("DROP FUNCTION IF EXISTS poison_event()")
 
 
+def test_a_message_with_files_binds_them_in_the_batch_and_a_taken_upload_refuses_only_its_message_on_postgres(
+    servers, pg
+):
+    """Uploads bound to their message inside the batch's pipelined transaction. make e2e found every message with
+    files refused on PostgreSQL when alone in its batch: the UPDATE's row count is unknown in psycopg's pipeline
+    mode until a sync (with others, the unit-by-unit retry outside the pipeline hid it). A message with two
+    uploads is stored and announced with both; in a later batch, a message naming an upload that the message
+    before it in the same batch took is refused alone."""
+    db, users = pg
+    room_id = db.rows("SELECT id FROM chat_room WHERE slug = 'alpha'")[0][0]
+    uploads = [
+        db.rows(
+            "INSERT INTO attachments_attachment (owner_id, room_id, file, thumbnail, name, size, content_type, "
+            "created) VALUES (%s, %s, %s, '', %s, 12, 'text/plain', now()) RETURNING id",
+            users[0].pk, room_id, f"rooms/{room_id}/f{n}.txt", f"notes {n}.txt",
+        )[0][0]
+        for n in range(3)
+    ]  # fmt: skip
+    one, _two = servers(CHAT_WRITE_WINDOW_MS="300")  # pipelined SENDs share a batch, in the order they were sent
+    alice = client(one, users[0], rooms=("alpha",))
+    alice.send_json("/app/rooms.alpha", {"body": "files", "client_id": "files", "attachments": uploads[:2]},
+                    receipt="files")  # fmt: skip
+    alice.receipt("files", timeout=20)
+    assert not errors_of(alice)
+    alice.until(lambda _f: ids_on(alice, "alpha"), "the broadcast")
+    (announced,) = [json.loads(f.body) for f in alice.messages("/topic/rooms.alpha")]
+    assert [a["name"] for a in announced["attachments"]] == ["notes 0.txt", "notes 1.txt"]
+
+    alice.send_json("/app/rooms.alpha", {"body": "more", "client_id": "more", "attachments": uploads[2:]},
+                    receipt="more")  # fmt: skip
+    alice.send_json("/app/rooms.alpha", {"body": "taken", "client_id": "taken", "attachments": uploads[2:]},
+                    receipt="taken")  # fmt: skip
+    alice.receipt("more", timeout=20)
+    alice.until(lambda _f: errors_of(alice), "the second message's refusal", 20)
+    assert [(e["receipt"], e["code"]) for e in errors_of(alice)] == [("taken", "already-attached")]
+    assert "taken" not in alice.receipts()
+    assert db.bodies() == ["files", "more"]
+    first, second = db.room_ids("alpha")
+    bound = dict(db.rows("SELECT id, message_id FROM attachments_attachment"))
+    assert bound == {uploads[0]: first, uploads[1]: first, uploads[2]: second}
+    alice.close()
+
+
 def writer_process_of(server) -> int:
     """The pid of the server's chat writer process (its one child started by multiprocessing's spawn)."""
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
