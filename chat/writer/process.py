@@ -128,11 +128,6 @@ class ProcessStore:
         # The batches in the child, oldest first: (their future, their units, when they went).
         self._waiting: deque[tuple[asyncio.Future[list[UnitResult]], int, float]] = deque()
 
-    @property
-    def pid(self) -> int | None:
-        """The writer process's id while it runs (operations, tests)."""
-        return self._process.pid if self._process is not None and self._process.is_alive() else None
-
     def start(self) -> asyncio.Future[None]:
         """Start the child now (the writer does when it is created, on its event loop) rather than with the
         first batch."""

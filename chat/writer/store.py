@@ -93,7 +93,9 @@ def _pipelined() -> contextlib.AbstractContextManager[object]:
     its own round trip; a statement that returns rows still waits for them (``fetchall`` syncs). A batch of new
     messages costs two round trips (``_batch_start``): on a busy machine each one waits for PostgreSQL's backend
     and then for this thread to be scheduled again. An error of a pipelined statement surfaces at the next
-    sync, at the latest the COMMIT, inside the same ``atomic`` (same handling).
+    sync, at the latest the COMMIT, inside the same ``atomic`` (same handling). So is a statement's row count
+    (what the ORM's ``update()`` returns): never decide on it inside the batch, count with a query, which syncs
+    (``attachments_attach``).
 
     The batch's statements are prepared on their connection at first use (their text is constant; only the
     server-binding cursors of ``_array_cursor`` prepare, Django's own never do). Django leaves psycopg's

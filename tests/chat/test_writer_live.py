@@ -266,8 +266,7 @@ def test_the_writer_process_outlives_a_stop_signal_to_its_group_and_ends_with_it
     alice = client(server, crowd[0], rooms=("alpha",))
     alice.send_json("/app/rooms.alpha", {"body": "one", "client_id": "one"}, receipt="one")
     alice.receipt("one", timeout=30)
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-    (writer,) = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    writer = writer_process_of(server)
     os.kill(writer, signal.SIGTERM)
     os.kill(writer, signal.SIGINT)
     alice.send_json("/app/rooms.alpha", {"body": "two", "client_id": "two"}, receipt="two")
@@ -278,6 +277,14 @@ def test_the_writer_process_outlives_a_stop_signal_to_its_group_and_ends_with_it
     server.stop()
     wait_for(lambda: not Path(f"/proc/{writer}").exists() or b"Z" in _state(writer), timeout=20,
              what="the writer process to end with its server")  # fmt: skip
+
+
+def writer_process_of(server) -> int:
+    """The pid of the server's chat writer process (its one child started by multiprocessing's spawn)."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    found = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def _state(pid: int) -> bytes:

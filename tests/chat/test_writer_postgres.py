@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.chat.test_writer_live import ROOMS, burst, client, errors_of, ids_on
+from tests.chat.test_writer_live import ROOMS, burst, client, errors_of, ids_on, writer_process_of
 from tests.conftest import access_token_for, wait_for
 from tests.observability.scrape import scrape, total
 from tests.reliability.live_stomp import LiveStomp
@@ -326,14 +325,6 @@ def test_a_message_with_files_binds_them_in_the_batch_and_a_taken_upload_refuses
     bound = dict(db.rows("SELECT id, message_id FROM attachments_attachment"))
     assert bound == {uploads[0]: first, uploads[1]: first, uploads[2]: second}
     alice.close()
-
-
-def writer_process_of(server) -> int:
-    """The pid of the server's chat writer process (its one child started by multiprocessing's spawn)."""
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-    found = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(found) == 1, found
-    return found[0]
 
 
 SLOW_TRIGGER = """
